@@ -1,0 +1,20 @@
+"""All layers of the toolkit in one namespace: `from keras_residual.layers import *`."""
+
+from keras_residual.blocks import BasicBlock, BottleneckBlock, ResidualBlock
+from keras_residual.dense import DenseBlock, Transition
+from keras_residual.drop_path import DropPath
+from keras_residual.shortcuts import GatedShortcut, IdentityShortcut, ProjectionShortcut
+from keras_residual.squeeze_excite import SqueezeExcite
+
+__all__ = [
+    "BasicBlock",
+    "BottleneckBlock",
+    "DenseBlock",
+    "DropPath",
+    "GatedShortcut",
+    "IdentityShortcut",
+    "ProjectionShortcut",
+    "ResidualBlock",
+    "SqueezeExcite",
+    "Transition",
+]

@@ -1,0 +1,213 @@
+"""Shortcut connections: identity, zero-pad identity, projection and Highway gate."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from keras_residual import _checks, _convs
+
+IDENTITY_MODES = ("identity", "pad")
+
+
+def _strided_size(size, strides):
+    return None if size is None else -(-size // strides)
+
+
+@keras.saving.register_keras_serializable(package="keras_residual")
+class IdentityShortcut(keras.layers.Layer):
+    """Parameter-free shortcut.
+
+    `mode="identity"` passes the input through unchanged; `mode="pad"` is He et al.'s
+    option A: subsample by `strides` and zero-pad the channels up to `filters`.
+
+    Example:
+    >>> import numpy as np
+    >>> x = np.ones((2, 8, 8, 16), "float32")
+    >>> tuple(IdentityShortcut(filters=32, strides=2, mode="pad")(x).shape)
+    (2, 4, 4, 32)
+    """
+
+    def __init__(self, filters: int | None = None, strides: int = 1, mode="identity", **kwargs):
+        super().__init__(**kwargs)
+        self.filters = None if filters is None else _checks.positive_int("filters", filters)
+        self.strides = _checks.positive_int("strides", strides)
+        self.mode = _checks.choice("mode", mode, IDENTITY_MODES)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        filters = channels if self.filters is None else self.filters
+        if self.mode == "identity" and (filters != channels or self.strides != 1):
+            raise ValueError(
+                f"An identity shortcut cannot map {channels} channels at stride 1 to "
+                f"{filters} channels at stride {self.strides}: use mode='pad' "
+                "(parameter-free, option A) or a ProjectionShortcut (option B)."
+            )
+        if filters < channels:
+            raise ValueError(
+                f"mode='pad' can only add channels, but `filters`={filters} is below "
+                f"the input's {channels}: use a ProjectionShortcut."
+            )
+        self._extra_channels = filters - channels
+
+    def call(self, inputs):
+        x = inputs
+        if self.strides > 1:
+            x = x[:, :: self.strides, :: self.strides, :]
+        if self._extra_channels:
+            x = ops.pad(x, [[0, 0], [0, 0], [0, 0], [0, self._extra_channels]])
+        return x
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, channels = input_shape
+        filters = channels if self.filters is None else self.filters
+        return (
+            batch,
+            _strided_size(height, self.strides),
+            _strided_size(width, self.strides),
+            filters,
+        )
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "strides": self.strides,
+            "mode": self.mode,
+        }
+
+
+@keras.saving.register_keras_serializable(package="keras_residual")
+class ProjectionShortcut(keras.layers.Layer):
+    """1x1 convolution + batch norm that matches the residual's shape (options B/C).
+
+    `avg_down=True` is the ResNet-D variant: average-pool by `strides`, then a stride-1
+    1x1 convolution. `use_bn=False` leaves out the norm (pre-activation blocks).
+
+    Example:
+    >>> import numpy as np
+    >>> tuple(ProjectionShortcut(64, strides=2)(np.ones((2, 8, 8, 16), "float32")).shape)
+    (2, 4, 4, 64)
+    """
+
+    def __init__(
+        self,
+        filters: int,
+        strides: int = 1,
+        avg_down: bool = False,
+        use_bn: bool = True,
+        use_bias: bool = False,
+        bn_momentum: float = 0.99,
+        bn_epsilon: float = 1e-3,
+        kernel_initializer="he_normal",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.filters = _checks.positive_int("filters", filters)
+        self.strides = _checks.positive_int("strides", strides)
+        self.avg_down = bool(avg_down)
+        self.use_bn = bool(use_bn)
+        self.use_bias = bool(use_bias)
+        self.bn_momentum = _checks.rate("bn_momentum", bn_momentum)
+        self.bn_epsilon = float(bn_epsilon)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+
+    def build(self, input_shape):
+        dtype = self.dtype_policy
+        shape = input_shape
+        self.pool = None
+        if self.avg_down and self.strides > 1:
+            self.pool = keras.layers.AveragePooling2D(
+                self.strides, self.strides, padding="same", name="pool", dtype=dtype
+            )
+            shape = self.pool.compute_output_shape(shape)
+        self.conv = keras.layers.Conv2D(
+            self.filters,
+            1,
+            strides=1 if self.pool else self.strides,
+            use_bias=self.use_bias,
+            kernel_initializer=self.kernel_initializer,
+            name="conv",
+            dtype=dtype,
+        )
+        self.conv.build(shape)
+        self.bn = None
+        if self.use_bn:
+            self.bn = _convs.batch_norm(self.bn_momentum, self.bn_epsilon, name="bn", dtype=dtype)
+            self.bn.build(self.conv.compute_output_shape(shape))
+
+    def call(self, inputs, training=None):
+        x = self.pool(inputs) if self.pool else inputs
+        x = self.conv(x)
+        return self.bn(x, training=training) if self.bn else x
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, _ = input_shape
+        return (
+            batch,
+            _strided_size(height, self.strides),
+            _strided_size(width, self.strides),
+            self.filters,
+        )
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "strides": self.strides,
+            "avg_down": self.avg_down,
+            "use_bn": self.use_bn,
+            "use_bias": self.use_bias,
+            "bn_momentum": self.bn_momentum,
+            "bn_epsilon": self.bn_epsilon,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+        }
+
+
+@keras.saving.register_keras_serializable(package="keras_residual")
+class GatedShortcut(keras.layers.Layer):
+    """Highway carry gate: `T(x) * F(x) + (1 - T(x)) * x` with `T = sigmoid(1x1 conv)`.
+
+    Called on `[x, residual]` of equal shapes. The gate's bias starts at `gate_bias`
+    (negative), so the layer starts close to the identity on `x`.
+
+    Example:
+    >>> import numpy as np
+    >>> x, fx = np.ones((2, 8, 8, 16), "float32"), np.zeros((2, 8, 8, 16), "float32")
+    >>> tuple(GatedShortcut()([x, fx]).shape)
+    (2, 8, 8, 16)
+    """
+
+    def __init__(self, gate_bias: float = -2.0, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(gate_bias, bool) or not isinstance(gate_bias, (int, float)):
+            raise ValueError(f"`gate_bias` must be a number, got {gate_bias!r}.")
+        self.gate_bias = float(gate_bias)
+
+    def build(self, input_shape):
+        carry_shape, residual_shape = input_shape
+        if tuple(carry_shape[1:]) != tuple(residual_shape[1:]):
+            raise ValueError(
+                "GatedShortcut needs [x, residual] of equal shapes, got "
+                f"{tuple(carry_shape)} and {tuple(residual_shape)}: project x first."
+            )
+        self.gate = keras.layers.Conv2D(
+            carry_shape[-1],
+            1,
+            activation="sigmoid",
+            bias_initializer=keras.initializers.Constant(self.gate_bias),
+            name="gate",
+            dtype=self.dtype_policy,
+        )
+        self.gate.build(carry_shape)
+
+    def call(self, inputs):
+        carry, residual = inputs
+        transform = self.gate(carry)
+        return transform * residual + (1.0 - transform) * carry
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "gate_bias": self.gate_bias}

@@ -1,0 +1,246 @@
+import inspect
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_residual as kr
+
+BASE_CONFIG_KEYS = {"name", "trainable", "dtype"}
+
+# (layer factory, input channels) covering every layer and the interesting options.
+CASES = {
+    "identity": (lambda: kr.IdentityShortcut(), 8),
+    "identity_pad": (lambda: kr.IdentityShortcut(filters=16, strides=2, mode="pad"), 8),
+    "projection": (lambda: kr.ProjectionShortcut(16, strides=2), 8),
+    "projection_avg_down": (lambda: kr.ProjectionShortcut(16, strides=2, avg_down=True), 8),
+    "squeeze_excite": (lambda: kr.SqueezeExcite(0.25), 8),
+    "drop_path": (lambda: kr.DropPath(0.2, seed=1), 8),
+    "basic": (lambda: kr.BasicBlock(8), 8),
+    "basic_pad": (lambda: kr.BasicBlock(16, strides=2, shortcut="pad"), 8),
+    "basic_preact": (lambda: kr.BasicBlock(16, strides=2, preact=True), 8),
+    "basic_gated": (lambda: kr.BasicBlock(16, strides=2, shortcut="gated"), 8),
+    "basic_plain": (lambda: kr.BasicBlock(16, strides=2, shortcut="none"), 8),
+    "basic_se_droppath": (lambda: kr.BasicBlock(8, se_ratio=0.25, drop_path_rate=0.1), 8),
+    "bottleneck": (lambda: kr.BottleneckBlock(4, strides=2), 8),
+    "bottleneck_preact": (lambda: kr.BottleneckBlock(4, preact=True, use_bias="auto"), 16),
+    "resnext": (lambda: kr.BottleneckBlock(8, groups=4, base_width=16, stride_in_1x1=True), 8),
+    "resnet_d": (lambda: kr.BottleneckBlock(4, strides=2, avg_down=True, use_bias=True), 8),
+    "dense_block": (lambda: kr.DenseBlock(2, growth_rate=4, dropout_rate=0.1), 8),
+    "transition": (lambda: kr.Transition(0.5), 8),
+}
+
+
+def _model(factory, shape):
+    inputs = keras.Input(shape)
+    x = keras.layers.Conv2D(shape[-1], 3, padding="same")(inputs)
+    x = factory()(x)
+    if len(x.shape) == 4:
+        x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(3)(x))
+
+
+def _apply(layer, x):
+    if isinstance(layer, kr.GatedShortcut):
+        return layer([x, x * 0.5])
+    return layer(x)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_config_is_exactly_the_constructor_arguments(case):
+    factory, channels = CASES[case]
+    layer = factory()
+    layer.build((None, 8, 8, channels))
+    config = layer.get_config()
+    params = set()
+    for klass in type(layer).__mro__:
+        if klass is keras.layers.Layer:
+            break
+        params |= {
+            p.name
+            for p in inspect.signature(klass.__init__).parameters.values()
+            if p.kind is p.POSITIONAL_OR_KEYWORD and p.name != "self"
+        }
+    assert set(config) - BASE_CONFIG_KEYS == params
+    clone = type(layer).from_config(config)
+    assert clone.get_config() == config
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3)])
+def test_keras_file_round_trip_gives_identical_outputs(case, shape, tmp_path):
+    factory, _ = CASES[case]
+    model = _model(factory, shape)
+    x = np.random.default_rng(0).random((2, *shape), dtype="float32")
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(x, np.ones((2, 3)), epochs=1, verbose=0)  # moves weights and BN statistics
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), loaded.predict(x, verbose=0))
+
+
+@pytest.mark.parametrize("case", ["basic_pad", "bottleneck_preact", "resnext", "dense_block"])
+@pytest.mark.parametrize("batch", [1, 5])
+def test_any_batch_size(case, batch):
+    factory, channels = CASES[case]
+    layer = factory()
+    y = layer(np.ones((batch, 9, 9, channels), "float32"), training=True)
+    assert y.shape[0] == batch
+    assert tuple(y.shape[1:]) == tuple(layer.compute_output_shape((batch, 9, 9, channels))[1:])
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_mixed_float16(case):
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    model = _model(CASES[case][0], (32, 32, 3))
+    y = model(np.ones((2, 32, 32, 3), "float32"), training=True)
+    assert np.isfinite(keras.ops.convert_to_numpy(y)).all()
+    assert all(w.dtype == "float32" for w in model.weights if w.trainable)
+
+
+@pytest.mark.parametrize(
+    ("factory", "argument"),
+    [
+        (lambda: kr.BasicBlock(-1), "filters"),
+        (lambda: kr.BasicBlock(16, strides=0), "strides"),
+        (lambda: kr.BasicBlock(16, shortcut="skip"), "shortcut"),
+        (lambda: kr.BasicBlock(16, groups=3), "groups"),
+        (lambda: kr.BottleneckBlock(16, groups=0), "groups"),
+        (lambda: kr.BottleneckBlock(4, base_width=4), "base_width"),
+        (lambda: kr.BottleneckBlock(16, expansion=0), "expansion"),
+        (lambda: kr.BasicBlock(16, drop_path_rate=1.0), "drop_path_rate"),
+        (lambda: kr.BasicBlock(16, drop_path_rate=-0.1), "drop_path_rate"),
+        (lambda: kr.BasicBlock(16, se_ratio=2), "se_ratio"),
+        (lambda: kr.BasicBlock(16, use_bias="sometimes"), "use_bias"),
+        (lambda: kr.BasicBlock(16, bn_momentum=1.5), "bn_momentum"),
+        (lambda: kr.IdentityShortcut(mode="zeros"), "mode"),
+        (lambda: kr.ProjectionShortcut(0), "filters"),
+        (lambda: kr.GatedShortcut(gate_bias="low"), "gate_bias"),
+        (lambda: kr.DropPath(1.0), "rate"),
+        (lambda: kr.SqueezeExcite(0), "ratio"),
+        (lambda: kr.DenseBlock(0), "num_layers"),
+        (lambda: kr.DenseBlock(4, growth_rate=0), "growth_rate"),
+        (lambda: kr.Transition(compression=1.5), "compression"),
+    ],
+)
+def test_bad_arguments_raise_naming_the_argument(factory, argument):
+    with pytest.raises(ValueError, match=f"`{argument}`"):
+        factory()
+
+
+def test_unknown_activation_is_rejected_at_construction():
+    with pytest.raises(ValueError, match="relux"):
+        kr.BasicBlock(16, activation="relux")
+
+
+@pytest.mark.parametrize(
+    ("layer", "suggestion"),
+    [
+        (kr.BasicBlock(32, shortcut="identity"), "shortcut='pad'"),
+        (kr.BasicBlock(16, strides=2, shortcut="identity"), "shortcut='projection'"),
+        (kr.IdentityShortcut(filters=32), "mode='pad'"),
+        (kr.IdentityShortcut(filters=8, mode="pad"), "ProjectionShortcut"),
+    ],
+)
+def test_impossible_identity_shortcut_raises_at_build(layer, suggestion):
+    with pytest.raises(ValueError, match=suggestion):
+        layer(np.ones((1, 8, 8, 16), "float32"))
+
+
+def test_groups_must_divide_input_channels_at_build():
+    with pytest.raises(ValueError, match="`groups`=4 must divide the input channels"):
+        kr.BasicBlock(8, groups=4)(np.ones((1, 8, 8, 6), "float32"))
+
+
+def test_gated_shortcut_needs_equal_shapes():
+    with pytest.raises(ValueError, match="equal shapes"):
+        kr.GatedShortcut()([np.ones((1, 4, 4, 8)), np.ones((1, 4, 4, 4))])
+
+
+def test_pad_shortcut_subsamples_and_zero_pads():
+    x = np.random.default_rng(0).random((2, 7, 7, 3), dtype="float32")
+    y = keras.ops.convert_to_numpy(kr.IdentityShortcut(filters=5, strides=2, mode="pad")(x))
+    assert y.shape == (2, 4, 4, 5)
+    np.testing.assert_array_equal(y[..., :3], x[:, ::2, ::2, :])
+    assert not y[..., 3:].any()
+
+
+def test_avg_down_projection_averages_before_the_1x1():
+    layer = kr.ProjectionShortcut(4, strides=2, avg_down=True, use_bn=False)
+    x = np.random.default_rng(0).random((1, 4, 4, 2), dtype="float32")
+    y = keras.ops.convert_to_numpy(layer(x))
+    pooled = x.reshape(1, 2, 2, 2, 2, 2).mean(axis=(2, 4))
+    kernel = keras.ops.convert_to_numpy(layer.conv.kernel)[0, 0]
+    np.testing.assert_allclose(y, pooled @ kernel, rtol=1e-5)
+
+
+def test_gated_shortcut_starts_close_to_identity():
+    x = np.random.default_rng(0).random((2, 4, 4, 8), dtype="float32")
+    y = keras.ops.convert_to_numpy(kr.GatedShortcut(gate_bias=-6.0)([x, np.zeros_like(x)]))
+    # The 1x1 gate sees x, so T(x) = sigmoid(Wx - 6) is small but not exactly 0.
+    np.testing.assert_allclose(y, x, atol=0.05)
+
+
+@pytest.mark.parametrize(("preact", "expected"), [(False, np.maximum), (True, lambda x, _: x)])
+def test_zero_init_residual_block_is_the_identity_path(preact, expected):
+    block = kr.BasicBlock(16, zero_init_residual=True, preact=preact)
+    x = tf.constant(np.random.default_rng(0).normal(size=(1, 4, 4, 16)).astype("float32"))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = block(x, training=False)
+    np.testing.assert_array_equal(y.numpy(), expected(x.numpy(), 0))
+    jacobian = tape.jacobian(y, x).numpy().reshape(x.shape.num_elements(), -1)
+    mask = (x.numpy() > 0).ravel() if not preact else np.ones(x.shape.num_elements())
+    np.testing.assert_array_equal(jacobian, np.diag(mask.astype("float32")))
+
+
+def test_residual_branch_is_live_without_zero_init():
+    x = np.random.default_rng(0).normal(size=(1, 4, 4, 16)).astype("float32")
+    y = keras.ops.convert_to_numpy(kr.BasicBlock(16, preact=True)(x))
+    assert np.abs(y - x).max() > 1e-3
+
+
+def test_drop_path_drops_whole_samples_and_keeps_the_mean():
+    layer = kr.DropPath(0.5, seed=3)
+    x = np.ones((4000, 2, 2, 3), "float32")
+    y = keras.ops.convert_to_numpy(layer(x, training=True))
+    per_sample = y.reshape(4000, -1)
+    assert set(np.unique(per_sample)) <= {0.0, 2.0}
+    assert (per_sample.min(axis=1) == per_sample.max(axis=1)).all()
+    assert abs(y.mean() - 1.0) < 0.05
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(x, training=False)), x)
+
+
+def test_squeeze_excite_gates_channels_between_zero_and_one():
+    x = np.random.default_rng(0).random((2, 4, 4, 8), dtype="float32")
+    y = keras.ops.convert_to_numpy(kr.SqueezeExcite(0.5)(x))
+    ratio = y / x
+    assert ((ratio > 0) & (ratio < 1)).all()
+    np.testing.assert_allclose(ratio, ratio[:, :1, :1, :] * np.ones_like(ratio), rtol=1e-5)
+
+
+def test_dense_block_concatenates_its_input_unchanged():
+    x = np.random.default_rng(0).random((2, 6, 6, 5), dtype="float32")
+    y = keras.ops.convert_to_numpy(kr.DenseBlock(3, growth_rate=4)(x))
+    assert y.shape == (2, 6, 6, 5 + 12)
+    np.testing.assert_array_equal(y[..., :5], x)
+
+
+@pytest.mark.parametrize(
+    ("block", "params"),
+    [
+        # 2 x (3*3*16*16) conv + 2 x 4*16 BN (gamma, beta, mean, var)
+        (lambda: kr.BasicBlock(16), 2 * 3 * 3 * 16 * 16 + 2 * 4 * 16),
+        # ResNet-50 stage-1 first block: 1x1 64->64, 3x3 64->64, 1x1 64->256, proj 64->256
+        (
+            lambda: kr.BottleneckBlock(64),
+            64 * 64 + 9 * 64 * 64 + 64 * 256 + 64 * 256 + 4 * (64 + 64 + 256 + 256),
+        ),
+    ],
+)
+def test_parameter_counts(block, params):
+    layer = block()
+    layer.build((None, 8, 8, 16 if isinstance(layer, kr.BasicBlock) else 64))
+    assert layer.count_params() == params
