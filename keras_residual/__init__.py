@@ -12,6 +12,9 @@ from keras_residual.layers import (
     SqueezeExcite,
     Transition,
 )
+from keras_residual.models import densenet, highway, resnet, resnet_cifar, resnext, wide_resnet
+from keras_residual.porting import port_keras_applications_weights
+from keras_residual.presets import build, list_presets
 
 __version__ = "0.1.0"
 
@@ -26,4 +29,13 @@ __all__ = [
     "ResidualBlock",
     "SqueezeExcite",
     "Transition",
+    "build",
+    "densenet",
+    "highway",
+    "list_presets",
+    "port_keras_applications_weights",
+    "resnet",
+    "resnet_cifar",
+    "resnext",
+    "wide_resnet",
 ]

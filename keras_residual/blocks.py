@@ -22,6 +22,7 @@ class ResidualBlock(keras.layers.Layer):
     Shortcut kinds: `"auto"` (identity when shapes match, else projection: option B),
     `"identity"`, `"pad"` (zero-pad identity: option A), `"projection"` (always 1x1
     conv: option C), `"gated"` (Highway gate) and `"none"` (the plain, shortcut-free twin).
+    `dropout_rate` drops activations between the branch convolutions (Wide ResNet).
     `use_bias=True` gives every convolution a bias, `"auto"` only those not followed by
     batch norm.
     """
@@ -37,6 +38,7 @@ class ResidualBlock(keras.layers.Layer):
         base_width: int = 64,
         se_ratio: float = 0.0,
         drop_path_rate: float = 0.0,
+        dropout_rate: float = 0.0,
         zero_init_residual: bool = False,
         shortcut: str = "auto",
         avg_down: bool = False,
@@ -55,6 +57,7 @@ class ResidualBlock(keras.layers.Layer):
         self.base_width = _checks.positive_int("base_width", base_width)
         self.se_ratio = _checks.rate("se_ratio", se_ratio, allow_one=True)
         self.drop_path_rate = _checks.rate("drop_path_rate", drop_path_rate)
+        self.dropout_rate = _checks.rate("dropout_rate", dropout_rate)
         self.zero_init_residual = bool(zero_init_residual)
         self.shortcut = _checks.choice("shortcut", shortcut, SHORTCUT_KINDS)
         self.avg_down = bool(avg_down)
@@ -147,6 +150,9 @@ class ResidualBlock(keras.layers.Layer):
         if self.se_ratio:
             self.se = SqueezeExcite(self.se_ratio, name=f"{prefix}_se", dtype=dtype)
             self.se.build(shape)
+        self.dropout = None
+        if self.dropout_rate:
+            self.dropout = keras.layers.Dropout(self.dropout_rate, name=f"{prefix}_dropout")
         self.drop_path = None
         if self.drop_path_rate:
             self.drop_path = DropPath(self.drop_path_rate, name=f"{prefix}_drop_path", dtype=dtype)
@@ -192,6 +198,8 @@ class ResidualBlock(keras.layers.Layer):
                 y = self.norms[i](y, training=training)
             if i < len(self.convs) - 1:
                 y = self._act(y)
+                if self.dropout is not None:  # between convolutions, as in Wide ResNets
+                    y = self.dropout(y, training=training)
         if self.se is not None:
             y = self.se(y)
         if self.drop_path is not None:
@@ -220,6 +228,7 @@ class ResidualBlock(keras.layers.Layer):
             "base_width": self.base_width,
             "se_ratio": self.se_ratio,
             "drop_path_rate": self.drop_path_rate,
+            "dropout_rate": self.dropout_rate,
             "zero_init_residual": self.zero_init_residual,
             "shortcut": self.shortcut,
             "avg_down": self.avg_down,
