@@ -1,0 +1,52 @@
+"""Build time and parameter count of every preset.
+
+Run: python benchmarks/build_presets.py [--include-imagenet]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(__file__))
+
+import keras  # noqa: E402
+from _report import emit  # noqa: E402
+
+import keras_residual as kr  # noqa: E402
+from keras_residual.presets import preset_config  # noqa: E402
+
+IMAGENET_BUILDERS = {"resnet"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--include-imagenet", action="store_true", help="also 224x224 presets")
+    args = parser.parse_args()
+    rows = []
+    for name in kr.list_presets():
+        builder, _ = preset_config(name)
+        if builder in IMAGENET_BUILDERS and not args.include_imagenet:
+            continue
+        keras.backend.clear_session()
+        start = time.perf_counter()
+        model = kr.build(name)
+        seconds = time.perf_counter() - start
+        trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
+        rows.append(
+            {
+                "preset": name,
+                "builder": builder,
+                "params": model.count_params(),
+                "trainable": trainable,
+                "build_s": round(seconds, 3),
+            }
+        )
+    emit("preset build time", rows, keras=keras.__version__)
+
+
+if __name__ == "__main__":
+    main()
