@@ -1,5 +1,6 @@
 """keras_residual: residual networks for Keras 3 — layers, builders, data, search."""
 
+from keras_residual.data import DataError, Dataset, load_dataset, make_pipeline
 from keras_residual.layers import (
     BasicBlock,
     BottleneckBlock,
@@ -15,27 +16,38 @@ from keras_residual.layers import (
 from keras_residual.models import densenet, highway, resnet, resnet_cifar, resnext, wide_resnet
 from keras_residual.porting import port_keras_applications_weights
 from keras_residual.presets import build, list_presets
+from keras_residual.training import RECIPES, Recipe, evaluate, get_recipe, make_optimizer, train
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BasicBlock",
     "BottleneckBlock",
+    "DataError",
+    "Dataset",
     "DenseBlock",
     "DropPath",
     "GatedShortcut",
     "IdentityShortcut",
     "ProjectionShortcut",
+    "RECIPES",
+    "Recipe",
     "ResidualBlock",
     "SqueezeExcite",
     "Transition",
     "build",
     "densenet",
+    "evaluate",
+    "get_recipe",
     "highway",
     "list_presets",
+    "load_dataset",
+    "make_optimizer",
+    "make_pipeline",
     "port_keras_applications_weights",
     "resnet",
     "resnet_cifar",
     "resnext",
+    "train",
     "wide_resnet",
 ]

@@ -44,7 +44,7 @@ class ResidualBlock(keras.layers.Layer):
         avg_down: bool = False,
         activation: str = "relu",
         use_bias: bool | str = False,
-        bn_momentum: float = 0.99,
+        bn_momentum: float = 0.9,
         bn_epsilon: float = 1e-3,
         kernel_initializer="he_normal",
         **kwargs,

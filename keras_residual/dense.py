@@ -14,7 +14,7 @@ class _DenseBase(keras.layers.Layer):
     def __init__(
         self,
         activation: str = "relu",
-        bn_momentum: float = 0.99,
+        bn_momentum: float = 0.9,
         bn_epsilon: float = 1e-3,
         kernel_initializer="he_normal",
         **kwargs,

@@ -226,7 +226,7 @@ def resnet_cifar(
     include_top: bool = True,
     pooling: str | None = "avg",
     classifier_activation="softmax",
-    bn_momentum: float = 0.99,
+    bn_momentum: float = 0.9,
     bn_epsilon: float = 1e-3,
     name: str | None = None,
 ) -> keras.Model:
@@ -364,7 +364,7 @@ def resnet(
     include_top: bool = True,
     pooling: str | None = "avg",
     classifier_activation="softmax",
-    bn_momentum: float = 0.99,
+    bn_momentum: float = 0.9,
     bn_epsilon: float | None = None,
     name: str | None = None,
 ) -> keras.Model:
@@ -439,7 +439,7 @@ def densenet(
     include_top: bool = True,
     pooling: str | None = "avg",
     classifier_activation="softmax",
-    bn_momentum: float = 0.99,
+    bn_momentum: float = 0.9,
     bn_epsilon: float = 1e-5,
     name: str | None = None,
 ) -> keras.Model:

@@ -97,7 +97,7 @@ class ProjectionShortcut(keras.layers.Layer):
         avg_down: bool = False,
         use_bn: bool = True,
         use_bias: bool = False,
-        bn_momentum: float = 0.99,
+        bn_momentum: float = 0.9,
         bn_epsilon: float = 1e-3,
         kernel_initializer="he_normal",
         **kwargs,

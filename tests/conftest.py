@@ -13,3 +13,38 @@ def _fresh_keras_state():
     yield
     keras.mixed_precision.set_global_policy("float32")
     keras.backend.clear_session()
+
+
+def learnable_images(count, shape, seed=0):
+    """uint8 images whose label (0..9) sets the period (2..6) and orientation of stripes."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, count).astype("uint8")
+    rows, cols = np.mgrid[: shape[0], : shape[1]]
+    images = np.empty((count, *shape), "uint8")
+    for i, label in enumerate(labels):
+        period, axis = 2 + label // 2, (rows, cols)[label % 2]
+        stripes = ((axis + rng.integers(0, period)) % period) < period / 2
+        noisy = stripes * 160 + rng.integers(0, 80, shape[:2])
+        images[i] = (noisy[..., None] if len(shape) == 3 else noisy).astype("uint8")
+    return images, labels
+
+
+def write_npz(path, shape, train=600, test=100):
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    x_train, y_train = learnable_images(train, shape, seed=1)
+    x_test, y_test = learnable_images(test, shape, seed=2)
+    np.savez_compressed(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    return path
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    """A data directory in the documented layout with small learnable MNIST/CIFAR-10."""
+    root = tmp_path_factory.mktemp("datasets")
+    write_npz(root / "mnist" / "mnist.npz", (28, 28))
+    write_npz(root / "cifar10" / "cifar10.npz", (32, 32, 3))
+    return root

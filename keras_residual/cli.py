@@ -1,0 +1,103 @@
+"""`keras-residual` command line: train, evaluate, search, report."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", choices=("mnist", "cifar10"), default="mnist")
+    parser.add_argument(
+        "--data-dir",
+        help="folder with mnist/mnist.npz or cifar10/cifar10.npz "
+        "(default: $KERAS_RESIDUAL_DATA, else keras.datasets)",
+    )
+
+
+def _train(args) -> int:
+    import keras_residual as kr
+
+    data = kr.load_dataset(args.dataset, args.data_dir, args.validation_split, seed=args.seed)
+    recipe = kr.get_recipe(
+        args.recipe,
+        optimizer=args.optimizer,
+        learning_rate=args.lr,
+        batch_size=args.batch_size,
+        weight_decay=args.weight_decay,
+    )
+    model = kr.build(args.model, input_shape=data.input_shape, num_classes=data.num_classes)
+    print(f"{model.name}: {model.count_params():,} parameters; data from {data.source}")
+    kr.train(
+        model,
+        data,
+        epochs=args.epochs,
+        recipe=recipe,
+        out_dir=args.out,
+        resume=args.resume,
+        seed=args.seed,
+    )
+    metrics = kr.evaluate(model, data)
+    print(f"test accuracy: {metrics['accuracy']:.4f}  test loss: {metrics['loss']:.4f}")
+    if args.out:
+        print(f"saved: {os.path.join(args.out, 'best_model.keras')}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    import keras
+
+    import keras_residual as kr
+
+    model = keras.saving.load_model(args.model, safe_mode=True)
+    data = kr.load_dataset(args.dataset, args.data_dir, seed=args.seed)
+    metrics = kr.evaluate(model, data, args.split)
+    accuracy, loss = metrics["accuracy"], metrics["loss"]
+    print(f"{args.split} accuracy: {accuracy:.4f}  {args.split} loss: {loss:.4f}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="keras-residual", description="Residual networks for Keras: train, evaluate."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a preset on MNIST or CIFAR-10")
+    train.add_argument("--model", default="resnet20", help="preset name (see list_presets())")
+    _add_data_arguments(train)
+    train.add_argument("--epochs", type=int, default=1)
+    train.add_argument("--recipe", default="fast", help="he2016, fast or adamw")
+    train.add_argument("--optimizer", help="override: sgd, momentum, nesterov, rmsprop, adam(w)")
+    train.add_argument("--lr", type=float, help="override the recipe's learning rate")
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--weight-decay", type=float)
+    train.add_argument("--validation-split", type=float, default=0.1)
+    train.add_argument("--out", help="output directory (logs, checkpoints, best model)")
+    train.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    train.add_argument("--seed", type=int, default=0)
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a saved .keras model")
+    evaluate.add_argument("model", help="path to a .keras file")
+    _add_data_arguments(evaluate)
+    evaluate.add_argument("--split", choices=("test", "val", "train"), default="test")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.set_defaults(run=_evaluate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, FileExistsError, FileNotFoundError) as error:
+        print(f"keras-residual: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

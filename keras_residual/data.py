@@ -1,0 +1,270 @@
+"""MNIST and CIFAR-10: loading (online or from a data directory) and tf.data pipelines."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_residual import _checks
+
+DATA_ENV = "KERAS_RESIDUAL_DATA"
+CIFAR10_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
+DATASETS = {
+    "mnist": {"shape": (28, 28, 1), "classes": tuple(str(d) for d in range(10))},
+    "cifar10": {"shape": (32, 32, 3), "classes": CIFAR10_CLASSES},
+}
+_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+class DataError(ValueError):
+    """A data set that cannot be found or read; the message says what to do."""
+
+
+@dataclass
+class Dataset:
+    """Train / validation / test arrays (uint8 images NHWC, int labels) and class names."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+    source: str = ""
+    mean: np.ndarray = field(init=False)
+    std: np.ndarray = field(init=False)
+
+    def __post_init__(self):
+        pixels = self.x_train.reshape(-1, self.x_train.shape[-1]).astype("float64")
+        self.mean = pixels.mean(axis=0).astype("float32")
+        self.std = np.maximum(pixels.std(axis=0), 1.0).astype("float32")
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [k for k in _KEYS if k not in archive.files]
+            if missing:
+                raise DataError(f"{path} lacks the arrays {missing}; it needs {list(_KEYS)}.")
+            return {k: archive[k] for k in _KEYS}
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile) as error:
+        raise DataError(
+            f"{path} is truncated or corrupt ({type(error).__name__}: {error}); "
+            "replace it with a good copy."
+        ) from error
+
+
+def _read_cifar_batches(folder: Path) -> dict[str, np.ndarray]:
+    def batch(name):
+        try:
+            with open(folder / name, "rb") as handle:
+                entry = pickle.load(handle, encoding="bytes")
+            images = np.asarray(entry[b"data"], dtype="uint8").reshape(-1, 3, 32, 32)
+            return images.transpose(0, 2, 3, 1), np.asarray(entry[b"labels"], dtype="uint8")
+        except (OSError, EOFError, KeyError, ValueError, pickle.UnpicklingError) as error:
+            raise DataError(f"{folder / name} is truncated or corrupt ({error}).") from error
+
+    parts = [batch(f"data_batch_{i}") for i in range(1, 6)]
+    x_test, y_test = batch("test_batch")
+    return {
+        "x_train": np.concatenate([p[0] for p in parts]),
+        "y_train": np.concatenate([p[1] for p in parts]),
+        "x_test": x_test,
+        "y_test": y_test,
+    }
+
+
+def _candidates(name: str, data_dir: Path) -> list[Path]:
+    paths = [data_dir / name / f"{name}.npz", data_dir / f"{name}.npz"]
+    if name == "cifar10":
+        paths += [data_dir / "cifar-10-batches-py", data_dir / "cifar10" / "cifar-10-batches-py"]
+    return paths
+
+
+def _from_directory(name: str, data_dir: Path) -> tuple[dict, str]:
+    for path in _candidates(name, data_dir):
+        if path.is_file():
+            return _read_npz(path), str(path)
+        if path.is_dir():
+            return _read_cifar_batches(path), str(path)
+    looked = "\n  ".join(str(p) for p in _candidates(name, data_dir))
+    raise DataError(
+        f"No {name} data in {data_dir}. Looked for:\n  {looked}\n"
+        f"Put `{name}/{name}.npz` (uint8 arrays {', '.join(_KEYS)}) there"
+        + (" or Keras's `cifar-10-batches-py` folder" if name == "cifar10" else "")
+        + "."
+    )
+
+
+def _from_keras(name: str) -> tuple[dict, str]:
+    loader = getattr(keras.datasets, name)
+    try:
+        (x_train, y_train), (x_test, y_test) = loader.load_data()
+    except Exception as error:  # network, cache or checksum failure inside keras
+        raise DataError(
+            f"keras.datasets.{name}.load_data() failed ({type(error).__name__}: {error}).\n"
+            f"Offline? Point --data-dir (or ${DATA_ENV}) at a folder holding "
+            f"`{name}/{name}.npz` with uint8 arrays {', '.join(_KEYS)}"
+            + (", or Keras's `cifar-10-batches-py` folder" if name == "cifar10" else "")
+            + "."
+        ) from error
+    arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+    return arrays, f"keras.datasets.{name}"
+
+
+def _checked(name: str, arrays: dict, source: str) -> dict:
+    shape = DATASETS[name]["shape"]
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], np.asarray(arrays[f"y_{split}"]).reshape(-1)
+        if x.ndim == 3:
+            x = x[..., None]
+        if tuple(x.shape[1:]) != shape or x.dtype != np.uint8 or len(x) != len(y):
+            raise DataError(
+                f"{source}: x_{split} must be uint8 images of shape (N, *{shape}) with as "
+                f"many labels; got {x.dtype} {x.shape} and {len(y)} labels."
+            )
+        if len(y) and (y.min() < 0 or y.max() >= len(DATASETS[name]["classes"])):
+            raise DataError(f"{source}: y_{split} holds labels outside 0..9.")
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = x, y.astype("int32")
+    return arrays
+
+
+def load_dataset(
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    validation_split: float = 0.1,
+    seed: int = 0,
+) -> Dataset:
+    """Load MNIST or CIFAR-10 with a held-out validation split of the training set.
+
+    Reads from `data_dir` (or `$KERAS_RESIDUAL_DATA`) when given, holding
+    `mnist/mnist.npz` or `cifar10/cifar10.npz`; otherwise from `keras.datasets`.
+
+    Example:
+    >>> data = load_dataset("mnist")  # doctest: +SKIP
+    >>> data.x_train.shape, data.x_val.shape, data.x_test.shape  # doctest: +SKIP
+    ((54000, 28, 28, 1), (6000, 28, 28, 1), (10000, 28, 28, 1))
+    """
+    _checks.choice("dataset", name, DATASETS)
+    _checks.rate("validation_split", validation_split)
+    data_dir = data_dir or os.environ.get(DATA_ENV) or None
+    if data_dir:
+        arrays, source = _from_directory(name, Path(data_dir).expanduser())
+    else:
+        arrays, source = _from_keras(name)
+    arrays = _checked(name, arrays, source)
+    order = np.random.default_rng(seed).permutation(len(arrays["y_train"]))
+    held_out = int(round(len(order) * validation_split))
+    train, val = order[held_out:], order[:held_out]
+    x, y = arrays["x_train"], arrays["y_train"]
+    return Dataset(
+        name=name,
+        x_train=x[train],
+        y_train=y[train],
+        x_val=x[val],
+        y_val=y[val],
+        x_test=arrays["x_test"],
+        y_test=arrays["y_test"],
+        class_names=DATASETS[name]["classes"],
+        source=source,
+    )
+
+
+def _random_crop_flip(images, seed, pad: int, flip: bool):
+    """Vectorised pad-and-crop (+ horizontal flip) of a whole batch: no per-image map."""
+    batch = tf.shape(images)[0]
+    height, width = images.shape[1], images.shape[2]
+    padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+    offsets = tf.random.stateless_uniform([2, batch], seed, 0, 2 * pad + 1, dtype=tf.int32)
+    rows = offsets[0][:, None] + tf.range(height)[None, :]
+    cols = offsets[1][:, None] + tf.range(width)[None, :]
+    if flip:
+        mirrored = tf.random.stateless_uniform([batch], seed + [0, 1]) < 0.5
+        cols = tf.where(mirrored[:, None], tf.reverse(cols, axis=[1]), cols)
+    cropped = tf.gather(padded, rows, axis=1, batch_dims=1)
+    return tf.gather(cropped, cols, axis=2, batch_dims=1)
+
+
+def make_pipeline(
+    data: Dataset,
+    split: str = "train",
+    batch_size: int = 128,
+    *,
+    augment: bool | None = None,
+    shuffle: bool | None = None,
+    seed: int = 0,
+    one_hot: bool = True,
+) -> tf.data.Dataset:
+    """A batched, normalised, prefetched `tf.data.Dataset` of one split.
+
+    Training defaults: shuffled each epoch (seeded) and, for CIFAR-10, the standard
+    4-pixel pad + random crop + horizontal flip. MNIST is never flipped. Per-channel
+    mean/std come from the training split. Cardinality is known, so `fit` sees the
+    epoch's end without probing past it.
+
+    Example:
+    >>> import numpy as np
+    >>> x = np.zeros((10, 32, 32, 3), "uint8")
+    >>> data = Dataset("cifar10", x, np.zeros(10, "int32"), x, np.zeros(10, "int32"),
+    ...                x, np.zeros(10, "int32"), CIFAR10_CLASSES)
+    >>> [tuple(t.shape) for t in next(iter(make_pipeline(data, batch_size=4)))]
+    [(4, 32, 32, 3), (4, 10)]
+    """
+    _checks.choice("split", split, ("train", "val", "test"))
+    _checks.positive_int("batch_size", batch_size)
+    training = split == "train"
+    augment = training if augment is None else augment
+    shuffle = training if shuffle is None else shuffle
+    images = tf.constant(getattr(data, f"x_{split}"))
+    labels = tf.constant(getattr(data, f"y_{split}"))
+    mean, std = tf.constant(data.mean), tf.constant(data.std)
+    crop = augment and data.name == "cifar10"
+
+    def load(index, step_seed):
+        x = (tf.cast(tf.gather(images, index), tf.float32) - mean) / std
+        if crop:
+            x = _random_crop_flip(x, step_seed, pad=4, flip=True)
+        y = tf.gather(labels, index)
+        return x, (tf.one_hot(y, data.num_classes) if one_hot else y)
+
+    count = int(labels.shape[0])
+    indices = tf.data.Dataset.range(count)
+    if shuffle:
+        indices = indices.shuffle(count, seed=seed, reshuffle_each_iteration=True)
+    indices = indices.batch(batch_size)
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    return (
+        tf.data.Dataset.zip(indices, seeds)
+        .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )

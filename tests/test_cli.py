@@ -1,0 +1,30 @@
+import pytest
+
+from keras_residual.cli import main
+
+
+def test_train_then_evaluate(data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "--model", "resnet20", "--dataset", "mnist", "--data-dir", str(data_dir)]
+    assert main([*argv, "--epochs", "1", "--batch-size", "64", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "test accuracy:" in printed and (out / "best_model.keras").exists()
+    model = str(out / "best_model.keras")
+    assert main(["evaluate", model, "--dataset", "mnist", "--data-dir", str(data_dir)]) == 0
+    assert "test accuracy:" in capsys.readouterr().out
+
+
+def test_missing_data_is_a_clear_error(tmp_path, capsys):
+    assert main(["train", "--dataset", "cifar10", "--data-dir", str(tmp_path)]) == 2
+    assert "cifar10/cifar10.npz" in capsys.readouterr().err
+
+
+def test_unknown_model_suggests_close_names(data_dir, capsys):
+    assert main(["train", "--model", "resnet21", "--data-dir", str(data_dir)]) == 2
+    assert "resnet20" in capsys.readouterr().err
+
+
+def test_bad_command_line_exits_with_usage():
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--epochs", "many"])
+    assert exit_info.value.code == 2
