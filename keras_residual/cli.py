@@ -60,9 +60,60 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _search(args) -> int:
+    from keras_residual.search import load_space_file, run_search
+
+    space = load_space_file(args.space) if args.space else None
+    dimensions = {
+        name: _parse_values(getattr(args, name))
+        for name in ("blocks_per_stage", "width", "block", "shortcut", "optimizer")
+        if getattr(args, name) is not None
+    }
+    run_search(
+        args.dataset,
+        args.out or f"runs/search-{args.dataset}",
+        tuner=args.tuner,
+        max_trials=args.max_trials,
+        epochs=args.epochs,
+        time_budget=args.time_budget,
+        final_epochs=args.final_epochs,
+        resume=args.resume,
+        distributed_mode=args.distributed,
+        worker_timeout=args.worker_timeout,
+        data_dir=args.data_dir,
+        space=space,
+        seed=args.seed,
+        **dimensions,
+    )
+    return 0
+
+
+def _parse_values(text: str):
+    """`16` -> 16, `8,16` -> [8, 16], `basic,preact` -> ["basic", "preact"]."""
+    values = [int(v) if v.strip().isdigit() else v.strip() for v in text.split(",")]
+    return values if len(values) > 1 else values[0]
+
+
+def _report(args) -> int:
+    from pathlib import Path
+
+    from keras_residual.search import collect_rows, format_table, write_results
+    from keras_residual.search.run import PROJECT
+
+    project = Path(args.directory) / PROJECT
+    if not project.is_dir():
+        raise FileNotFoundError(f"{args.directory} holds no search (no {PROJECT}/ folder).")
+    rows = collect_rows(project)
+    write_results(rows, args.directory)
+    print(format_table(rows))
+    print(f"\nWrote results.csv, results.json and plots into {args.directory}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="keras-residual", description="Residual networks for Keras: train, evaluate."
+        prog="keras-residual",
+        description="Residual networks for Keras: train, evaluate, search, report.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -87,6 +138,44 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", choices=("test", "val", "train"), default="test")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.set_defaults(run=_evaluate)
+
+    search = commands.add_parser(
+        "search", help="search depth and width (and more) with keras-tuner"
+    )
+    _add_data_arguments(search)
+    search.add_argument("--tuner", choices=("random", "bayesian", "hyperband"), default="random")
+    search.add_argument("--max-trials", type=int, default=6)
+    search.add_argument("--epochs", type=int, default=1, help="epochs per trial")
+    search.add_argument("--time-budget", help="stop launching trials after this (90s, 10m, 1h)")
+    search.add_argument(
+        "--final-epochs", type=int, default=0, help="retrain the best configuration (0: keep)"
+    )
+    search.add_argument("--out", help="output directory (default runs/search-DATASET)")
+    search.add_argument("--resume", action="store_true", help="continue a killed search")
+    search.add_argument("--space", help="JSON file narrowing or fixing search dimensions")
+    for name, example in [
+        ("blocks_per_stage", "1,2,3"),
+        ("width", "8,16"),
+        ("block", "basic,preact"),
+        ("shortcut", "projection,pad"),
+        ("optimizer", "nesterov,adamw"),
+    ]:
+        flag = "--" + name.replace("_", "-")
+        search.add_argument(flag, dest=name, help=f"choices, comma-separated (e.g. {example})")
+    search.add_argument(
+        "--distributed",
+        action="store_true",
+        help="keras-tuner chief/worker mode (KERASTUNER_TUNER_ID, _ORACLE_IP, _ORACLE_PORT)",
+    )
+    search.add_argument(
+        "--worker-timeout", type=float, default=600, help="seconds before a silent worker is lost"
+    )
+    search.add_argument("--seed", type=int, default=0)
+    search.set_defaults(run=_search)
+
+    report = commands.add_parser("report", help="rebuild the table and plots of a search")
+    report.add_argument("directory")
+    report.set_defaults(run=_report)
     return parser
 
 

@@ -43,10 +43,11 @@ def _check_input_shape(input_shape: Sequence[int | None], downsamples: int) -> t
     return tuple(input_shape)
 
 
-def _blocks_per_stage(depth, *, per_block: int, extra: int, rule: str) -> int:
-    blocks, rest = divmod(depth - extra, 3 * per_block) if isinstance(depth, int) else (0, 1)
+def _blocks_per_stage(depth, *, per_block: int, extra: int, rule: str, stages: int = 3) -> int:
+    step = stages * per_block
+    blocks, rest = divmod(depth - extra, step) if isinstance(depth, int) else (0, 1)
     if isinstance(depth, bool) or rest or blocks < 1:
-        examples = ", ".join(str(3 * per_block * n + extra) for n in (1, 2, 3, 5, 9))
+        examples = ", ".join(str(step * n + extra) for n in (1, 2, 3, 5, 9))
         raise ValueError(f"`depth` must be {rule} ({examples}, ...), got {depth!r}.")
     return blocks
 
@@ -213,6 +214,7 @@ def resnet_cifar(
     *,
     width: int = 16,
     widen_factor: int = 1,
+    stages: int = 3,
     block: str = "basic",
     preact: bool = False,
     shortcut: str = "projection",
@@ -233,6 +235,7 @@ def resnet_cifar(
     """The 3-stage CIFAR ResNet of He et al. (2016): depth 6n+2 (basic) or 9n+2 (bottleneck).
 
     `width` is the stem's filters; stage `i` has `width * widen_factor * 2**i` filters.
+    `stages` (3 in the paper) sets how many; each after the first halves the resolution.
     `shortcut`: `"pad"` (option A, the paper's CIFAR choice), `"projection"` (B),
     `"all_projection"` (C) or `"gated"` (Highway). `plain=True` drops every shortcut.
 
@@ -241,8 +244,10 @@ def resnet_cifar(
     >>> round(model.count_params() / 1e6, 2)
     0.27
     """
+    _checks.positive_int("stages", stages)
     per_block = 2 if block == "basic" else 3
-    n = _blocks_per_stage(depth, per_block=per_block, extra=2, rule=f"{3 * per_block}n+2")
+    rule = f"{stages * per_block}n+2"
+    n = _blocks_per_stage(depth, per_block=per_block, extra=2, rule=rule, stages=stages)
     _checks.positive_int("width", width)
     _checks.positive_int("widen_factor", widen_factor)
     return _residual_network(
@@ -252,9 +257,9 @@ def resnet_cifar(
         stem="cifar",
         stem_filters=width,
         block=block,
-        depths=(n, n, n),
-        filters=tuple(width * widen_factor * 2**i for i in range(3)),
-        strides=(1, 2, 2),
+        depths=(n,) * stages,
+        filters=tuple(width * widen_factor * 2**i for i in range(stages)),
+        strides=(1,) + (2,) * (stages - 1),
         preact=preact,
         shortcut=shortcut,
         plain=plain,

@@ -1,0 +1,25 @@
+"""Architecture search with keras-tuner: space, tuners, results, distributed mode."""
+
+from keras_residual.search.results import collect_rows, format_table, pareto_front, write_results
+from keras_residual.search.run import parse_duration, run_search
+from keras_residual.search.space import (
+    DEFAULT_SPACES,
+    ResidualHyperModel,
+    load_space_file,
+    resolve_space,
+)
+from keras_residual.search.tuner import TUNERS
+
+__all__ = [
+    "DEFAULT_SPACES",
+    "ResidualHyperModel",
+    "TUNERS",
+    "collect_rows",
+    "format_table",
+    "load_space_file",
+    "pareto_front",
+    "resolve_space",
+    "run_search",
+    "parse_duration",
+    "write_results",
+]

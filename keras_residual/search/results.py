@@ -1,0 +1,152 @@
+"""Search results from a keras-tuner project directory: table, CSV/JSON, Pareto plots."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+RECORD_METRICS = ("params", "flops", "fit_seconds", "trial_seconds", "started_at", "finished_at")
+OBJECTIVES = ("val_accuracy", "val_loss")
+
+
+def _best(metric: dict):
+    """Best recorded value of a keras-tuner metric history (stored as JSON)."""
+    observations = metric.get("observations") or []
+    values = [v for o in observations for v in o.get("value", [])]
+    if not values:
+        return None
+    return max(values) if metric.get("direction") == "max" else min(values)
+
+
+def collect_rows(project_dir: str | Path) -> list[dict]:
+    """One row per trial (`trial_id`, `status`, `reason`, hyperparameters, metrics)."""
+    rows = []
+    for path in sorted(Path(project_dir).glob("trial_*/trial.json")):
+        state = json.loads(path.read_text())
+        metrics = state.get("metrics", {}).get("metrics", {})
+        message = (state.get("message") or "").strip().splitlines()
+        row = {"trial_id": state["trial_id"], "status": state["status"].lower()}
+        row["reason"] = message[-1] if message and row["status"] != "completed" else ""
+        row |= state["hyperparameters"]["values"]
+        for name in (*OBJECTIVES, *RECORD_METRICS):
+            row[name] = _best(metrics[name]) if name in metrics else None
+        for name in ("params", "flops"):
+            row[name] = None if row[name] is None else int(row[name])
+        rows.append(row)
+    return rows
+
+
+def pareto_front(rows: list[dict]) -> list[dict]:
+    """Completed rows no other row beats on both accuracy (higher) and params (fewer)."""
+    done = [r for r in rows if r["val_accuracy"] is not None and r["params"] is not None]
+    return [
+        r
+        for r in done
+        if not any(
+            o["val_accuracy"] >= r["val_accuracy"]
+            and o["params"] <= r["params"]
+            and (o["val_accuracy"], -o["params"]) != (r["val_accuracy"], -r["params"])
+            for o in done
+        )
+    ]
+
+
+def _columns(rows: list[dict]) -> list[str]:
+    columns = ["trial_id", "status"]
+    for row in rows:
+        columns += [k for k in row if k not in columns and k not in (*OBJECTIVES, *RECORD_METRICS)]
+    columns.remove("reason")
+    return [*columns, *RECORD_METRICS, *OBJECTIVES, "reason"]
+
+
+def write_results(rows: list[dict], out_dir: str | Path, extra: dict | None = None) -> None:
+    """Write `results.csv`, `results.json` and the two plots into `out_dir`."""
+    out = Path(out_dir)
+    columns = _columns(rows) if rows else ["trial_id", "status"]
+    with open(out / "results.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    front = {r["trial_id"] for r in pareto_front(rows)}
+    document = {"trials": rows, "pareto_front": sorted(front), **(extra or {})}
+    (out / "results.json").write_text(json.dumps(document, indent=2, default=str))
+    if any(r["val_accuracy"] is not None for r in rows):
+        plot_results(rows, out)
+
+
+def plot_results(rows: list[dict], out_dir: str | Path) -> None:
+    """`pareto.png` (accuracy vs parameters) and `progress.png` (best so far vs time)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    done = [r for r in rows if r["val_accuracy"] is not None and r["params"] is not None]
+    front = sorted(pareto_front(done), key=lambda r: r["params"])
+    figure, axis = plt.subplots(figsize=(6, 4))
+    axis.scatter([r["params"] for r in done], [r["val_accuracy"] for r in done], label="trials")
+    axis.plot(
+        [r["params"] for r in front],
+        [r["val_accuracy"] for r in front],
+        "r-o",
+        label="Pareto front",
+    )
+    axis.set(xscale="log", xlabel="parameters", ylabel="best validation accuracy")
+    axis.set_title("Accuracy vs size")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(Path(out_dir) / "pareto.png", dpi=100)
+    plt.close(figure)
+
+    timed = sorted((r for r in done if r["finished_at"]), key=lambda r: r["finished_at"])
+    if timed:
+        start = min(r["started_at"] or r["finished_at"] for r in timed)
+        elapsed = [(r["finished_at"] - start) / 60 for r in timed]
+        best, best_so_far = 0.0, []
+        for row in timed:
+            best = max(best, row["val_accuracy"])
+            best_so_far.append(best)
+        figure, axis = plt.subplots(figsize=(6, 4))
+        axis.step(elapsed, best_so_far, where="post", marker="o")
+        axis.set(xlabel="minutes since the first trial", ylabel="best validation accuracy")
+        axis.set_title("Best so far")
+        figure.tight_layout()
+        figure.savefig(Path(out_dir) / "progress.png", dpi=100)
+        plt.close(figure)
+
+
+def format_table(rows: list[dict], limit: int | None = None) -> str:
+    """A text table of the trials, best first; hyperparameters shown where they vary."""
+    if not rows:
+        return "(no trials)"
+    hp_names = [c for c in _columns(rows)[2:] if c not in (*RECORD_METRICS, *OBJECTIVES, "reason")]
+    varying = [n for n in hp_names if len({str(r.get(n)) for r in rows}) > 1] or hp_names[:2]
+    header = ["trial", "status", *varying, "params", "MFLOPs", "seconds", "val_acc"]
+    ranked = sorted(rows, key=lambda r: -(r["val_accuracy"] or -1))[:limit]
+    lines = []
+    for r in ranked:
+        seconds = r["trial_seconds"]
+        lines.append(
+            [
+                r["trial_id"],
+                r["status"],
+                *(_short(r.get(n)) for n in varying),
+                f"{r['params']:,.0f}" if r["params"] is not None else "-",
+                f"{r['flops'] / 1e6:.1f}" if r["flops"] is not None else "-",
+                f"{seconds:.0f}" if seconds is not None else "-",
+                f"{r['val_accuracy']:.4f}" if r["val_accuracy"] is not None else "-",
+            ]
+        )
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *lines, strict=True)]
+
+    def render(cells):
+        return "  ".join(str(c).rjust(w) for c, w in zip(cells, widths, strict=True))
+
+    return "\n".join([render(header), render(["-" * w for w in widths]), *map(render, lines)])
+
+
+def _short(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)

@@ -1,0 +1,192 @@
+"""Run a search end to end: validate, search (resumable), export, save the best model."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import keras
+
+from keras_residual import _checks
+from keras_residual.data import DATASETS, Dataset, load_dataset
+from keras_residual.search import distributed
+from keras_residual.search.results import collect_rows, format_table, write_results
+from keras_residual.search.space import ResidualHyperModel, resolve_space
+from keras_residual.search.tuner import TUNERS
+from keras_residual.training import evaluate
+
+PROJECT = "tuner"  # keras-tuner's project folder inside the output directory
+IDENTITY = ("dataset", "tuner", "epochs", "seed", "space")  # what makes two searches the same
+
+
+def parse_duration(text: str | float | None) -> float | None:
+    """Seconds from `90`, `90s`, `10m` or `1.5h`; None stays None.
+
+    Example:
+    >>> parse_duration("10m"), parse_duration("1.5h"), parse_duration(45)
+    (600.0, 5400.0, 45.0)
+    """
+    if text is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600}
+    raw = str(text).strip().lower()
+    scale = units.get(raw[-1:])
+    try:
+        seconds = float(raw[:-1] if scale else raw) * (scale or 1)
+    except ValueError:
+        raise ValueError(f"`time_budget` must look like 90s, 10m or 1h; got {text!r}.") from None
+    if not seconds > 0:
+        raise ValueError(f"`time_budget` must be positive, got {text!r}.")
+    return seconds
+
+
+def _check_directory(out: Path, config: dict, resume: bool) -> None:
+    """Refuse a directory that holds another search, or this one without `resume`."""
+    marker = out / "search.json"
+    if marker.exists():
+        previous = json.loads(marker.read_text())
+        differs = [k for k in IDENTITY if k != "space" and previous.get(k) != config[k]]
+        space = previous.get("space", {})
+        differs += [f"{k} dimension" for k in config["space"] if space.get(k) != config["space"][k]]
+        if differs:
+            raise ValueError(
+                f"{out} belongs to a different search (its {', '.join(differs)} differ); "
+                "choose another --out."
+            )
+        if not resume:
+            raise ValueError(f"{out} already holds this search: pass --resume to continue it.")
+    elif resume and (out / PROJECT).exists():
+        raise ValueError(f"{out} holds a search without search.json; cannot resume it safely.")
+
+
+def run_search(
+    dataset: str = "mnist",
+    out: str | os.PathLike = "runs/search-mnist",
+    *,
+    tuner: str = "random",
+    max_trials: int = 6,
+    epochs: int = 1,
+    time_budget: str | float | None = None,
+    final_epochs: int = 0,
+    resume: bool = False,
+    distributed_mode: bool = False,
+    worker_timeout: float = 600.0,
+    data_dir: str | os.PathLike | None = None,
+    space: dict | None = None,
+    seed: int = 0,
+    verbose: int | str = "auto",
+    **dimensions,
+) -> dict:
+    """Search residual architectures on MNIST or CIFAR-10 and save the best model.
+
+    Writes into `out`: `results.csv`, `results.json`, `pareto.png`, `progress.png`
+    (after every trial) and `best_model.keras` with its test accuracy (at the end).
+    `final_epochs > 0` retrains the best configuration from scratch for that many
+    epochs; otherwise the best trial's own weights are kept. Returns the results.
+
+    Example:
+    >>> run_search("mnist", "runs/quick", max_trials=2, width=8)  # doctest: +SKIP
+    """
+    _checks.choice("dataset", dataset, DATASETS)
+    _checks.choice("tuner", tuner, TUNERS)
+    _checks.positive_int("max_trials", max_trials)
+    _checks.positive_int("epochs", epochs)
+    _checks.non_negative_int("final_epochs", final_epochs)
+    budget = parse_duration(time_budget)
+    role = distributed.check_environment() if distributed_mode else distributed.role()
+    resolved = resolve_space(dataset, space, **dimensions)
+    out = Path(out)
+    config = {"dataset": dataset, "tuner": tuner, "epochs": epochs, "seed": seed}
+    config |= {"space": resolved, "max_trials": max_trials, "time_budget": budget}
+    if role != "worker":
+        _check_directory(out, config, resume)
+    data = None if role == "chief" else load_dataset(dataset, data_dir, seed=seed)
+    if role != "worker":  # claimed only once the inputs are known to be good
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "search.json").write_text(json.dumps(config, indent=2))
+    hypermodel = ResidualHyperModel(
+        DATASETS[dataset]["shape"], len(DATASETS[dataset]["classes"]), dataset, resolved
+    )
+    project = out / PROJECT
+
+    def progress(trial):
+        if role != "worker":
+            write_results(collect_rows(project), out)
+        _print_trial_line(trial, tuner_object.oracle)
+
+    options = {"max_epochs": epochs} if tuner == "hyperband" else {"max_trials": max_trials}
+    tuner_object = TUNERS[tuner](
+        hypermodel,
+        objective="val_accuracy",
+        directory=str(out),
+        project_name=PROJECT,
+        overwrite=False,
+        seed=seed,
+        max_consecutive_failed_trials=max_trials + 1,
+        max_retries_per_trial=1 if role else 0,
+        time_budget=budget,
+        on_trial_done=progress,
+        **options,
+    )
+    if role == "chief":
+        distributed.watch_workers(tuner_object.oracle, worker_timeout)
+    tuner_object.search(data, epochs=epochs, verbose=verbose)
+    if role == "worker":
+        return {"role": "worker"}
+
+    rows = collect_rows(project)
+    summary = {"config": config}
+    print(f"\n{format_table(rows)}\n")
+    if any(r["status"] == "completed" for r in rows):
+        data = data or load_dataset(dataset, data_dir, seed=seed)
+        summary["best"] = _save_best(tuner_object, hypermodel, data, out, final_epochs, seed)
+    write_results(rows, out, summary)
+    return {"trials": rows, **summary}
+
+
+def _save_best(tuner_object, hypermodel, data: Dataset, out: Path, final_epochs, seed) -> dict:
+    best_trial = tuner_object.oracle.get_best_trials(1)[0]
+    hp = best_trial.hyperparameters
+    if final_epochs:
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(seed)
+        model = hypermodel.build(hp)
+        print(f"Retraining trial {best_trial.trial_id}'s configuration for {final_epochs} epochs")
+        hypermodel.fit(hp, model, data, epochs=final_epochs)
+    else:
+        model = tuner_object.load_model(best_trial)
+    path = out / "best_model.keras"
+    model.save(path)
+    metrics = evaluate(keras.saving.load_model(path, safe_mode=True), data)
+    best = {
+        "trial_id": best_trial.trial_id,
+        "hyperparameters": hp.values,
+        "params": model.count_params(),
+        "val_accuracy": best_trial.score,
+        "test_accuracy": metrics["accuracy"],
+        "retrained_epochs": final_epochs,
+        "model": str(path),
+    }
+    print(
+        f"Best: trial {best['trial_id']} ({best['params']:,} parameters) "
+        f"val_accuracy {best['val_accuracy']:.4f}, test accuracy {best['test_accuracy']:.4f}\n"
+        f"Saved {path}"
+    )
+    return best
+
+
+def _print_trial_line(trial, oracle) -> None:
+    best = oracle.get_best_trials(1)
+    score = "-" if trial.score is None else f"{trial.score:.4f}"
+    best_score = f"{best[0].score:.4f}" if best and best[0].score is not None else "-"
+    values = " ".join(
+        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+        for k, v in trial.hyperparameters.values.items()
+        if not k.startswith("tuner/")
+    )
+    print(
+        f"[trial {trial.trial_id}] {trial.status.lower()}  val_accuracy={score}  "
+        f"best so far={best_score}  |  {values}",
+        flush=True,
+    )

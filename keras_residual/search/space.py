@@ -1,0 +1,255 @@
+"""The search space over residual architectures and their training, as a keras-tuner HyperModel.
+
+A dimension is fixed (a single value), a list of choices, or a range
+`{"min": a, "max": b}` (with optional `"step"` or `"sampling": "log"`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import keras
+import keras_tuner
+import numpy as np
+
+from keras_residual import _checks
+from keras_residual.data import Dataset, make_pipeline
+from keras_residual.flops import count_flops
+from keras_residual.models import resnet_cifar
+from keras_residual.training import OPTIMIZERS, Recipe, compile_model
+
+BLOCK_KINDS = ("basic", "bottleneck", "preact")
+SHORTCUT_KINDS = ("projection", "pad", "gated")
+SE_RATIO = 1 / 16
+# learning-rate range per optimizer family: a conditional hyperparameter
+LEARNING_RATES = {"sgd": (0.02, 0.4), "adaptive": (3e-4, 1e-2)}
+_ADAPTIVE = ("rmsprop", "adam", "adamw")
+
+# Small and quick on 2 CPU cores: one MNIST epoch per trial takes ~15-60 s.
+MNIST_SPACE: dict = {
+    "stages": 3,
+    "blocks_per_stage": [1, 2],
+    "width": [8, 12, 16],
+    "widen_factor": 1,
+    "block": "basic",
+    "shortcut": "projection",
+    "se": False,
+    "drop_path_rate": 0.0,
+    "optimizer": "nesterov",
+    "learning_rate": 0.1,
+    "weight_decay": 5e-4,
+    "batch_size": 128,
+}
+CIFAR10_SPACE: dict = {
+    "stages": 3,
+    "blocks_per_stage": {"min": 1, "max": 5},
+    "width": [16, 24, 32],
+    "widen_factor": [1, 2],
+    "block": list(BLOCK_KINDS),
+    "shortcut": list(SHORTCUT_KINDS),
+    "se": [False, True],
+    "drop_path_rate": [0.0, 0.1],
+    "optimizer": ["nesterov", "adamw"],
+    "learning_rate": None,  # conditional on the optimizer, from LEARNING_RATES
+    "weight_decay": {"min": 1e-5, "max": 1e-3, "sampling": "log"},
+    "batch_size": [64, 128],
+}
+DEFAULT_SPACES = {"mnist": MNIST_SPACE, "cifar10": CIFAR10_SPACE}
+_ALLOWED = {
+    "block": BLOCK_KINDS,
+    "shortcut": SHORTCUT_KINDS,
+    "optimizer": OPTIMIZERS,
+    "se": (False, True),
+}
+
+
+def _check_dimension(name: str, spec):
+    """Validate one dimension: fixed value, non-empty choices or a proper range."""
+    if isinstance(spec, Mapping):
+        unknown = set(spec) - {"min", "max", "step", "sampling"}
+        if unknown or "min" not in spec or "max" not in spec:
+            raise ValueError(
+                f"Range for `{name}` needs 'min' and 'max' (optionally 'step' or "
+                f"'sampling'); got {dict(spec)!r}."
+            )
+        if not spec["min"] < spec["max"]:
+            raise ValueError(
+                f"Range for `{name}` is empty or inverted: min={spec['min']!r} must be "
+                f"below max={spec['max']!r}."
+            )
+        if spec.get("sampling") == "log" and spec["min"] <= 0:
+            raise ValueError(f"Log range for `{name}` needs min > 0, got {spec['min']!r}.")
+        values = [spec["min"], spec["max"]]
+    elif isinstance(spec, list | tuple):
+        if not spec:
+            raise ValueError(f"Choices for `{name}` are empty: give at least one value.")
+        values = list(spec)
+    else:
+        values = [spec]
+    for value in values:
+        if name in _ALLOWED:
+            _checks.choice(name, value, _ALLOWED[name])
+        elif name == "drop_path_rate":
+            _checks.rate(name, value)
+        elif name in ("stages", "blocks_per_stage", "width", "widen_factor", "batch_size"):
+            _checks.positive_int(name, value)
+        elif value is not None and not (isinstance(value, int | float) and value > 0):
+            raise ValueError(f"`{name}` must be positive, got {value!r}.")
+
+
+def resolve_space(dataset: str = "mnist", space: Mapping | None = None, **dimensions) -> dict:
+    """The dataset's default space with `space` then `dimensions` laid over it, validated.
+
+    Example:
+    >>> resolve_space("mnist", width=[8, 32])["width"]
+    [8, 32]
+    """
+    resolved = {**DEFAULT_SPACES[_checks.choice("dataset", dataset, DEFAULT_SPACES)]}
+    for overrides in (space or {}, dimensions):
+        unknown = set(overrides) - set(resolved)
+        if unknown:
+            raise ValueError(
+                f"Unknown search dimensions {sorted(unknown)}; known: {sorted(resolved)}."
+            )
+        resolved |= {k: v for k, v in overrides.items() if v is not None or k == "learning_rate"}
+    for name, spec in resolved.items():
+        _check_dimension(name, spec)
+    return resolved
+
+
+def load_space_file(path: str | Path) -> dict:
+    """Read a search space from a JSON file: `{"width": [16, 32], "block": "preact", ...}`."""
+    try:
+        space = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"Cannot read the search space file {path}: {error}") from error
+    if not isinstance(space, dict):
+        raise ValueError(f"{path} must hold a JSON object of dimensions.")
+    return space
+
+
+def _declare(hp: keras_tuner.HyperParameters, name: str, spec):
+    if isinstance(spec, Mapping):
+        kind = hp.Int if all(isinstance(spec[k], int) for k in ("min", "max")) else hp.Float
+        extra = {k: spec[k] for k in ("step", "sampling") if k in spec}
+        return kind(name, spec["min"], spec["max"], **extra)
+    if isinstance(spec, list | tuple):
+        return hp.Choice(name, list(spec)) if len(spec) > 1 else hp.Fixed(name, spec[0])
+    return hp.Fixed(name, spec)
+
+
+class ResidualHyperModel(keras_tuner.HyperModel):
+    """Searches depth, width, block and shortcut kind, SE, drop-path and the optimizer.
+
+    Models come from `resnet_cifar`; `fit` takes a `keras_residual.Dataset` and returns
+    the trial's record: best validation accuracy and loss, parameters, FLOPs, seconds.
+
+    Example:
+    >>> hypermodel = ResidualHyperModel((28, 28, 1), 10, width=8, blocks_per_stage=1)
+    >>> hypermodel.build(keras_tuner.HyperParameters()).count_params() < 50_000
+    True
+    """
+
+    def __init__(
+        self,
+        input_shape,
+        num_classes: int,
+        dataset: str = "mnist",
+        space: Mapping | None = None,
+        bn_momentum: float = 0.9,
+        **dimensions,
+    ):
+        super().__init__(name="residual_hypermodel")
+        self.input_shape = tuple(input_shape)
+        self.num_classes = _checks.positive_int("num_classes", num_classes)
+        self.space = resolve_space(dataset, space, **dimensions)
+        self.bn_momentum = bn_momentum
+
+    def declare(self, hp: keras_tuner.HyperParameters) -> dict:
+        """Declare every dimension on `hp` and return the chosen values."""
+        values = {
+            name: _declare(hp, name, spec)
+            for name, spec in self.space.items()
+            if name != "learning_rate"
+        }
+        values["learning_rate"] = self._learning_rate(hp, values["optimizer"])
+        return values
+
+    def _learning_rate(self, hp, optimizer: str) -> float:
+        spec = self.space["learning_rate"]
+        if spec is not None:
+            return _declare(hp, "learning_rate", spec)
+        declared = self.space["optimizer"]
+        families = {"adaptive" if o in _ADAPTIVE else "sgd" for o in np.atleast_1d(declared)}
+        for family in sorted(families):
+            members = [o for o in OPTIMIZERS if (o in _ADAPTIVE) == (family == "adaptive")]
+            low, high = LEARNING_RATES[family]
+            with hp.conditional_scope("optimizer", members):
+                value = hp.Float(f"{family}_learning_rate", low, high, sampling="log")
+            if (optimizer in _ADAPTIVE) == (family == "adaptive"):
+                chosen = value
+        return chosen
+
+    def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
+        v = self.declare(hp)
+        bottleneck = v["block"] == "bottleneck"
+        depth = v["stages"] * v["blocks_per_stage"] * (3 if bottleneck else 2) + 2
+        return resnet_cifar(
+            depth,
+            self.input_shape,
+            self.num_classes,
+            width=v["width"],
+            widen_factor=v["widen_factor"],
+            stages=v["stages"],
+            block="bottleneck" if bottleneck else "basic",
+            preact=v["block"] == "preact",
+            shortcut=v["shortcut"],
+            se_ratio=SE_RATIO if v["se"] else 0.0,
+            drop_path_rate=v["drop_path_rate"],
+            bn_momentum=self.bn_momentum,
+        )
+
+    def fit(self, hp, model, data: Dataset, *, epochs: int = 1, callbacks=(), **kwargs):
+        v = self.declare(hp)
+        recipe = Recipe(
+            optimizer=v["optimizer"],
+            learning_rate=v["learning_rate"],
+            reference_batch=v["batch_size"],
+            batch_size=v["batch_size"],
+            weight_decay=v["weight_decay"],
+            schedule="cosine",
+            warmup_epochs=0.2,
+            label_smoothing=0.1,
+        )
+        train = make_pipeline(data, "train", recipe.batch_size, seed=kwargs.pop("seed", 0))
+        val = make_pipeline(data, "val", 256)
+        compile_model(model, recipe, math.ceil(len(data.y_train) / recipe.batch_size), epochs)
+        params, flops = model.count_params(), count_flops(model)
+        start = time.perf_counter()
+        history = model.fit(
+            train,
+            validation_data=val,
+            epochs=epochs,
+            shuffle=False,
+            callbacks=[*callbacks, keras.callbacks.TerminateOnNaN()],
+            verbose=kwargs.pop("verbose", "auto"),
+            initial_epoch=kwargs.pop("initial_epoch", 0),
+        )
+        fit_seconds = time.perf_counter() - start
+        losses = history.history.get("loss", [])
+        if not losses or not np.isfinite(losses[-1]):
+            raise keras_tuner.errors.FailedTrialError(
+                f"training diverged (loss {losses[-1] if losses else 'missing'})"
+            )
+        return {
+            "val_accuracy": max(history.history["val_accuracy"]),
+            "val_loss": min(history.history["val_loss"]),
+            "params": params,
+            "flops": flops,
+            "fit_seconds": fit_seconds,
+            "next_epoch": history.epoch[-1] + 1,
+        }

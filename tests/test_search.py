@@ -1,0 +1,195 @@
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import keras
+import keras_tuner
+import pytest
+
+import keras_residual as kr
+from keras_residual.search import ResidualHyperModel, resolve_space, run_search
+
+TINY = {"width": [4, 6, 8, 10], "blocks_per_stage": 1}
+
+
+def read_csv(path):
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"width": []}, "Choices for `width` are empty"),
+        ({"blocks_per_stage": {"min": 3, "max": 1}}, "empty or inverted"),
+        ({"weight_decay": {"min": 0, "max": 1e-3, "sampling": "log"}}, "needs min > 0"),
+        ({"block": ["basic", "huge"]}, "`block`"),
+        ({"width": [8, -1]}, "`width`"),
+        ({"depth_of_field": 3}, "Unknown search dimensions"),
+    ],
+)
+def test_bad_search_spaces_are_rejected(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        resolve_space("mnist", **overrides)
+
+
+def test_learning_rate_is_conditional_on_the_optimizer():
+    hypermodel = ResidualHyperModel(
+        (28, 28, 1), 10, optimizer=["nesterov", "adamw"], learning_rate=None
+    )
+    hp = keras_tuner.HyperParameters()
+    hypermodel.declare(hp)
+    assert {"sgd_learning_rate", "adaptive_learning_rate"} <= {h.name for h in hp.space}
+    assert hp.is_active("sgd_learning_rate") != hp.is_active("adaptive_learning_rate")
+    hp.values["optimizer"] = "adamw"
+    assert hp.is_active("adaptive_learning_rate") and not hp.is_active("sgd_learning_rate")
+
+
+@pytest.mark.parametrize(
+    ("block", "kind", "preact"),
+    [
+        ("basic", kr.BasicBlock, False),
+        ("preact", kr.BasicBlock, True),
+        ("bottleneck", kr.BottleneckBlock, False),
+    ],  # fmt: skip
+)
+def test_hypermodel_builds_the_chosen_depth_width_and_block(block, kind, preact):
+    space = {"blocks_per_stage": 2, "width": 8, "stages": 2, "block": block, "se": True}
+    model = ResidualHyperModel((28, 28, 1), 10, space=space).build(keras_tuner.HyperParameters())
+    blocks = [layer for layer in model.layers if isinstance(layer, kr.ResidualBlock)]
+    assert len(blocks) == 4 and all(type(b) is kind and b.preact == preact for b in blocks)
+    assert model.get_layer("stem_conv").filters == 8 and blocks[0].se_ratio > 0
+
+
+def test_search_records_trials_and_saves_the_best_model(data_dir, tmp_path, capsys):
+    out = tmp_path / "search"
+    result = run_search("mnist", out, max_trials=3, data_dir=data_dir, verbose=0, **TINY)
+    printed = capsys.readouterr().out
+    assert printed.count("[trial ") == 3 and "best so far=" in printed
+    rows = read_csv(out / "results.csv")
+    assert [r["trial_id"] for r in rows] == ["0", "1", "2"]
+    assert all(r["status"] == "completed" for r in rows)
+    for row in rows:
+        assert int(row["params"]) > 0 and int(row["flops"]) > 0
+        assert 0 < float(row["fit_seconds"]) <= float(row["trial_seconds"])
+        assert 0 <= float(row["val_accuracy"]) <= 1 and row["width"] in {"4", "6", "8", "10"}
+    document = json.loads((out / "results.json").read_text())
+    assert document["pareto_front"] and document["best"]["test_accuracy"] >= 0
+    assert (out / "pareto.png").stat().st_size > 0 and (out / "progress.png").exists()
+    best = keras.saving.load_model(out / "best_model.keras", safe_mode=True)
+    assert best.count_params() == result["best"]["params"]
+    assert max(float(r["val_accuracy"]) for r in rows) == pytest.approx(
+        result["best"]["val_accuracy"]
+    )
+
+
+def test_failed_trials_are_recorded_and_the_search_goes_on(data_dir, tmp_path):
+    out = tmp_path / "diverging"
+    run_search("mnist", out, max_trials=2, data_dir=data_dir, verbose=0,
+               learning_rate=1e12, **TINY)  # fmt: skip
+    rows = read_csv(out / "results.csv")
+    assert len(rows) == 2 and all(r["status"] == "failed" for r in rows)
+    assert all("diverged" in r["reason"] for r in rows)
+    assert not (out / "best_model.keras").exists()
+
+
+def test_time_budget_stops_launching_trials(data_dir, tmp_path, capsys):
+    out = tmp_path / "budget"
+    run_search("mnist", out, max_trials=4, time_budget="1s", data_dir=data_dir, verbose=0, **TINY)
+    assert len(read_csv(out / "results.csv")) == 1
+    assert "time budget of 1 s spent" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"dataset": "imagenet"}, "`dataset`"),
+        ({"time_budget": "0m"}, "`time_budget` must be positive"),
+        ({"time_budget": "soon"}, "`time_budget` must look like"),
+        ({"max_trials": 0}, "`max_trials`"),
+        ({"tuner": "grid"}, "`tuner`"),
+        ({"width": {"min": 16, "max": 8}}, "empty or inverted"),
+    ],
+)
+def test_bad_input_fails_before_any_work(kwargs, message, tmp_path, data_dir):
+    out = tmp_path / "never"
+    with pytest.raises(ValueError, match=message):
+        run_search(out=out, data_dir=data_dir, **{"dataset": "mnist", **kwargs})
+    assert not out.exists()
+
+
+def test_output_directory_of_another_search_is_refused(data_dir, tmp_path):
+    out = tmp_path / "owned"
+    run_search("mnist", out, max_trials=1, data_dir=data_dir, verbose=0, **TINY)
+    with pytest.raises(ValueError, match="different search.*width"):
+        run_search("mnist", out, max_trials=1, data_dir=data_dir, width=[4, 12])
+    with pytest.raises(ValueError, match="--resume"):
+        run_search("mnist", out, max_trials=1, data_dir=data_dir, **TINY)
+
+
+def _cli(*args, env=None):
+    command = [sys.executable, "-m", "keras_residual.cli", "search", *args]
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+    return subprocess.Popen(
+        command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def _search_args(data_dir, out, trials):
+    return ["--data-dir", str(data_dir), "--out", str(out), "--max-trials", str(trials),
+            "--width", "4,6,8,10", "--blocks-per-stage", "1"]  # fmt: skip
+
+
+def _wait_for(predicate, timeout=180):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def test_killed_search_resumes_without_losing_or_repeating_trials(data_dir, tmp_path):
+    out = tmp_path / "killed"
+    args = _search_args(data_dir, out, 4)
+    # Kill during the first trial, then between later trials, then let it finish.
+    for finished_before_kill in (0, 2):
+        process = _cli(*args, *(["--resume"] if finished_before_kill else []))
+        _wait_for(lambda n=finished_before_kill: (out / "tuner" / f"trial_{n}").exists())
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert _cli(*args, "--resume").wait(timeout=300) == 0
+    rows = read_csv(out / "results.csv")
+    assert [r["trial_id"] for r in rows] == ["0", "1", "2", "3"]
+    assert all(r["status"] == "completed" for r in rows)
+    assert len({r["width"] for r in rows}) == 4  # four distinct configurations
+    assert (out / "best_model.keras").exists()
+
+
+def _free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("kill_one_worker", [False, True])
+def test_distributed_chief_and_two_workers(data_dir, tmp_path, kill_one_worker):
+    out = tmp_path / "distributed"
+    base = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(_free_port())}
+    args = [*_search_args(data_dir, out, 4), "--distributed", "--worker-timeout", "8"]
+    chief = _cli(*args, env={**base, "KERASTUNER_TUNER_ID": "chief"})
+    workers = [_cli(*args, env={**base, "KERASTUNER_TUNER_ID": f"tuner{i}"}) for i in (0, 1)]
+    if kill_one_worker:
+        _wait_for(lambda: any((out / "tuner").glob("trial_*")))
+        time.sleep(1.0)
+        workers[0].send_signal(signal.SIGKILL)
+    assert chief.wait(timeout=400) == 0
+    for worker in workers[kill_one_worker:]:
+        assert worker.wait(timeout=60) == 0
+    rows = read_csv(out / "results.csv")
+    assert len(rows) == 4
+    assert sum(r["status"] == "completed" for r in rows) >= 4 - kill_one_worker
+    assert (out / "best_model.keras").exists()
