@@ -1,6 +1,7 @@
 """keras_residual: residual networks for Keras 3 — layers, builders, data, search."""
 
 from keras_residual.data import DataError, Dataset, load_dataset, make_pipeline
+from keras_residual.flops import count_flops
 from keras_residual.layers import (
     BasicBlock,
     BottleneckBlock,
@@ -36,6 +37,7 @@ __all__ = [
     "SqueezeExcite",
     "Transition",
     "build",
+    "count_flops",
     "densenet",
     "evaluate",
     "get_recipe",

@@ -144,11 +144,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_data_arguments(search)
     search.add_argument("--tuner", choices=("random", "bayesian", "hyperband"), default="random")
-    search.add_argument("--max-trials", type=int, default=6)
+    search.add_argument("--max-trials", type=int, default=4)
     search.add_argument("--epochs", type=int, default=1, help="epochs per trial")
-    search.add_argument("--time-budget", help="stop launching trials after this (90s, 10m, 1h)")
     search.add_argument(
-        "--final-epochs", type=int, default=0, help="retrain the best configuration (0: keep)"
+        "--time-budget", default="3m", help="stop launching trials after this (90s, 10m, 1h)"
+    )
+    search.add_argument(
+        "--final-epochs",
+        type=int,
+        default=2,
+        help="retrain the best configuration this long for best_model.keras (0: keep its weights)",
     )
     search.add_argument("--out", help="output directory (default runs/search-DATASET)")
     search.add_argument("--resume", action="store_true", help="continue a killed search")

@@ -80,6 +80,7 @@ def plot_results(rows: list[dict], out_dir: str | Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.ticker
     from matplotlib import pyplot as plt
 
     done = [r for r in rows if r["val_accuracy"] is not None and r["params"] is not None]
@@ -93,6 +94,7 @@ def plot_results(rows: list[dict], out_dir: str | Path) -> None:
         label="Pareto front",
     )
     axis.set(xscale="log", xlabel="parameters", ylabel="best validation accuracy")
+    axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     axis.set_title("Accuracy vs size")
     axis.legend()
     figure.tight_layout()

@@ -1,0 +1,116 @@
+"""Same budget, same data, one run: this toolkit's default search vs keras-tuner's HyperResNet.
+
+Both use `RandomSearch`, one epoch per trial and stop launching trials once the budget is
+spent; the best trial's own weights are scored on the real test set (no retraining).
+
+Run: KERAS_RESIDUAL_DATA=... python benchmarks/search_vs_hyperresnet.py --dataset mnist --budget 10m
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(__file__))
+
+import contextlib
+
+import keras  # noqa: E402
+import keras_tuner  # noqa: E402
+from _report import emit  # noqa: E402
+
+import keras_residual as kr  # noqa: E402
+from keras_residual.search import parse_duration, run_search  # noqa: E402
+
+
+class BudgetedRandomSearch(keras_tuner.RandomSearch):
+    """keras-tuner's RandomSearch that stops launching trials after `budget` seconds."""
+
+    def __init__(self, *args, budget: float, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.budget, self.started = budget, time.monotonic()
+
+    def pre_create_trial(self):
+        if time.monotonic() - self.started >= self.budget:
+            raise StopIteration
+
+
+def hyperresnet(data: kr.Dataset, budget: float, directory: str) -> dict:
+    def arrays(split):
+        x = (getattr(data, f"x_{split}").astype("float32") - data.mean) / data.std
+        return x, keras.utils.to_categorical(getattr(data, f"y_{split}"), data.num_classes)
+
+    (x, y), validation = arrays("train"), arrays("val")
+    tuner = BudgetedRandomSearch(
+        keras_tuner.applications.HyperResNet(input_shape=data.input_shape, classes=10),
+        objective="val_accuracy",
+        max_trials=1000,
+        max_consecutive_failed_trials=1000,
+        directory=directory,
+        budget=budget,
+        seed=0,
+    )
+    with contextlib.suppress(StopIteration):
+        tuner.search(x, y, validation_data=validation, epochs=1, verbose=2)
+    trials = tuner.oracle.trials.values()
+    completed = [t for t in trials if t.status == "COMPLETED"]
+    row = {"trials_completed": len(completed), "trials_failed": len(trials) - len(completed)}
+    if completed:
+        best = tuner.get_best_models(1)[0]
+        best.compile(loss="categorical_crossentropy", metrics=["accuracy"])
+        test = best.evaluate(*arrays("test"), verbose=0, return_dict=True)
+        row |= {
+            "best_val_accuracy": round(tuner.oracle.get_best_trials(1)[0].score, 4),
+            "test_accuracy": round(test["accuracy"], 4),
+            "params": best.count_params(),
+        }
+    return row
+
+
+def toolkit(dataset: str, budget: float, directory: str) -> dict:
+    result = run_search(
+        dataset, directory, max_trials=1000, time_budget=budget, final_epochs=0, verbose=2
+    )
+    rows = result["trials"]
+    best = result.get("best", {})
+    return {
+        "trials_completed": sum(r["status"] == "completed" for r in rows),
+        "trials_failed": sum(r["status"] != "completed" for r in rows),
+        "best_val_accuracy": round(best.get("val_accuracy", 0), 4),
+        "test_accuracy": round(best.get("test_accuracy", 0), 4),
+        "params": best.get("params"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dataset", choices=("mnist", "cifar10"), default="mnist")
+    parser.add_argument("--budget", default="10m")
+    args = parser.parse_args()
+    budget = parse_duration(args.budget)
+    data = kr.load_dataset(args.dataset)
+    rows = []
+    for name, run in (
+        ("keras_residual", lambda d: toolkit(args.dataset, budget, d)),
+        ("HyperResNet", lambda d: hyperresnet(data, budget, d)),
+    ):
+        directory = tempfile.mkdtemp(prefix=f"{name}-")
+        keras.backend.clear_session()
+        start = time.monotonic()
+        row = {"search": name, **run(directory)}
+        row["wall_s"] = round(time.monotonic() - start)
+        rows.append(row)
+        shutil.rmtree(directory, ignore_errors=True)
+    columns = ("search", "trials_completed", "trials_failed", "best_val_accuracy")
+    columns += ("test_accuracy", "params", "wall_s")
+    rows = [{c: row.get(c, "-") for c in columns} for row in rows]
+    emit(f"search on {args.dataset}, budget {args.budget}", rows, dataset=args.dataset)
+
+
+if __name__ == "__main__":
+    main()
