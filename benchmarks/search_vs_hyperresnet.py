@@ -1,7 +1,9 @@
 """Same budget, same data, one run: this toolkit's default search vs keras-tuner's HyperResNet.
 
-Both use `RandomSearch`, one epoch per trial and stop launching trials once the budget is
-spent; the best trial's own weights are scored on the real test set (no retraining).
+Both use `RandomSearch` with one epoch per trial and the same wall-clock budget. HyperResNet
+launches trials for the whole budget and its best trial's weights are scored on the real test
+set. This toolkit launches trials for `--trial-share` of the budget and spends the rest
+retraining the best configuration (`--final-epochs`), as its command line does.
 
 Run: KERAS_RESIDUAL_DATA=... python benchmarks/search_vs_hyperresnet.py --dataset mnist --budget 10m
 """
@@ -72,9 +74,14 @@ def hyperresnet(data: kr.Dataset, budget: float, directory: str) -> dict:
     return row
 
 
-def toolkit(dataset: str, budget: float, directory: str) -> dict:
+def toolkit(dataset: str, budget: float, directory: str, share: float, final: int) -> dict:
     result = run_search(
-        dataset, directory, max_trials=1000, time_budget=budget, final_epochs=0, verbose=2
+        dataset,
+        directory,
+        max_trials=1000,
+        time_budget=budget * share,
+        final_epochs=final,
+        verbose=2,
     )
     rows = result["trials"]
     best = result.get("best", {})
@@ -91,12 +98,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", choices=("mnist", "cifar10"), default="mnist")
     parser.add_argument("--budget", default="10m")
+    parser.add_argument("--trial-share", type=float, default=0.5)
+    parser.add_argument("--final-epochs", type=int, default=3)
     args = parser.parse_args()
     budget = parse_duration(args.budget)
     data = kr.load_dataset(args.dataset)
     rows = []
     for name, run in (
-        ("keras_residual", lambda d: toolkit(args.dataset, budget, d)),
+        (
+            "keras_residual",
+            lambda d: toolkit(args.dataset, budget, d, args.trial_share, args.final_epochs),
+        ),
         ("HyperResNet", lambda d: hyperresnet(data, budget, d)),
     ):
         directory = tempfile.mkdtemp(prefix=f"{name}-")

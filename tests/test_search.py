@@ -193,3 +193,26 @@ def test_distributed_chief_and_two_workers(data_dir, tmp_path, kill_one_worker):
     assert len(rows) == 4
     assert sum(r["status"] == "completed" for r in rows) >= 4 - kill_one_worker
     assert (out / "best_model.keras").exists()
+
+
+def test_space_file_narrows_dimensions(tmp_path):
+    path = tmp_path / "space.json"
+    path.write_text(json.dumps({"width": [8, 32], "block": "preact"}))
+    space = resolve_space("cifar10", kr.search.load_space_file(path))
+    assert space["width"] == [8, 32] and space["block"] == "preact"
+    path.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="JSON object"):
+        kr.search.load_space_file(path)
+    with pytest.raises(ValueError, match="Cannot read"):
+        kr.search.load_space_file(tmp_path / "missing.json")
+
+
+def test_report_rebuilds_results_from_a_search_directory(data_dir, tmp_path, capsys):
+    from keras_residual.cli import main
+
+    out = tmp_path / "reported"
+    run_search("mnist", out, max_trials=1, data_dir=data_dir, verbose=0, **TINY)
+    (out / "results.csv").unlink()
+    assert main(["report", str(out)]) == 0
+    assert len(read_csv(out / "results.csv")) == 1 and "val_acc" in capsys.readouterr().out
+    assert main(["report", str(tmp_path / "nothing")]) == 2
