@@ -64,11 +64,3 @@ def batch_norm(
         name=name,
         dtype=dtype,
     )
-
-
-def build_chain(layers, shape):
-    """Build `layers` in order starting from `shape`; return the final output shape."""
-    for layer in layers:
-        layer.build(shape)
-        shape = layer.compute_output_shape(shape)
-    return shape

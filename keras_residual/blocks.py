@@ -93,6 +93,10 @@ class ResidualBlock(keras.layers.Layer):
         """(filters, kernel_size, strides, groups) of each branch convolution, in order."""
         raise NotImplementedError
 
+    def _conv_bias(self, followed_by_bn: bool) -> bool:
+        """`use_bias=True`: every conv; `"auto"`: only convs with no batch norm after them."""
+        return self.use_bias is True or (self.use_bias == "auto" and not followed_by_bn)
+
     def _resolve_shortcut(self, channels: int) -> str:
         same = channels == self.output_filters and self.strides == 1
         kind = self.shortcut
@@ -131,7 +135,7 @@ class ResidualBlock(keras.layers.Layer):
                 kernel_size,
                 strides=strides,
                 groups=groups,
-                use_bias=self.use_bias is True or (self.use_bias == "auto" and not followed_by_bn),
+                use_bias=self._conv_bias(followed_by_bn),
                 kernel_initializer="zeros" if zero_kernel else self.kernel_initializer,
                 name=f"{prefix}_conv{i + 1}",
                 dtype=dtype,
@@ -174,7 +178,7 @@ class ResidualBlock(keras.layers.Layer):
                 self.strides,
                 avg_down=self.avg_down,
                 use_bn=not self.preact,
-                use_bias=self.use_bias is True or (self.use_bias == "auto" and self.preact),
+                use_bias=self._conv_bias(followed_by_bn=not self.preact),
                 bn_momentum=self.bn_momentum,
                 bn_epsilon=self.bn_epsilon,
                 kernel_initializer=self.kernel_initializer,

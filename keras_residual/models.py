@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 import keras
 
-from keras_residual import _checks
+from keras_residual import _checks, _convs
 from keras_residual.blocks import BasicBlock, BottleneckBlock
 from keras_residual.dense import DenseBlock, Transition
 
@@ -59,15 +59,7 @@ def _stem(x, filters: int, *, kind: str, preact: bool, use_bias: bool, bn: dict)
             strides = 2 if i == 1 else 1
             if strides > 1:
                 x = keras.layers.ZeroPadding2D(1, name=f"stem_pad{i}")(x)
-            x = keras.layers.Conv2D(
-                width,
-                3,
-                strides=strides,
-                padding="valid" if strides > 1 else "same",
-                use_bias=use_bias,
-                kernel_initializer="he_normal",
-                name=f"stem_conv{i}",
-            )(x)
+            x = _convs.conv2d(width, 3, strides=strides, use_bias=use_bias, name=f"stem_conv{i}")(x)
             if i < 3 or not preact:
                 x = keras.layers.BatchNormalization(name=f"stem_bn{i}", **bn)(x)
                 x = keras.layers.Activation("relu", name=f"stem_relu{i}")(x)

@@ -140,6 +140,14 @@ def compile_model(
     return model
 
 
+def prepare(model: keras.Model, data: Dataset, recipe: Recipe, epochs: int, seed: int = 0):
+    """Compile `model` for `recipe` and return its (train, validation) pipelines."""
+    train_ds = make_pipeline(data, "train", recipe.batch_size, seed=seed)
+    val_ds = make_pipeline(data, "val", max(recipe.batch_size, 256))
+    compile_model(model, recipe, math.ceil(len(data.y_train) / recipe.batch_size), epochs)
+    return train_ds, val_ds
+
+
 def train(
     model: keras.Model,
     data: Dataset,
@@ -166,10 +174,7 @@ def train(
     _checks.positive_int("epochs", epochs)
     recipe = get_recipe(recipe)
     keras.utils.set_random_seed(seed)
-    train_ds = make_pipeline(data, "train", recipe.batch_size, seed=seed)
-    val_ds = make_pipeline(data, "val", max(recipe.batch_size, 256))
-    steps = math.ceil(len(data.y_train) / recipe.batch_size)
-    compile_model(model, recipe, steps, epochs)
+    train_ds, val_ds = prepare(model, data, recipe, epochs, seed)
     callbacks = list(callbacks or [])
     if out_dir is not None:
         out = Path(out_dir)

@@ -7,7 +7,6 @@ A dimension is fixed (a single value), a list of choices, or a range
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,10 +16,10 @@ import keras_tuner
 import numpy as np
 
 from keras_residual import _checks
-from keras_residual.data import Dataset, make_pipeline
+from keras_residual.data import Dataset
 from keras_residual.flops import count_flops
 from keras_residual.models import resnet_cifar
-from keras_residual.training import OPTIMIZERS, Recipe, compile_model
+from keras_residual.training import OPTIMIZERS, Recipe, prepare
 
 BLOCK_KINDS = ("basic", "bottleneck", "preact")
 SHORTCUT_KINDS = ("projection", "pad", "gated")
@@ -226,9 +225,7 @@ class ResidualHyperModel(keras_tuner.HyperModel):
             warmup_epochs=0.2,
             label_smoothing=0.1,
         )
-        train = make_pipeline(data, "train", recipe.batch_size, seed=kwargs.pop("seed", 0))
-        val = make_pipeline(data, "val", 256)
-        compile_model(model, recipe, math.ceil(len(data.y_train) / recipe.batch_size), epochs)
+        train, val = prepare(model, data, recipe, epochs, seed=kwargs.pop("seed", 0))
         params, flops = model.count_params(), count_flops(model)
         start = time.perf_counter()
         history = model.fit(
