@@ -1,5 +1,9 @@
 """Resident memory across many tiny search trials: it must stay flat.
 
+Runs the same search twice, side by side: trials in their own processes (the default)
+and trials in the search's process (`isolate_trials=False`), and reports the search
+process's RSS after every trial, its growth per trial, and the largest trial process.
+
 Run: python benchmarks/search_memory.py [--trials 32]
 """
 
@@ -7,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import tempfile
 
@@ -26,6 +31,25 @@ def rss_mib() -> float:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def search_rss(data, trials: int, isolate: bool) -> list[float]:
+    """The search process's RSS after each trial."""
+    space = {"width": [4, 6, 8], "blocks_per_stage": [1, 2], "learning_rate": [0.05, 0.1, 0.2]}
+    space |= {"batch_size": [32, 64], "shortcut": ["projection", "pad", "gated"]}
+    samples = []
+    with tempfile.TemporaryDirectory() as directory:
+        tuner = RandomSearch(
+            ResidualHyperModel((28, 28, 1), 10, space=space),
+            objective="val_accuracy",
+            max_trials=trials,
+            directory=directory,
+            seed=0,
+            isolate_trials=isolate,
+            on_trial_done=lambda trial: samples.append(rss_mib()),
+        )
+        tuner.search(data, epochs=1, verbose=0)
+    return samples
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--trials", type=int, default=32)
@@ -34,30 +58,28 @@ def main() -> None:
     x = rng.integers(0, 256, (512, 28, 28, 1), dtype=np.uint8)
     y = rng.integers(0, 10, 512).astype("int32")
     data = kr.Dataset("mnist", x, y, x[:128], y[:128], x[:128], y[:128], tuple("0123456789"))
-    space = {"width": [4, 6, 8], "blocks_per_stage": [1, 2], "learning_rate": [0.05, 0.1, 0.2]}
-    space |= {"batch_size": [32, 64], "shortcut": ["projection", "pad", "gated"]}
-    samples = []
-    with tempfile.TemporaryDirectory() as directory:
-        tuner = RandomSearch(
-            ResidualHyperModel((28, 28, 1), 10, space=space),
-            objective="val_accuracy",
-            max_trials=args.trials,
-            directory=directory,
-            seed=0,
-            on_trial_done=lambda trial: samples.append(rss_mib()),
-        )
-        tuner.search(data, epochs=1, verbose=0)
-    rows = [{"trial": i, "rss_mib": round(r, 1)} for i, r in enumerate(samples)]
-    quarter = max(1, len(samples) // 4)
-    early, late = np.mean(samples[quarter : 2 * quarter]), np.mean(samples[-quarter:])
+    isolated = search_rss(data, args.trials, isolate=True)
+    trial_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    in_process = search_rss(data, args.trials, isolate=False)
+    rows = [
+        {"trial": i, "isolated_rss_mib": round(a, 1), "in_process_rss_mib": round(b, 1)}
+        for i, (a, b) in enumerate(zip(isolated, in_process, strict=True))
+    ]
     emit(
-        "RSS across search trials",
+        "Search-process RSS after each trial",
         rows,
-        trials=len(samples),
-        mean_rss_second_quarter_mib=round(float(early), 1),
-        mean_rss_last_quarter_mib=round(float(late), 1),
-        growth_per_trial_mib=round(float(np.polyfit(range(len(samples)), samples, 1)[0]), 2),
+        trials=args.trials,
+        isolated_growth_per_trial_mib=growth(isolated),
+        in_process_growth_per_trial_mib=growth(in_process),
+        isolated_first_last_mib=[round(isolated[0]), round(isolated[-1])],
+        in_process_first_last_mib=[round(in_process[0]), round(in_process[-1])],
+        largest_trial_process_mib=round(trial_peak),
     )
+
+
+def growth(samples: list[float]) -> float:
+    """Least-squares slope of RSS over trials, MiB per trial."""
+    return round(float(np.polyfit(range(len(samples)), samples, 1)[0]), 2)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,13 @@
 """keras_residual: residual networks for Keras 3 — layers, builders, data, search."""
 
 from keras_residual.data import DataError, Dataset, load_dataset, make_pipeline
+from keras_residual.diagnostics import (
+    DegradationResult,
+    degradation_experiment,
+    gradient_norms,
+    plot_degradation,
+    plot_gradient_flow,
+)
 from keras_residual.flops import count_flops
 from keras_residual.layers import (
     BasicBlock,
@@ -26,6 +33,7 @@ __all__ = [
     "BottleneckBlock",
     "DataError",
     "Dataset",
+    "DegradationResult",
     "DenseBlock",
     "DropPath",
     "GatedShortcut",
@@ -38,14 +46,18 @@ __all__ = [
     "Transition",
     "build",
     "count_flops",
+    "degradation_experiment",
     "densenet",
     "evaluate",
     "get_recipe",
+    "gradient_norms",
     "highway",
     "list_presets",
     "load_dataset",
     "make_optimizer",
     "make_pipeline",
+    "plot_degradation",
+    "plot_gradient_flow",
     "port_keras_applications_weights",
     "resnet",
     "resnet_cifar",

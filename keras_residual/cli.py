@@ -173,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="keras-tuner chief/worker mode (KERASTUNER_TUNER_ID, _ORACLE_IP, _ORACLE_PORT)",
     )
     search.add_argument(
-        "--worker-timeout", type=float, default=600, help="seconds before a silent worker is lost"
+        "--worker-timeout", type=float, default=60, help="seconds before a silent worker is lost"
     )
     search.add_argument("--seed", type=int, default=0)
     search.set_defaults(run=_search)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import keras
@@ -66,6 +66,29 @@ class Dataset:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    def subset(self, train: int | None = None, val: int | None = None, test: int | None = None):
+        """The first `train` / `val` / `test` examples of each split (None keeps a split whole).
+
+        Example:
+        >>> import numpy as np
+        >>> x, y = np.zeros((10, 28, 28, 1), "uint8"), np.arange(10) % 2
+        >>> small = Dataset("mnist", x, y, x, y, x, y, ("0", "1")).subset(train=4)
+        >>> len(small.y_train), len(small.y_val)
+        (4, 10)
+        """
+        for name, count in (("train", train), ("val", val), ("test", test)):
+            if count is not None:
+                _checks.positive_int(name, count)
+        return replace(
+            self,
+            x_train=self.x_train[:train],
+            y_train=self.y_train[:train],
+            x_val=self.x_val[:val],
+            y_val=self.y_val[:val],
+            x_test=self.x_test[:test],
+            y_test=self.y_test[:test],
+        )
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:

@@ -7,6 +7,7 @@ import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import (
     convert_variables_to_constants_v2,
 )
+from tensorflow.python.util import deprecation
 
 
 def count_flops(model: keras.Model) -> int:
@@ -24,4 +25,6 @@ def count_flops(model: keras.Model) -> int:
     graph = convert_variables_to_constants_v2(function).graph
     options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
     options["output"] = "none"
-    return int(tf.compat.v1.profiler.profile(graph=graph, options=options).total_float_ops)
+    with deprecation.silence():  # the v1 profiler's own deprecation notices
+        profile = tf.compat.v1.profiler.profile(graph=graph, options=options)
+    return int(profile.total_float_ops)

@@ -10,9 +10,11 @@ import time
 import keras
 import keras_tuner
 import pytest
+from conftest import learnable_images
 
 import keras_residual as kr
 from keras_residual.search import ResidualHyperModel, resolve_space, run_search
+from keras_residual.search.tuner import RandomSearch
 
 TINY = {"width": [4, 6, 8, 10], "blocks_per_stage": 1}
 
@@ -216,3 +218,49 @@ def test_report_rebuilds_results_from_a_search_directory(data_dir, tmp_path, cap
     assert main(["report", str(out)]) == 0
     assert len(read_csv(out / "results.csv")) == 1 and "val_acc" in capsys.readouterr().out
     assert main(["report", str(tmp_path / "nothing")]) == 2
+
+
+class CrashingHyperModel(ResidualHyperModel):
+    """Trials of width 4 die the way the kernel's out-of-memory killer ends a process."""
+
+    def fit(self, hp, model, *args, **kwargs):
+        if hp.get("width") == 4:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().fit(hp, model, *args, **kwargs)
+
+
+def _tiny_data():
+    x, y = learnable_images(96, (28, 28, 1))
+    return kr.Dataset("mnist", x, y, x[:32], y[:32], x[:32], y[:32], tuple("0123456789"))
+
+
+def test_a_trial_whose_process_dies_fails_alone(tmp_path, capsys):
+    ended = []
+    tuner = RandomSearch(
+        CrashingHyperModel((28, 28, 1), 10, space={"width": [4, 6], "blocks_per_stage": 1}),
+        objective="val_accuracy",
+        max_trials=2,
+        directory=tmp_path,
+        seed=1,
+        on_trial_done=lambda t: ended.append((t.hyperparameters["width"], t.status, t.message)),
+    )
+    tuner.search(_tiny_data(), epochs=1, verbose=1)
+    outcome = {width: (status, message) for width, status, message in ended}
+    assert outcome[4][0] == "FAILED" and "killed by SIGKILL" in outcome[4][1]
+    assert outcome[6][0] == "COMPLETED"
+    assert "val_accuracy:" in capsys.readouterr().out  # the trial's progress bar, relayed
+    best = tuner.load_model(tuner.oracle.get_best_trials(1)[0])  # the child's checkpoint
+    assert best.get_layer("stem_conv").filters == 6
+
+
+def test_trials_can_run_in_this_process(tmp_path):
+    tuner = RandomSearch(
+        ResidualHyperModel((28, 28, 1), 10, space={"width": 4, "blocks_per_stage": 1}),
+        objective="val_accuracy",
+        max_trials=1,
+        directory=tmp_path,
+        isolate_trials=False,
+    )
+    tuner.search(_tiny_data(), epochs=1, verbose=0)
+    (trial,) = tuner.oracle.trials.values()
+    assert trial.status == "COMPLETED" and trial.metrics.exists("flops")

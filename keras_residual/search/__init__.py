@@ -1,6 +1,13 @@
 """Architecture search with keras-tuner: space, tuners, results, distributed mode."""
 
-from keras_residual.search.results import collect_rows, format_table, pareto_front, write_results
+from keras_residual.search.results import (
+    collect_rows,
+    format_table,
+    pareto_figure,
+    pareto_front,
+    progress_figure,
+    write_results,
+)
 from keras_residual.search.run import parse_duration, run_search
 from keras_residual.search.space import (
     DEFAULT_SPACES,
@@ -17,7 +24,9 @@ __all__ = [
     "collect_rows",
     "format_table",
     "load_space_file",
+    "pareto_figure",
     "pareto_front",
+    "progress_figure",
     "resolve_space",
     "run_search",
     "parse_duration",

@@ -36,22 +36,29 @@ def watch_workers(oracle, timeout: float, interval: float = 1.0) -> threading.Th
 
     keras-tuner then retries it on another worker (`max_retries_per_trial`), and the
     chief no longer waits for the dead worker, so the search completes. A worker is
-    heard from when it asks for a trial or reports an epoch.
+    heard from when it asks for a trial, reports a result, or sends the heartbeat that
+    a trial in its own process sends every few seconds.
     """
     seen: dict[str, float] = {}
-    create_trial, update_trial = oracle.create_trial, oracle.update_trial
+    create_trial = oracle.create_trial
 
     def on_create(tuner_id, *args, **kwargs):
         seen[tuner_id] = time.monotonic()
         return create_trial(tuner_id, *args, **kwargs)
 
-    def on_update(trial_id, *args, **kwargs):
-        for tuner_id, trial in list(oracle.ongoing_trials.items()):
-            if trial.trial_id == trial_id:
-                seen[tuner_id] = time.monotonic()
-        return update_trial(trial_id, *args, **kwargs)
+    def heard_about(method):
+        def wrapper(trial_id, *args, **kwargs):
+            for tuner_id, trial in list(oracle.ongoing_trials.items()):
+                if trial.trial_id == trial_id:
+                    seen[tuner_id] = time.monotonic()
+            return method(trial_id, *args, **kwargs)
 
-    oracle.create_trial, oracle.update_trial = on_create, on_update
+        return wrapper
+
+    oracle.create_trial = on_create
+    # update_trial: a result; get_trial: the heartbeat a worker sends while its trial trains
+    oracle.update_trial = heard_about(oracle.update_trial)
+    oracle.get_trial = heard_about(oracle.get_trial)
 
     def reap():
         while True:

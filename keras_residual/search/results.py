@@ -6,6 +6,10 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
+
+from keras_residual._plots import new_figure
+
 RECORD_METRICS = ("params", "flops", "fit_seconds", "trial_seconds", "started_at", "finished_at")
 OBJECTIVES = ("val_accuracy", "val_loss")
 
@@ -77,15 +81,23 @@ def write_results(rows: list[dict], out_dir: str | Path, extra: dict | None = No
 
 def plot_results(rows: list[dict], out_dir: str | Path) -> None:
     """`pareto.png` (accuracy vs parameters) and `progress.png` (best so far vs time)."""
-    import matplotlib
+    pareto_figure(rows).savefig(Path(out_dir) / "pareto.png", dpi=100)
+    progress = progress_figure(rows)
+    if progress is not None:
+        progress.savefig(Path(out_dir) / "progress.png", dpi=100)
 
-    matplotlib.use("Agg")
+
+def _scored(rows: list[dict]) -> list[dict]:
+    return [r for r in rows if r["val_accuracy"] is not None and r["params"] is not None]
+
+
+def pareto_figure(rows: list[dict]):
+    """Validation accuracy against parameter count, the Pareto front marked."""
     import matplotlib.ticker
-    from matplotlib import pyplot as plt
 
-    done = [r for r in rows if r["val_accuracy"] is not None and r["params"] is not None]
+    done = _scored(rows)
     front = sorted(pareto_front(done), key=lambda r: r["params"])
-    figure, axis = plt.subplots(figsize=(6, 4))
+    figure, axis = new_figure()
     axis.scatter([r["params"] for r in done], [r["val_accuracy"] for r in done], label="trials")
     axis.plot(
         [r["params"] for r in front],
@@ -98,24 +110,24 @@ def plot_results(rows: list[dict], out_dir: str | Path) -> None:
     axis.set_title("Accuracy vs size")
     axis.legend()
     figure.tight_layout()
-    figure.savefig(Path(out_dir) / "pareto.png", dpi=100)
-    plt.close(figure)
+    return figure
 
-    timed = sorted((r for r in done if r["finished_at"]), key=lambda r: r["finished_at"])
-    if timed:
-        start = min(r["started_at"] or r["finished_at"] for r in timed)
-        elapsed = [(r["finished_at"] - start) / 60 for r in timed]
-        best, best_so_far = 0.0, []
-        for row in timed:
-            best = max(best, row["val_accuracy"])
-            best_so_far.append(best)
-        figure, axis = plt.subplots(figsize=(6, 4))
-        axis.step(elapsed, best_so_far, where="post", marker="o")
-        axis.set(xlabel="minutes since the first trial", ylabel="best validation accuracy")
-        axis.set_title("Best so far")
-        figure.tight_layout()
-        figure.savefig(Path(out_dir) / "progress.png", dpi=100)
-        plt.close(figure)
+
+def progress_figure(rows: list[dict]):
+    """Best validation accuracy so far against minutes since the first trial (None if
+    no finished trial has timings)."""
+    timed = sorted((r for r in _scored(rows) if r["finished_at"]), key=lambda r: r["finished_at"])
+    if not timed:
+        return None
+    start = min(r["started_at"] or r["finished_at"] for r in timed)
+    elapsed = [(r["finished_at"] - start) / 60 for r in timed]
+    best_so_far = np.maximum.accumulate([r["val_accuracy"] for r in timed])
+    figure, axis = new_figure()
+    axis.step(elapsed, best_so_far, where="post", marker="o")
+    axis.set(xlabel="minutes since the first trial", ylabel="best validation accuracy")
+    axis.set_title("Best so far")
+    figure.tight_layout()
+    return figure
 
 
 def format_table(rows: list[dict], limit: int | None = None) -> str:

@@ -71,7 +71,7 @@ def run_search(
     final_epochs: int = 0,
     resume: bool = False,
     distributed_mode: bool = False,
-    worker_timeout: float = 600.0,
+    worker_timeout: float = 60.0,
     data_dir: str | os.PathLike | None = None,
     space: dict | None = None,
     seed: int = 0,

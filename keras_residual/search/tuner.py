@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Callable
 
+import keras
 import keras_tuner
+from keras_tuner.src.engine import tuner_utils
+
+from keras_residual.search.isolation import TrialProcesses
 
 
 class BudgetSpent(Exception):
@@ -15,19 +20,54 @@ class BudgetSpent(Exception):
 class _RecordingTuner:
     """Mixin for a keras-tuner `Tuner`: records params, FLOPs and timings per trial,
     stops launching trials once `time_budget` seconds have passed and calls
-    `on_trial_done(trial)` after every trial."""
+    `on_trial_done(trial)` after every trial.
+
+    With `isolate_trials` (the default) each trial trains in a fresh process, so memory
+    stays flat over any number of trials and a crashed trial fails alone; the hypermodel
+    and the search's arguments must then be picklable. `isolate_trials=False` trains in
+    this process (for a debugger, say).
+    """
 
     def __init__(
         self,
         *args,
         time_budget: float | None = None,
         on_trial_done: Callable | None = None,
+        isolate_trials: bool = True,
         **kwargs,
     ):
         self.time_budget = time_budget
         self.on_trial_done = on_trial_done
+        self._processes = TrialProcesses() if isolate_trials else None
+        self._seed = kwargs.get("seed") or 0
         self._search_started = time.monotonic()
         super().__init__(*args, **kwargs)
+
+    def _build_and_fit_model(self, trial, *args, **kwargs):
+        if self._processes is None:
+            return super()._build_and_fit_model(trial, *args, **kwargs)
+        # keras-tuner's own callbacks hold the tuner; the child makes its own checkpointer.
+        kwargs["callbacks"] = [
+            c for c in kwargs.get("callbacks", []) if type(c).__module__ != tuner_utils.__name__
+        ]
+        hp = trial.hyperparameters
+        previous = hp.values.get("tuner/trial_id")  # Hyperband continues an earlier trial
+        job = {
+            "hypermodel": self.hypermodel,
+            "hyperparameters": hp.get_config(),
+            "args": args,
+            "kwargs": kwargs,
+            "objective": self.oracle.objective,
+            "checkpoint": self._get_checkpoint_fname(trial.trial_id),
+            "build_config": self._get_build_config_fname(trial.trial_id),
+            "initial_weights": previous and self._get_checkpoint_fname(previous),
+            "seed": (self._seed + zlib.crc32(trial.trial_id.encode())) % 2**31,
+            "dtype_policy": keras.config.dtype_policy().name,
+        }
+        # The heartbeat tells a distributed chief that this worker is alive.
+        results = self._processes.run(job, heartbeat=lambda: self.oracle.get_trial(trial.trial_id))
+        tuner_utils.validate_trial_results(results, self.oracle.objective, "HyperModel.fit()")
+        return results
 
     def run_trial(self, trial, *args, **kwargs):
         started = time.time()
@@ -61,6 +101,9 @@ class _RecordingTuner:
         except BudgetSpent as spent:
             print(f"Search stopped: {spent}; no new trials launched.")
             self.on_search_end()
+        finally:
+            if self._processes is not None:
+                self._processes.close()
 
 
 class RandomSearch(_RecordingTuner, keras_tuner.RandomSearch):
