@@ -1,7 +1,8 @@
 """Same budget, same data, one run: this toolkit's default search vs keras-tuner's HyperResNet.
 
 Both use `RandomSearch` with one epoch per trial and the same wall-clock budget. HyperResNet
-launches trials for the whole budget and its best trial's weights are scored on the real test
+launches trials for the whole budget, a trial still training when the budget ends stops there
+(and is validated on what it learnt), and its best trial's weights are scored on the real test
 set. This toolkit launches trials for `--trial-share` of the budget and spends the rest
 retraining the best configuration (`--final-epochs`), as its command line does.
 
@@ -42,6 +43,18 @@ class BudgetedRandomSearch(keras_tuner.RandomSearch):
             raise StopIteration
 
 
+class Deadline(keras.callbacks.Callback):
+    """Stop training at a wall-clock deadline (`time.monotonic()`); validation still runs."""
+
+    def __init__(self, deadline: float):
+        super().__init__()
+        self.deadline = deadline
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.monotonic() >= self.deadline:
+            self.model.stop_training = True
+
+
 def hyperresnet(data: kr.Dataset, budget: float, directory: str) -> dict:
     def arrays(split):
         x = (getattr(data, f"x_{split}").astype("float32") - data.mean) / data.std
@@ -57,8 +70,9 @@ def hyperresnet(data: kr.Dataset, budget: float, directory: str) -> dict:
         budget=budget,
         seed=0,
     )
+    deadline = Deadline(tuner.started + budget)
     with contextlib.suppress(StopIteration):
-        tuner.search(x, y, validation_data=validation, epochs=1, verbose=2)
+        tuner.search(x, y, validation_data=validation, epochs=1, verbose=2, callbacks=[deadline])
     trials = tuner.oracle.trials.values()
     completed = [t for t in trials if t.status == "COMPLETED"]
     row = {"trials_completed": len(completed), "trials_failed": len(trials) - len(completed)}

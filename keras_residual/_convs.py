@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_residual.normalization import FusedBatchNormalization
+
 
 def conv2d(
     filters: int,
@@ -55,9 +57,9 @@ def padded_shape(shape, conv: keras.layers.Conv2D):
 
 def batch_norm(
     momentum: float, epsilon: float, *, zero_gamma: bool = False, name=None, dtype=None
-) -> keras.layers.BatchNormalization:
-    """BatchNormalization over channels-last feature maps."""
-    return keras.layers.BatchNormalization(
+) -> FusedBatchNormalization:
+    """BatchNormalization over channels-last feature maps (fused kernel when training)."""
+    return FusedBatchNormalization(
         momentum=momentum,
         epsilon=epsilon,
         gamma_initializer="zeros" if zero_gamma else "ones",

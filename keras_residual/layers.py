@@ -3,6 +3,7 @@
 from keras_residual.blocks import BasicBlock, BottleneckBlock, ResidualBlock
 from keras_residual.dense import DenseBlock, Transition
 from keras_residual.drop_path import DropPath
+from keras_residual.normalization import FusedBatchNormalization
 from keras_residual.shortcuts import GatedShortcut, IdentityShortcut, ProjectionShortcut
 from keras_residual.squeeze_excite import SqueezeExcite
 
@@ -11,6 +12,7 @@ __all__ = [
     "BottleneckBlock",
     "DenseBlock",
     "DropPath",
+    "FusedBatchNormalization",
     "GatedShortcut",
     "IdentityShortcut",
     "ProjectionShortcut",

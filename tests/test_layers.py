@@ -30,6 +30,7 @@ CASES = {
     "resnet_d": (lambda: kr.BottleneckBlock(4, strides=2, avg_down=True, use_bias=True), 8),
     "dense_block": (lambda: kr.DenseBlock(2, growth_rate=4, dropout_rate=0.1), 8),
     "transition": (lambda: kr.Transition(0.5), 8),
+    "fused_batch_norm": (lambda: kr.FusedBatchNormalization(momentum=0.9), 8),
 }
 
 
@@ -246,3 +247,36 @@ def test_parameter_counts(block, params):
     layer = block()
     layer.build((None, 8, 8, 16 if isinstance(layer, kr.BasicBlock) else 64))
     assert layer.count_params() == params
+
+
+def test_fused_batch_norm_trains_like_keras_batch_norm():
+    x = tf.constant(np.random.default_rng(0).normal(1, 2, (16, 8, 8, 5)).astype("float32"))
+    results = []
+    for layer in (
+        keras.layers.BatchNormalization(momentum=0.9),
+        kr.FusedBatchNormalization(momentum=0.9),
+    ):
+        layer.build(x.shape)
+        layer.gamma.assign(np.linspace(0.5, 2, 5))
+        layer.beta.assign(np.linspace(-1, 1, 5))
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y * tf.sin(y))
+        gradients = tape.gradient(loss, [x, layer.gamma.value, layer.beta.value])
+        results.append((y, gradients, layer.moving_mean.numpy(), layer.moving_variance.numpy()))
+    (y0, g0, mean0, var0), (y1, g1, mean1, var1) = results
+    np.testing.assert_allclose(y1, y0, atol=1e-5)
+    for a, b in zip(g1, g0, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(mean1, mean0, atol=1e-6)
+    n = 16 * 8 * 8  # the fused kernel's moving variance is the unbiased one
+    np.testing.assert_allclose((var1 - 0.9) / (var0 - 0.9), n / (n - 1), rtol=1e-5)
+
+
+def test_fused_batch_norm_falls_back_where_the_kernel_does_not_apply():
+    layer = kr.FusedBatchNormalization()
+    flat = np.random.default_rng(0).normal(2, 3, (32, 6)).astype("float32")
+    y = layer(flat, training=True)  # rank 2: the Keras path
+    np.testing.assert_allclose(keras.ops.mean(y, axis=0), 0, atol=1e-5)
+    assert isinstance(kr.resnet_cifar(8).get_layer("stem_bn"), kr.FusedBatchNormalization)

@@ -189,3 +189,11 @@ def test_every_preset_round_trips_through_keras_files(name, tmp_path):
     loaded = keras.saving.load_model(path, safe_mode=True)
     x = np.random.default_rng(0).random((2, 32, 32, 3), dtype="float32")
     np.testing.assert_array_equal(model.predict(x, verbose=0), loaded.predict(x, verbose=0))
+
+
+@pytest.mark.parametrize("groups", [1, 4])
+def test_count_flops_includes_grouped_convolutions(groups):
+    inputs = keras.Input((8, 8, 16))
+    conv = keras.layers.Conv2D(16, 3, groups=groups, padding="same", use_bias=False)
+    model = keras.Model(inputs, conv(inputs))
+    assert kr.count_flops(model) == 2 * 8 * 8 * 3 * 3 * (16 // groups) * 16
