@@ -118,7 +118,7 @@ class TrialProcesses:
         self._standby = None
 
     def run(self, job: dict, heartbeat: Callable | None = None, interval: float = 2.0):
-        """Run `job` (keyword arguments of `trial_job.run`) and return its results.
+        """Run `job` (keyword arguments of `run_trial_job`) and return its results.
 
         `heartbeat()` is called every `interval` seconds while the trial runs. A trial that
         raises `FailedTrialError` or whose process dies raises `FailedTrialError` here; any
