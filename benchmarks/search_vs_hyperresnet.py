@@ -57,7 +57,7 @@ class Deadline(keras.callbacks.Callback):
 
 def hyperresnet(data: kr.Dataset, budget: float, directory: str) -> dict:
     def arrays(split):
-        x = (getattr(data, f"x_{split}").astype("float32") - data.mean) / data.std
+        x = data.normalize(getattr(data, f"x_{split}"))
         return x, keras.utils.to_categorical(getattr(data, f"y_{split}"), data.num_classes)
 
     (x, y), validation = arrays("train"), arrays("val")

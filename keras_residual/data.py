@@ -67,6 +67,17 @@ class Dataset:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def normalize(self, images: np.ndarray) -> np.ndarray:
+        """`images` (uint8 NHWC) standardised the way the pipelines feed them to a model.
+
+        Example:
+        >>> import numpy as np
+        >>> x, y = np.full((4, 2, 2, 1), 7, "uint8"), np.zeros(4, "int32")
+        >>> Dataset("mnist", x, y, x, y, x, y, ("0",)).normalize(x[:1]).ravel().tolist()
+        [0.0, 0.0, 0.0, 0.0]
+        """
+        return (images.astype("float32") - self.mean) / self.std
+
     def subset(self, train: int | None = None, val: int | None = None, test: int | None = None):
         """The first `train` / `val` / `test` examples of each split (None keeps a split whole).
 
