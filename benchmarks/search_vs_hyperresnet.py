@@ -1,10 +1,11 @@
 """Same budget, same data, one run: this toolkit's default search vs keras-tuner's HyperResNet.
 
 Both use `RandomSearch` with one epoch per trial and the same wall-clock budget. HyperResNet
-launches trials for the whole budget, a trial still training when the budget ends stops there
-(and is validated on what it learnt), and its best trial's weights are scored on the real test
-set. This toolkit launches trials for `--trial-share` of the budget and spends the rest
-retraining the best configuration (`--final-epochs`), as its command line does.
+launches trials for the whole budget (or for all the time the toolkit took, if that was longer),
+a trial still training when the budget ends stops there (and is validated on what it learnt),
+and its best trial's weights are scored on the real test set. This toolkit launches trials for
+`--trial-share` of the budget and spends the rest retraining the best configuration
+(`--final-epochs`), as its command line does.
 
 Run: KERAS_RESIDUAL_DATA=... python benchmarks/search_vs_hyperresnet.py --dataset mnist --budget 10m
 """
@@ -68,7 +69,7 @@ def hyperresnet(data: kr.Dataset, budget: float, directory: str) -> dict:
         max_consecutive_failed_trials=1000,
         directory=directory,
         budget=budget,
-        seed=0,
+        seed=1,  # keras-tuner draws a random seed for 0
     )
     deadline = Deadline(tuner.started + budget)
     with contextlib.suppress(StopIteration):
@@ -123,7 +124,8 @@ def main() -> None:
             "keras_residual",
             lambda d: toolkit(args.dataset, budget, d, args.trial_share, args.final_epochs),
         ),
-        ("HyperResNet", lambda d: hyperresnet(data, budget, d)),
+        # HyperResNet gets the budget, or all the time the toolkit took if that was more.
+        ("HyperResNet", lambda d: hyperresnet(data, max(budget, rows[0]["wall_s"]), d)),
     ):
         directory = tempfile.mkdtemp(prefix=f"{name}-")
         keras.backend.clear_session()

@@ -264,3 +264,21 @@ def test_trials_can_run_in_this_process(tmp_path):
     tuner.search(_tiny_data(), epochs=1, verbose=0)
     (trial,) = tuner.oracle.trials.values()
     assert trial.status == "COMPLETED" and trial.metrics.exists("flops")
+
+
+@pytest.mark.parametrize("seed", [None, 0, 7])
+def test_a_seed_draws_the_same_trials_every_time(tmp_path, seed):
+    def draws(directory):
+        tuner = RandomSearch(
+            ResidualHyperModel((28, 28, 1), 10),
+            objective="val_accuracy",
+            max_trials=4,
+            directory=directory,
+            seed=seed,
+            isolate_trials=False,
+        )
+        return [tuner.oracle.create_trial(f"t{i}").hyperparameters.values for i in range(4)]
+
+    first = draws(tmp_path / "a")
+    assert draws(tmp_path / "b") == first
+    assert len({json.dumps(values, sort_keys=True) for values in first}) == 4

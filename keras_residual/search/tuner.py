@@ -25,7 +25,8 @@ class _RecordingTuner:
     With `isolate_trials` (the default) each trial trains in a fresh process, so memory
     stays flat over any number of trials and a crashed trial fails alone; the hypermodel
     and the search's arguments must then be picklable. `isolate_trials=False` trains in
-    this process (for a debugger, say).
+    this process (for a debugger, say). `seed` (default 0) fixes the sequence of trials;
+    unlike in keras-tuner, 0 is a seed like any other.
     """
 
     def __init__(
@@ -39,9 +40,11 @@ class _RecordingTuner:
         self.time_budget = time_budget
         self.on_trial_done = on_trial_done
         self._processes = TrialProcesses() if isolate_trials else None
-        self._seed = kwargs.get("seed") or 0
+        self._seed = kwargs.pop("seed", None) or 0
         self._search_started = time.monotonic()
-        super().__init__(*args, **kwargs)
+        # keras-tuner reads a seed of 0 (or None) as "draw one at random": shift by one so
+        # every seed, 0 included, gives the same sequence of trials on every run.
+        super().__init__(*args, seed=self._seed + 1, **kwargs)
 
     def _build_and_fit_model(self, trial, *args, **kwargs):
         if self._processes is None:
