@@ -1,12 +1,13 @@
 """Training throughput of ResNet-20 (32x32x3, batch 128): toolkit vs hand-written Keras.
 
-(a) the toolkit as a user gets it: `resnet_cifar` + `compile_model` + `make_pipeline`;
+(a) the toolkit as a user gets it: `resnet_cifar` + `compile_model` + `make_pipeline` (with
+the builders' default dtype policy: bfloat16 compute on CPUs that do it natively);
 (b) a straightforward hand-written functional ResNet-20 trained with `model.fit` on a
 `tf.data` of arrays; (c) that same model fed by the toolkit's pipeline, which separates the
-tf.data stall that (b) suffers from the speed of the model itself. All run alternately in one
-process; medians of the rounds are reported with the fraction of this CPU's measured
-float32 matmul peak (training FLOPs ~ 3 x forward FLOPs). Peak memory comes from one
-child process per path.
+tf.data stall that (b) suffers from the speed of the model itself; (d) the toolkit in float32,
+which separates the gain of bfloat16 from the rest. All run alternately in one process;
+medians of the rounds are reported with the fraction of this CPU's measured float32 matmul
+peak (training FLOPs ~ 3 x forward FLOPs). Peak memory comes from one child process per path.
 
 Run: python benchmarks/throughput.py [--rounds 5 --steps 30]
 """
@@ -68,10 +69,14 @@ def synthetic_dataset(count: int) -> kr.Dataset:
     )
 
 
-def toolkit_path(data, steps):
-    model = kr.resnet_cifar(20, shortcut="projection")
+def toolkit_path(data, steps, dtype=None):
+    model = kr.resnet_cifar(20, shortcut="projection", dtype=dtype)
     kr.training.compile_model(model, kr.get_recipe("he2016"), steps, 1)
     return model, kr.make_pipeline(data, "train", BATCH).take(steps)
+
+
+def toolkit_float32_path(data, steps):
+    return toolkit_path(data, steps, dtype="float32")
 
 
 def reference_path(data, steps):
@@ -93,11 +98,12 @@ PATHS = {
     "toolkit": toolkit_path,
     "reference": reference_path,
     "reference_without_stall": reference_model_toolkit_data,
+    "toolkit_float32": toolkit_float32_path,
 }
 
 
-def matmul_peak_gflops(n: int = 2048, repeats: int = 20) -> float:
-    a, b = tf.random.normal((n, n)), tf.random.normal((n, n))
+def matmul_peak_gflops(n: int = 2048, repeats: int = 20, dtype=tf.float32) -> float:
+    a, b = (tf.cast(tf.random.normal((n, n)), dtype) for _ in range(2))
     tf.linalg.matmul(a, b).numpy()
     best = float("inf")
     for _ in range(repeats):
@@ -153,6 +159,7 @@ def main() -> None:
             {
                 "path": name,
                 "params": model.count_params(),
+                "dtype_policy": model.dtype_policy.name,
                 "images_per_s": round(rate, 1),
                 "rounds": [round(r, 1) for r in rates[name]],
                 "train_gflops": round(achieved, 1),
@@ -162,12 +169,15 @@ def main() -> None:
         )
     ratio = rows[0]["images_per_s"] / rows[1]["images_per_s"]
     compute_ratio = rows[0]["images_per_s"] / rows[2]["images_per_s"]
+    precision_ratio = rows[0]["images_per_s"] / rows[3]["images_per_s"]
     emit(
         "ResNet-20 training throughput",
         rows,
         ratio_toolkit_over_reference=round(ratio, 3),
         ratio_toolkit_over_reference_without_stall=round(compute_ratio, 3),
+        ratio_toolkit_over_toolkit_float32=round(precision_ratio, 3),
         matmul_peak_gflops=round(peak, 1),
+        matmul_peak_gflops_bfloat16=round(matmul_peak_gflops(dtype=tf.bfloat16), 1),
         forward_mflops_per_image=round(flops / 1e6, 1),
         batch=BATCH,
         cpus=os.cpu_count(),

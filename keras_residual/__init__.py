@@ -24,6 +24,7 @@ from keras_residual.layers import (
 )
 from keras_residual.models import densenet, highway, resnet, resnet_cifar, resnext, wide_resnet
 from keras_residual.porting import port_keras_applications_weights
+from keras_residual.precision import default_dtype_policy
 from keras_residual.presets import build, list_presets
 from keras_residual.training import RECIPES, Recipe, evaluate, get_recipe, make_optimizer, train
 
@@ -48,6 +49,7 @@ __all__ = [
     "Transition",
     "build",
     "count_flops",
+    "default_dtype_policy",
     "degradation_experiment",
     "densenet",
     "evaluate",

@@ -18,6 +18,15 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_dtype_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "mixed_bfloat16", "mixed_float16"),
+        help="Keras dtype policy of the models (default: mixed_bfloat16 on CPUs that compute "
+        "bfloat16 natively, else float32; sets $KERAS_RESIDUAL_DTYPE)",
+    )
+
+
 def _train(args) -> int:
     import keras_residual as kr
 
@@ -130,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="output directory (logs, checkpoints, best model)")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run")
     train.add_argument("--seed", type=int, default=0)
+    _add_dtype_argument(train)
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a saved .keras model")
@@ -176,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--worker-timeout", type=float, default=60, help="seconds before a silent worker is lost"
     )
     search.add_argument("--seed", type=int, default=0)
+    _add_dtype_argument(search)
     search.set_defaults(run=_search)
 
     report = commands.add_parser("report", help="rebuild the table and plots of a search")
@@ -186,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "dtype", None):
+        os.environ["KERAS_RESIDUAL_DTYPE"] = args.dtype
     try:
         return args.run(args)
     except (ValueError, FileExistsError, FileNotFoundError) as error:

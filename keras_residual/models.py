@@ -15,6 +15,7 @@ from keras_residual import _checks, _convs
 from keras_residual.blocks import BasicBlock, BottleneckBlock
 from keras_residual.dense import DenseBlock, Transition
 from keras_residual.normalization import FusedBatchNormalization
+from keras_residual.precision import dtype_policy_scope
 
 BLOCKS = {"basic": BasicBlock, "bottleneck": BottleneckBlock}
 # Builder-level shortcut options (He et al. 2016, sec. 3.3) -> block-level kinds.
@@ -161,6 +162,7 @@ def _residual_network(
     drop_path_rate: float,
     bn_momentum: float,
     bn_epsilon: float,
+    dtype: str | None,
     stem_bias: bool = False,
     stride_at: str = "first",
     **block_kwargs,
@@ -171,33 +173,35 @@ def _residual_network(
     _check_head(include_top, pooling, num_classes)
     _checks.rate("drop_path_rate", drop_path_rate)
     downsamples = sum(s > 1 for s in strides) + (2 if stem != "cifar" else 0)
-    inputs = keras.Input(_check_input_shape(input_shape, downsamples), name="inputs")
+    input_shape = _check_input_shape(input_shape, downsamples)
     bn = {"momentum": bn_momentum, "epsilon": bn_epsilon}
-    x = _stem(inputs, stem_filters, kind=stem, preact=preact, use_bias=stem_bias, bn=bn)
-    x = _stages(
-        x,
-        block=block,
-        depths=depths,
-        filters=filters,
-        strides=strides,
-        stride_at=stride_at,
-        shortcut="none" if plain else SHORTCUTS[shortcut],
-        drop_path_rate=drop_path_rate,
-        preact=preact,
-        bn_momentum=bn_momentum,
-        bn_epsilon=bn_epsilon,
-        **block_kwargs,
-    )
-    x = _head(
-        x,
-        post_norm=preact,
-        include_top=include_top,
-        pooling=pooling,
-        num_classes=num_classes,
-        classifier_activation=classifier_activation,
-        bn=bn,
-    )
-    return keras.Model(inputs, x, name=name)
+    with dtype_policy_scope(dtype):
+        inputs = keras.Input(input_shape, name="inputs")
+        x = _stem(inputs, stem_filters, kind=stem, preact=preact, use_bias=stem_bias, bn=bn)
+        x = _stages(
+            x,
+            block=block,
+            depths=depths,
+            filters=filters,
+            strides=strides,
+            stride_at=stride_at,
+            shortcut="none" if plain else SHORTCUTS[shortcut],
+            drop_path_rate=drop_path_rate,
+            preact=preact,
+            bn_momentum=bn_momentum,
+            bn_epsilon=bn_epsilon,
+            **block_kwargs,
+        )
+        x = _head(
+            x,
+            post_norm=preact,
+            include_top=include_top,
+            pooling=pooling,
+            num_classes=num_classes,
+            classifier_activation=classifier_activation,
+            bn=bn,
+        )
+        return keras.Model(inputs, x, name=name)
 
 
 def resnet_cifar(
@@ -223,6 +227,7 @@ def resnet_cifar(
     classifier_activation="softmax",
     bn_momentum: float = 0.9,
     bn_epsilon: float = 1e-3,
+    dtype: str | None = None,
     name: str | None = None,
 ) -> keras.Model:
     """The 3-stage CIFAR ResNet of He et al. (2016): depth 6n+2 (basic) or 9n+2 (bottleneck).
@@ -231,6 +236,8 @@ def resnet_cifar(
     `stages` (3 in the paper) sets how many; each after the first halves the resolution.
     `shortcut`: `"pad"` (option A, the paper's CIFAR choice), `"projection"` (B),
     `"all_projection"` (C) or `"gated"` (Highway). `plain=True` drops every shortcut.
+    `dtype` is the layers' Keras dtype policy; None means `default_dtype_policy()`
+    (bfloat16 compute with float32 weights on CPUs that do bfloat16 natively).
 
     Example:
     >>> model = resnet_cifar(20, shortcut="pad")
@@ -267,6 +274,7 @@ def resnet_cifar(
         se_ratio=se_ratio,
         dropout_rate=dropout_rate,
         zero_init_residual=zero_init_residual,
+        dtype=dtype,
     )
 
 
@@ -364,6 +372,7 @@ def resnet(
     classifier_activation="softmax",
     bn_momentum: float = 0.9,
     bn_epsilon: float | None = None,
+    dtype: str | None = None,
     name: str | None = None,
 ) -> keras.Model:
     """The 4-stage ImageNet ResNet-18/34/50/101/152, v1 or pre-activation v2.
@@ -371,7 +380,9 @@ def resnet(
     Defaults follow torchvision (bias-free convolutions, stride on the 3x3).
     `keras_compat=True` reproduces `keras.applications.ResNet50`/`ResNet50V2` exactly
     (biased convolutions, stride on the first 1x1 or the last block, BN epsilon
-    1.001e-5), so their weights port with `port_keras_applications_weights`.
+    1.001e-5), so their weights port with `port_keras_applications_weights`; such a
+    model follows Keras's global dtype policy, as keras.applications does. Otherwise
+    `dtype=None` means `default_dtype_policy()`.
     `deep_stem` + `avg_down` give ResNet-D; `groups`/`base_width` give ResNeXt.
 
     Example:
@@ -421,6 +432,7 @@ def resnet(
         se_ratio=se_ratio,
         zero_init_residual=zero_init_residual,
         avg_down=avg_down,
+        dtype=dtype or (keras.config.dtype_policy().name if keras_compat else None),
         **compat,
     )
 
@@ -439,9 +451,12 @@ def densenet(
     classifier_activation="softmax",
     bn_momentum: float = 0.9,
     bn_epsilon: float = 1e-5,
+    dtype: str | None = None,
     name: str | None = None,
 ) -> keras.Model:
     """CIFAR DenseNet(-BC) (Huang et al., 2017): 3 dense blocks, depth 6n+4 with bottlenecks.
+
+    `dtype=None` means `default_dtype_policy()`, as for `resnet_cifar`.
 
     Example:
     >>> densenet(40, growth_rate=12, bottleneck=False).name
@@ -451,38 +466,40 @@ def densenet(
     n = _blocks_per_stage(depth, per_block=per_layer, extra=4, rule=f"{3 * per_layer}n+4")
     _checks.positive_int("growth_rate", growth_rate)
     _check_head(include_top, pooling, num_classes)
-    inputs = keras.Input(_check_input_shape(input_shape, 2), name="inputs")
+    input_shape = _check_input_shape(input_shape, 2)
     bn = {"bn_momentum": bn_momentum, "bn_epsilon": bn_epsilon}
-    x = keras.layers.Conv2D(
-        2 * growth_rate if bottleneck else 16,
-        3,
-        padding="same",
-        use_bias=False,
-        kernel_initializer="he_normal",
-        name="stem_conv",
-    )(inputs)
-    for s in range(1, 4):
-        x = DenseBlock(
-            n,
-            growth_rate,
-            bottleneck=bottleneck,
-            dropout_rate=dropout_rate,
-            name=f"stage{s}_dense",
-            **bn,
-        )(x)
-        if s < 3:
-            x = Transition(compression, name=f"stage{s}_transition", **bn)(x)
-    x = _head(
-        x,
-        post_norm=True,
-        include_top=include_top,
-        pooling=pooling,
-        num_classes=num_classes,
-        classifier_activation=classifier_activation,
-        bn={"momentum": bn_momentum, "epsilon": bn_epsilon},
-    )
     bc = "_bc" if bottleneck and compression < 1 else ""
-    return keras.Model(inputs, x, name=name or f"densenet{bc}{depth}_k{growth_rate}")
+    with dtype_policy_scope(dtype):
+        inputs = keras.Input(input_shape, name="inputs")
+        x = keras.layers.Conv2D(
+            2 * growth_rate if bottleneck else 16,
+            3,
+            padding="same",
+            use_bias=False,
+            kernel_initializer="he_normal",
+            name="stem_conv",
+        )(inputs)
+        for s in range(1, 4):
+            x = DenseBlock(
+                n,
+                growth_rate,
+                bottleneck=bottleneck,
+                dropout_rate=dropout_rate,
+                name=f"stage{s}_dense",
+                **bn,
+            )(x)
+            if s < 3:
+                x = Transition(compression, name=f"stage{s}_transition", **bn)(x)
+        x = _head(
+            x,
+            post_norm=True,
+            include_top=include_top,
+            pooling=pooling,
+            num_classes=num_classes,
+            classifier_activation=classifier_activation,
+            bn={"momentum": bn_momentum, "epsilon": bn_epsilon},
+        )
+        return keras.Model(inputs, x, name=name or f"densenet{bc}{depth}_k{growth_rate}")
 
 
 BUILDERS: dict[str, Callable[..., keras.Model]] = {

@@ -1,15 +1,20 @@
+import keras
 import pytest
 
 from keras_residual.cli import main
+from keras_residual.precision import DTYPE_ENV
 
 
-def test_train_then_evaluate(data_dir, tmp_path, capsys):
+def test_train_then_evaluate(data_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv(DTYPE_ENV, "")  # --dtype sets it; restored after the test
     out = tmp_path / "run"
     argv = ["train", "--model", "resnet20", "--dataset", "mnist", "--data-dir", str(data_dir)]
-    assert main([*argv, "--epochs", "1", "--batch-size", "64", "--out", str(out)]) == 0
+    argv += ["--epochs", "1", "--batch-size", "64", "--out", str(out), "--dtype", "float32"]
+    assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "test accuracy:" in printed and (out / "best_model.keras").exists()
     model = str(out / "best_model.keras")
+    assert keras.saving.load_model(model).get_layer("stem_conv").compute_dtype == "float32"
     assert main(["evaluate", model, "--dataset", "mnist", "--data-dir", str(data_dir)]) == 0
     assert "test accuracy:" in capsys.readouterr().out
 

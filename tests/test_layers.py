@@ -274,6 +274,22 @@ def test_fused_batch_norm_trains_like_keras_batch_norm():
     np.testing.assert_allclose((var1 - 0.9) / (var0 - 0.9), n / (n - 1), rtol=1e-5)
 
 
+@pytest.mark.parametrize("channels", [8, 16])  # float32 inside for 8, bfloat16 kernel for 16
+def test_fused_batch_norm_in_bfloat16_matches_float32(channels):
+    x = np.random.default_rng(0).normal(1, 2, (16, 8, 8, channels)).astype("float32")
+    layers = {
+        dtype: kr.FusedBatchNormalization(dtype=dtype) for dtype in ("float32", "mixed_bfloat16")
+    }
+    outputs = {dtype: layer(x, training=True) for dtype, layer in layers.items()}
+    assert outputs["mixed_bfloat16"].dtype == "bfloat16"
+    np.testing.assert_allclose(
+        keras.ops.cast(outputs["mixed_bfloat16"], "float32"), outputs["float32"], atol=0.05
+    )
+    for name in ("moving_mean", "moving_variance"):
+        ours, reference = (getattr(layers[d], name).numpy() for d in layers)
+        np.testing.assert_allclose(ours, reference, rtol=0.02)
+
+
 def test_fused_batch_norm_falls_back_where_the_kernel_does_not_apply():
     layer = kr.FusedBatchNormalization()
     flat = np.random.default_rng(0).normal(2, 3, (32, 6)).astype("float32")
