@@ -140,12 +140,16 @@ def run_search(
     print(f"\n{format_table(rows)}\n")
     if any(r["status"] == "completed" for r in rows):
         data = data or load_dataset(dataset, data_dir, seed=seed)
-        summary["best"] = _save_best(tuner_object, hypermodel, data, out, final_epochs, seed)
+        summary["best"] = _save_best(
+            tuner_object, hypermodel, data, out, final_epochs, seed, verbose
+        )
     write_results(rows, out, summary)
     return {"trials": rows, **summary}
 
 
-def _save_best(tuner_object, hypermodel, data: Dataset, out: Path, final_epochs, seed) -> dict:
+def _save_best(
+    tuner_object, hypermodel, data: Dataset, out: Path, final_epochs, seed, verbose
+) -> dict:
     best_trial = tuner_object.oracle.get_best_trials(1)[0]
     hp = best_trial.hyperparameters
     if final_epochs:
@@ -153,7 +157,7 @@ def _save_best(tuner_object, hypermodel, data: Dataset, out: Path, final_epochs,
         keras.utils.set_random_seed(seed)
         model = hypermodel.build(hp)
         print(f"Retraining trial {best_trial.trial_id}'s configuration for {final_epochs} epochs")
-        hypermodel.fit(hp, model, data, epochs=final_epochs)
+        hypermodel.fit(hp, model, data, epochs=final_epochs, seed=seed, verbose=verbose)
     else:
         model = tuner_object.load_model(best_trial)
     path = out / "best_model.keras"
