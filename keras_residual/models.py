@@ -14,7 +14,6 @@ import keras
 from keras_residual import _checks, _convs
 from keras_residual.blocks import BasicBlock, BottleneckBlock
 from keras_residual.dense import DenseBlock, Transition
-from keras_residual.normalization import FusedBatchNormalization
 from keras_residual.precision import dtype_policy_scope
 
 BLOCKS = {"basic": BasicBlock, "bottleneck": BottleneckBlock}
@@ -63,7 +62,7 @@ def _stem(x, filters: int, *, kind: str, preact: bool, use_bias: bool, bn: dict)
                 x = keras.layers.ZeroPadding2D(1, name=f"stem_pad{i}")(x)
             x = _convs.conv2d(width, 3, strides=strides, use_bias=use_bias, name=f"stem_conv{i}")(x)
             if i < 3 or not preact:
-                x = FusedBatchNormalization(name=f"stem_bn{i}", **bn)(x)
+                x = _convs.batch_norm(name=f"stem_bn{i}", **bn)(x)
                 x = keras.layers.Activation("relu", name=f"stem_relu{i}")(x)
     else:
         imagenet = kind == "imagenet"
@@ -79,7 +78,7 @@ def _stem(x, filters: int, *, kind: str, preact: bool, use_bias: bool, bn: dict)
             name="stem_conv",
         )(x)
         if not preact:
-            x = FusedBatchNormalization(name="stem_bn", **bn)(x)
+            x = _convs.batch_norm(name="stem_bn", **bn)(x)
             x = keras.layers.Activation("relu", name="stem_relu")(x)
     if kind in ("imagenet", "deep"):
         x = keras.layers.ZeroPadding2D(1, name="pool_pad")(x)
@@ -123,7 +122,7 @@ def _stages(
 
 def _head(x, *, post_norm, include_top, pooling, num_classes, classifier_activation, bn):
     if post_norm:
-        x = FusedBatchNormalization(name="post_bn", **bn)(x)
+        x = _convs.batch_norm(name="post_bn", **bn)(x)
         x = keras.layers.Activation("relu", name="post_relu")(x)
     if include_top or pooling == "avg":
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
