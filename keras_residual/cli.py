@@ -198,7 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "dtype", None):
-        os.environ["KERAS_RESIDUAL_DTYPE"] = args.dtype
+        from keras_residual.precision import DTYPE_ENV
+
+        os.environ[DTYPE_ENV] = args.dtype
     try:
         return args.run(args)
     except (ValueError, FileExistsError, FileNotFoundError) as error:
