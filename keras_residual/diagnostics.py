@@ -73,11 +73,10 @@ def gradient_norms(
 
 def _loss(model: keras.Model, y: np.ndarray):
     probabilities = getattr(model.layers[-1], "activation", None) is keras.activations.softmax
-    kind = (
-        keras.losses.SparseCategoricalCrossentropy
-        if y.ndim == 1
-        else (keras.losses.CategoricalCrossentropy)
-    )
+    if y.ndim == 1:
+        kind = keras.losses.SparseCategoricalCrossentropy
+    else:
+        kind = keras.losses.CategoricalCrossentropy
     return kind(from_logits=not probabilities, reduction=None)
 
 
@@ -122,8 +121,8 @@ class DegradationResult:
 
     `final`: one row per network (`kind` "plain"/"residual", `depth`, `params`, final
     `train_loss`, `train_accuracy`, `val_loss`, `val_accuracy`, `seconds`).
-    `curves`: per network name (`plain20`, `resnet20`, ...) the training loss of every
-    step (`step`, `loss`) and the epoch-end values (`history`).
+    `curves`: per network name (`plain20`, `resnet20`, ...), in the order of `final`, the
+    training loss of every step (`step`, `loss`) and the epoch-end values (`history`).
     """
 
     final: list[dict] = field(default_factory=list)
@@ -213,13 +212,13 @@ def plot_degradation(result: DegradationResult, *, smooth: int = 25):
     Returns the matplotlib figure."""
     figure, (loss_ax, accuracy_ax) = new_figure(ncols=2)
     colors = {}
-    for name, curve in result.curves.items():
-        depth = int("".join(c for c in name if c.isdigit()))
-        color = colors.setdefault(depth, f"C{len(colors)}")
+    # `final` holds one row per curve, in the same order: each network's kind and depth.
+    for row, (name, curve) in zip(result.final, result.curves.items(), strict=True):
+        color = colors.setdefault(row["depth"], f"C{len(colors)}")
         window = max(1, min(smooth, len(curve["loss"])))
         loss = np.convolve(curve["loss"], np.ones(window) / window, mode="valid")
         steps = curve["step"][window - 1 :]
-        style = "--" if name.startswith("plain") else "-"
+        style = "--" if row["kind"] == "plain" else "-"
         loss_ax.plot(steps, loss, style, color=color, label=name)
     loss_ax.set(xlabel="training step", ylabel="training loss (moving average)", yscale="log")
     loss_ax.legend(fontsize=8)
