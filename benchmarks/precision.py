@@ -19,7 +19,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(__file__))
 
-import numpy as np  # noqa: E402
+from _data import random_dataset  # noqa: E402
 from _report import emit  # noqa: E402
 
 import keras_residual as kr  # noqa: E402
@@ -32,12 +32,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, (args.steps * BATCH, *SHAPE), dtype=np.uint8)
-    y = rng.integers(0, 10, args.steps * BATCH).astype("int32")
-    data = kr.Dataset(
-        "mnist", x, y, x[:BATCH], y[:BATCH], x[:BATCH], y[:BATCH], tuple("0123456789")
-    )
+    data = random_dataset("mnist", args.steps * BATCH)
     default = kr.default_dtype_policy()
     built = {}
     for depth in (8, 20):

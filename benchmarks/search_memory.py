@@ -19,9 +19,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(__file__))
 
 import numpy as np  # noqa: E402
+from _data import random_dataset  # noqa: E402
 from _report import emit  # noqa: E402
 
-import keras_residual as kr  # noqa: E402
 from keras_residual.search import ResidualHyperModel  # noqa: E402
 from keras_residual.search.tuner import RandomSearch  # noqa: E402
 
@@ -54,10 +54,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--trials", type=int, default=32)
     args = parser.parse_args()
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, (512, 28, 28, 1), dtype=np.uint8)
-    y = rng.integers(0, 10, 512).astype("int32")
-    data = kr.Dataset("mnist", x, y, x[:128], y[:128], x[:128], y[:128], tuple("0123456789"))
+    data = random_dataset("mnist", 512)
     isolated = search_rss(data, args.trials, isolate=True)
     trial_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     in_process = search_rss(data, args.trials, isolate=False)

@@ -26,8 +26,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(__file__))
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from _data import random_dataset  # noqa: E402
 from _report import emit  # noqa: E402
 
 import keras_residual as kr  # noqa: E402
@@ -58,15 +58,6 @@ def reference_resnet20() -> keras.Model:
             x = block(x, filters, strides if i == 0 else 1)
     x = layers.GlobalAveragePooling2D()(x)
     return keras.Model(inputs, layers.Dense(10, activation="softmax")(x))
-
-
-def synthetic_dataset(count: int) -> kr.Dataset:
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, (count, *SHAPE), dtype=np.uint8)
-    y = rng.integers(0, 10, count).astype("int32")
-    return kr.Dataset(
-        "cifar10", x, y, x[:BATCH], y[:BATCH], x[:BATCH], y[:BATCH], kr.data.CIFAR10_CLASSES
-    )
 
 
 def toolkit_path(data, steps, dtype=None):
@@ -126,7 +117,7 @@ def child_peak_memory(name: str, steps: int) -> float:
     here = os.path.dirname(os.path.abspath(__file__))
     code = (
         f"import sys; sys.path.insert(0, {here!r}); import throughput as t; "
-        f"m, d = t.PATHS[{name!r}](t.synthetic_dataset({steps * BATCH}), {steps}); "
+        f"m, d = t.PATHS[{name!r}](t.random_dataset('cifar10', {steps * BATCH}), {steps}); "
         "m.fit(d, verbose=0); "
         "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])"
     )
@@ -141,7 +132,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=30)
     args = parser.parse_args()
-    data = synthetic_dataset(args.steps * BATCH)
+    data = random_dataset("cifar10", args.steps * BATCH)
     built = {name: make(data, args.steps) for name, make in PATHS.items()}
     for model, dataset in built.values():  # trace and warm up
         model.fit(dataset.take(3), verbose=0)
