@@ -17,9 +17,6 @@ import keras  # noqa: E402
 from _report import emit  # noqa: E402
 
 import keras_residual as kr  # noqa: E402
-from keras_residual.presets import preset_config  # noqa: E402
-
-IMAGENET_BUILDERS = {"resnet"}
 
 
 def main() -> None:
@@ -28,8 +25,8 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     for name in kr.list_presets():
-        builder, _ = preset_config(name)
-        if builder in IMAGENET_BUILDERS and not args.include_imagenet:
+        imagenet = getattr(kr.get_spec(name), "stem", "cifar") != "cifar"
+        if imagenet and not args.include_imagenet:
             continue
         keras.backend.clear_session()
         start = time.perf_counter()
@@ -39,7 +36,7 @@ def main() -> None:
         rows.append(
             {
                 "preset": name,
-                "builder": builder,
+                "family": type(kr.get_spec(name)).__name__,
                 "params": model.count_params(),
                 "trainable": trainable,
                 "build_s": round(seconds, 3),

@@ -1,6 +1,6 @@
-"""Training images/s of the builders' default dtype policy vs float32, by depth and width.
+"""Training images/s of the jobs' `--dtype auto` policy vs float32, by depth and width.
 
-The default policy is `mixed_bfloat16` on CPUs that compute bfloat16 natively; this checks that
+`auto` is `mixed_bfloat16` on CPUs that compute bfloat16 natively; this checks that
 it pays at every width the MNIST search uses (8 and 16), not only for the ResNet-20 of
 `throughput.py`. MNIST-shaped synthetic data, batch 128, the `fast` recipe; all models train
 alternately in one process and the medians of the rounds are reported.
@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
     data = random_dataset("mnist", args.steps * BATCH)
-    default = kr.default_dtype_policy()
+    default = kr.resolve_dtype("auto")
     built = {}
     for depth in (8, 20):
         for width in (8, 16):
@@ -62,7 +62,7 @@ def main() -> None:
                     "speedup": round(ours / base, 2),
                 }
             )
-    emit("default dtype policy vs float32", rows, default_policy=default, batch=BATCH)
+    emit("auto dtype policy vs float32", rows, default_policy=default, batch=BATCH)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ def rss_mib() -> float:
 def search_rss(data, trials: int, isolate: bool) -> list[float]:
     """The search process's RSS after each trial."""
     space = {"width": [4, 6, 8], "blocks_per_stage": [1, 2], "learning_rate": [0.05, 0.1, 0.2]}
-    space |= {"batch_size": [32, 64], "shortcut": ["projection", "pad", "gated"]}
+    space |= {"batch_size": [32, 64], "shortcut": ["A", "B", "gated"]}
     samples = []
     with tempfile.TemporaryDirectory() as directory:
         tuner = RandomSearch(

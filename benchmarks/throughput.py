@@ -1,7 +1,7 @@
 """Training throughput of ResNet-20 (32x32x3, batch 128): toolkit vs hand-written Keras.
 
 (a) the toolkit as a user gets it: `resnet_cifar` + `compile_model` + `make_pipeline` (with
-the builders' default dtype policy: bfloat16 compute on CPUs that do it natively);
+the jobs' `--dtype auto` policy: bfloat16 compute on CPUs that do it natively);
 (b) a straightforward hand-written functional ResNet-20 trained with `model.fit` on a
 `tf.data` of arrays; (c) that same model fed by the toolkit's pipeline, which separates the
 tf.data stall that (b) suffers from the speed of the model itself; (d) the toolkit in float32,
@@ -60,8 +60,8 @@ def reference_resnet20() -> keras.Model:
     return keras.Model(inputs, layers.Dense(10, activation="softmax")(x))
 
 
-def toolkit_path(data, steps, dtype=None):
-    model = kr.resnet_cifar(20, shortcut="projection", dtype=dtype)
+def toolkit_path(data, steps, dtype="auto"):
+    model = kr.resnet_cifar(20, shortcut="B", dtype=dtype)
     kr.training.compile_model(model, kr.get_recipe("he2016"), steps, 1)
     return model, kr.make_pipeline(data, "train", BATCH).take(steps)
 

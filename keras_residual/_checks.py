@@ -1,9 +1,14 @@
-"""Argument validation shared by layers, builders and the search space."""
+"""Argument validation shared by layers, specs, builders, training and the search space."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def positive_int(name: str, value: Any) -> int:
@@ -20,21 +25,82 @@ def non_negative_int(name: str, value: Any) -> int:
     return value
 
 
+def finite(name: str, value: Any) -> float:
+    """Return `value` as a float if it is a finite number (not NaN or infinity), else raise."""
+    if not _is_number(value) or not math.isfinite(value):
+        raise ValueError(f"`{name}` must be a finite number, got {value!r}.")
+    return float(value)
+
+
+def positive(name: str, value: Any) -> float:
+    """Return `value` as a float if it is a finite number > 0, else raise."""
+    if not _is_number(value) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"`{name}` must be a finite number > 0, got {value!r}.")
+    return float(value)
+
+
+def non_negative(name: str, value: Any) -> float:
+    """Return `value` as a float if it is a finite number >= 0, else raise."""
+    if not _is_number(value) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"`{name}` must be a finite number >= 0, got {value!r}.")
+    return float(value)
+
+
 def rate(name: str, value: Any, *, allow_one: bool = False) -> float:
     """Return `value` as a float in [0, 1) (or [0, 1] with `allow_one`), else raise."""
     upper = "1]" if allow_one else "1)"
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if ok:
-        ok = 0.0 <= value <= 1.0 if allow_one else 0.0 <= value < 1.0
+    ok = _is_number(value) and (0.0 <= value <= 1.0 if allow_one else 0.0 <= value < 1.0)
     if not ok:
         raise ValueError(f"`{name}` must be a number in [0, {upper}, got {value!r}.")
     return float(value)
 
 
+def flag(name: str, value: Any) -> bool:
+    """Return `value` if it is a bool (or 0/1), else raise: `"yes"` is not a flag."""
+    if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
+        return bool(value)
+    raise ValueError(f"`{name}` must be True or False, got {value!r}.")
+
+
 def choice(name: str, value: Any, allowed: Iterable[Any]) -> Any:
-    """Return `value` if it is one of `allowed`, else raise listing the allowed values."""
+    """Return `value` if it is one of `allowed`, else raise listing the allowed values.
+
+    `True` and `1` are told apart: a flag is not a number and a number is not a flag.
+    """
     allowed = tuple(allowed)
-    if value not in allowed:
+    same_kind = [a for a in allowed if isinstance(a, bool) == isinstance(value, bool)]
+    try:
+        known = value in same_kind
+    except (TypeError, ValueError):  # arrays and the like are never a choice
+        known = False
+    if not known:
         listed = ", ".join(repr(a) for a in allowed)
         raise ValueError(f"`{name}` must be one of {listed}; got {value!r}.")
     return value
+
+
+def input_shape(value: Any, *, downsamples: int = 0) -> tuple:
+    """`(height, width, channels)`: sizes positive ints (height/width may be None), large
+    enough for `downsamples` stride-2 steps; else raise naming `input_shape`."""
+    try:
+        shape = tuple(value)
+    except TypeError:
+        shape = None
+    ok = shape is not None and len(shape) == 3
+    if ok:
+        *size, channels = shape
+        ok = all(d is None or (isinstance(d, int) and not isinstance(d, bool) and d > 0)
+                 for d in size)  # fmt: skip
+        ok = ok and isinstance(channels, int) and not isinstance(channels, bool) and channels > 0
+    if not ok:
+        raise ValueError(
+            "`input_shape` must be (height, width, channels) with positive integer sizes "
+            f"(height and width may be None), got {value!r}."
+        )
+    smallest = 2**downsamples
+    if any(d is not None and d < smallest for d in shape[:2]):
+        raise ValueError(
+            f"`input_shape` {shape} is too small: {downsamples} stride-2 steps need at "
+            f"least {smallest}x{smallest} pixels."
+        )
+    return shape

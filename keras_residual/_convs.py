@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from keras_residual.normalization import FusedBatchNormalization
+from keras_residual.spec import Norm
 
 
 def conv2d(
@@ -56,12 +57,12 @@ def padded_shape(shape, conv: keras.layers.Conv2D):
 
 
 def batch_norm(
-    momentum: float, epsilon: float, *, zero_gamma: bool = False, name=None, dtype=None
+    norm: Norm, *, zero_gamma: bool = False, name=None, dtype=None
 ) -> FusedBatchNormalization:
     """BatchNormalization over channels-last feature maps (fused kernel when training)."""
     return FusedBatchNormalization(
-        momentum=momentum,
-        epsilon=epsilon,
+        momentum=norm.momentum,
+        epsilon=norm.epsilon,
         gamma_initializer="zeros" if zero_gamma else "ones",
         name=name,
         dtype=dtype,

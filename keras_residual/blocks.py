@@ -2,29 +2,53 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import keras
 
 from keras_residual import _checks, _convs
 from keras_residual.drop_path import DropPath
 from keras_residual.shortcuts import GatedShortcut, IdentityShortcut, ProjectionShortcut
+from keras_residual.spec import BIAS_MODES, Norm, check_shortcut
 from keras_residual.squeeze_excite import SqueezeExcite
 
-SHORTCUT_KINDS = ("auto", "identity", "pad", "projection", "gated", "none")
-BIAS_MODES = (False, True, "auto")
+
+class ConvStep(NamedTuple):
+    """One convolution of a residual branch."""
+
+    filters: int
+    kernel_size: int
+    strides: int = 1
+    groups: int = 1
 
 
 class ResidualBlock(keras.layers.Layer):
-    """Shared machinery of `BasicBlock` and `BottleneckBlock`.
+    """What `BasicBlock` and `BottleneckBlock` share: ordering, norms, SE, drop-path, shortcut.
 
-    A subclass only says which convolutions its residual branch holds
-    (`_branch_specs`); ordering, normalisation, SE, drop-path and the shortcut live here.
+    A subclass only says which convolutions its branch holds (`branch_steps`). Post-
+    activation: `relu(shortcut(x) + bn(conv(...relu(bn(conv(x))))))`; pre-activation
+    (`preact=True`): `shortcut(x) + conv(relu(bn(...conv(relu(bn(x))))))`.
 
-    Shortcut kinds: `"auto"` (identity when shapes match, else projection: option B),
-    `"identity"`, `"pad"` (zero-pad identity: option A), `"projection"` (always 1x1
-    conv: option C), `"gated"` (Highway gate) and `"none"` (the plain, shortcut-free twin).
-    `dropout_rate` drops activations between the branch convolutions (Wide ResNet).
-    `use_bias=True` gives every convolution a bias, `"auto"` only those not followed by
-    batch norm.
+    Args:
+        filters: filters of the branch (its output is `filters * expansion` channels).
+        strides: stride of the block (on its first 3x3, or its first 1x1 if asked).
+        preact: pre-activation ("v2") ordering.
+        groups: grouped 3x3 convolutions (ResNeXt cardinality).
+        base_width: width per group at 64 filters (ResNeXt's d); the branch's inner
+            channels (`bottleneck_width`) are `int(filters * base_width / 64) * groups`.
+        se_ratio: squeeze-and-excitation on the branch output (0: none).
+        drop_path_rate: drops the whole branch per sample while training.
+        dropout_rate: dropout between the branch's convolutions (Wide ResNet).
+        zero_init_residual: the branch's last norm (or, pre-activation, conv) starts at 0,
+            so the block starts as its shortcut.
+        shortcut: `"A"` (identity; where the shape changes, subsample and zero-pad: no
+            parameters), `"B"` (identity; a 1x1 projection where the shape changes), `"C"`
+            (a projection always), `"gated"` (Highway carry gate) or `"none"` (no shortcut).
+        avg_down: a projection average-pools, then applies a stride-1 1x1 conv (ResNet-D).
+        activation: the branch's activation.
+        use_bias: conv biases: `False`, `True`, or `"auto"` (only where no norm follows).
+        bn_momentum, bn_epsilon: batch-norm settings (a `Norm` spelled out).
+        kernel_initializer: of the convolutions.
     """
 
     expansion = 1
@@ -40,7 +64,7 @@ class ResidualBlock(keras.layers.Layer):
         drop_path_rate: float = 0.0,
         dropout_rate: float = 0.0,
         zero_init_residual: bool = False,
-        shortcut: str = "auto",
+        shortcut: str = "B",
         avg_down: bool = False,
         activation: str = "relu",
         use_bias: bool | str = False,
@@ -52,23 +76,23 @@ class ResidualBlock(keras.layers.Layer):
         super().__init__(**kwargs)
         self.filters = _checks.positive_int("filters", filters)
         self.strides = _checks.positive_int("strides", strides)
-        self.preact = bool(preact)
+        self.preact = _checks.flag("preact", preact)
         self.groups = _checks.positive_int("groups", groups)
         self.base_width = _checks.positive_int("base_width", base_width)
         self.se_ratio = _checks.rate("se_ratio", se_ratio, allow_one=True)
         self.drop_path_rate = _checks.rate("drop_path_rate", drop_path_rate)
         self.dropout_rate = _checks.rate("dropout_rate", dropout_rate)
-        self.zero_init_residual = bool(zero_init_residual)
-        self.shortcut = _checks.choice("shortcut", shortcut, SHORTCUT_KINDS)
-        self.avg_down = bool(avg_down)
+        self.zero_init_residual = _checks.flag("zero_init_residual", zero_init_residual)
+        self.shortcut = check_shortcut(shortcut)
+        self.avg_down = _checks.flag("avg_down", avg_down)
         self.activation = activation
         self._act = keras.activations.get(activation)
         self.use_bias = _checks.choice("use_bias", use_bias, BIAS_MODES)
         self.bn_momentum = _checks.rate("bn_momentum", bn_momentum)
-        self.bn_epsilon = float(bn_epsilon)
+        self.bn_epsilon = _checks.positive("bn_epsilon", bn_epsilon)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.width = int(self.filters * self.base_width / 64) * self.groups
-        if self.width < self.groups:
+        self.bottleneck_width = int(self.filters * self.base_width / 64) * self.groups
+        if self.bottleneck_width < self.groups:
             raise ValueError(
                 f"`base_width`={base_width} leaves no channels per group for "
                 f"filters={filters}; raise `base_width` or `filters`."
@@ -79,65 +103,81 @@ class ResidualBlock(keras.layers.Layer):
                     f"`groups`={groups} must divide the {name} ({channels}); choose "
                     f"groups among the divisors of {channels}."
                 )
+        self.input_spec = keras.InputSpec(ndim=4)
 
     @property
     def output_filters(self) -> int:
         """Channels of the block's output: `filters * expansion`."""
         return self.filters * self.expansion
 
-    def _grouped_channels(self):
+    def _grouped_channels(self) -> list[tuple[str, int]]:
         """(description, channels) pairs that `groups` must divide."""
-        return [("branch width", self.width)]
+        return [("bottleneck width", self.bottleneck_width)]
 
-    def _branch_specs(self):
-        """(filters, kernel_size, strides, groups) of each branch convolution, in order."""
+    def branch_steps(self) -> list[ConvStep]:
+        """The branch's convolutions, in order."""
         raise NotImplementedError
+
+    def branch_layers(self) -> dict[str, keras.layers.Layer]:
+        """The built branch's layers by their name inside the block, in call order:
+        `preact_bn`, `conv1`, `bn1`, `conv2`, ..., `se` (those the block has).
+
+        Example:
+        >>> import numpy as np
+        >>> block = BasicBlock(8, name="b")
+        >>> _ = block(np.ones((1, 4, 4, 8), "float32"))
+        >>> list(block.branch_layers())
+        ['conv1', 'bn1', 'conv2', 'bn2']
+        """
+        ordered = [self.preact_bn] + [
+            layer for i, conv in enumerate(self.convs) for layer in (conv, self._norm_after(i))
+        ]
+        ordered.append(self.se)
+        prefix = f"{self.name}_"
+        return {layer.name.removeprefix(prefix): layer for layer in ordered if layer is not None}
+
+    def _norm_after(self, index: int):
+        return self.norms[index] if index < len(self.norms) else None
 
     def _conv_bias(self, followed_by_bn: bool) -> bool:
         """`use_bias=True`: every conv; `"auto"`: only convs with no batch norm after them."""
         return self.use_bias is True or (self.use_bias == "auto" and not followed_by_bn)
 
-    def _resolve_shortcut(self, channels: int) -> str:
-        same = channels == self.output_filters and self.strides == 1
-        kind = self.shortcut
-        if kind == "auto":
-            kind = "identity" if same else "projection"
-        if kind == "identity" and not same:
-            raise ValueError(
-                f"shortcut='identity' cannot map {channels} channels at stride 1 to "
-                f"{self.output_filters} channels at stride {self.strides}; use "
-                "shortcut='pad' (parameter-free, option A) or shortcut='projection'."
-            )
-        if kind == "pad" and same:
-            kind = "identity"
-        return kind
+    def _norm(self, name: str, shape, *, zero_gamma: bool = False):
+        norm = _convs.batch_norm(
+            Norm(self.bn_momentum, self.bn_epsilon),
+            zero_gamma=zero_gamma,
+            name=f"{self.name}_{name}",
+            dtype=self.dtype_policy,
+        )
+        norm.build(shape)
+        return norm
 
     def build(self, input_shape):
         channels = input_shape[-1]
-        specs = self._branch_specs()
-        if specs[0][3] > 1 and channels % self.groups:
+        steps = self.branch_steps()
+        if steps[0].groups > 1 and channels % self.groups:
             raise ValueError(f"`groups`={self.groups} must divide the input channels ({channels}).")
-        dtype, prefix, last = self.dtype_policy, self.name, len(specs) - 1
-        bn = {"momentum": self.bn_momentum, "epsilon": self.bn_epsilon, "dtype": dtype}
+        branch_shape = self._build_branch(input_shape, steps)
+        self._build_shortcut(input_shape, branch_shape)
 
-        self.preact_bn = None
-        if self.preact:
-            self.preact_bn = _convs.batch_norm(name=f"{prefix}_preact_bn", **bn)
-            self.preact_bn.build(input_shape)
-
+    def _build_branch(self, input_shape, steps: list[ConvStep]):
+        """Make the branch's layers; return the branch's output shape."""
+        dtype, last = self.dtype_policy, len(steps) - 1
+        self.preact_bn = self._norm("preact_bn", input_shape) if self.preact else None
         self.convs, self.norms = [], []
         shape = input_shape
-        for i, (filters, kernel_size, strides, groups) in enumerate(specs):
+        for i, step in enumerate(steps):
             followed_by_bn = not (self.preact and i == last)
             zero_kernel = self.zero_init_residual and self.preact and i == last
             conv = _convs.conv2d(
-                filters,
-                kernel_size,
-                strides=strides,
-                groups=groups,
+                step.filters,
+                step.kernel_size,
+                strides=step.strides,
+                groups=step.groups,
                 use_bias=self._conv_bias(followed_by_bn),
                 kernel_initializer="zeros" if zero_kernel else self.kernel_initializer,
-                name=f"{prefix}_conv{i + 1}",
+                name=f"{self.name}_conv{i + 1}",
                 dtype=dtype,
             )
             shape = _convs.padded_shape(shape, conv)
@@ -146,32 +186,45 @@ class ResidualBlock(keras.layers.Layer):
             self.convs.append(conv)
             if followed_by_bn:
                 zero_gamma = self.zero_init_residual and i == last
-                norm = _convs.batch_norm(name=f"{prefix}_bn{i + 1}", zero_gamma=zero_gamma, **bn)
-                norm.build(shape)
-                self.norms.append(norm)
-
+                self.norms.append(self._norm(f"bn{i + 1}", shape, zero_gamma=zero_gamma))
         self.se = None
         if self.se_ratio:
-            self.se = SqueezeExcite(self.se_ratio, name=f"{prefix}_se", dtype=dtype)
+            self.se = SqueezeExcite(self.se_ratio, name=f"{self.name}_se", dtype=dtype)
             self.se.build(shape)
         self.dropout = None
         if self.dropout_rate:
-            self.dropout = keras.layers.Dropout(self.dropout_rate, name=f"{prefix}_dropout")
+            self.dropout = keras.layers.Dropout(self.dropout_rate, name=f"{self.name}_dropout")
         self.drop_path = None
         if self.drop_path_rate:
-            self.drop_path = DropPath(self.drop_path_rate, name=f"{prefix}_drop_path", dtype=dtype)
+            self.drop_path = DropPath(
+                self.drop_path_rate, name=f"{self.name}_drop_path", dtype=dtype
+            )
+        return shape
 
+    def _resolve_shortcut(self, channels: int) -> str:
+        """The shortcut layer this block needs: identity, pad, projection, gated or none."""
+        same = channels == self.output_filters and self.strides == 1
+        if self.shortcut in ("A", "B") and same:
+            return "identity"
+        if self.shortcut == "A":
+            if self.output_filters < channels:
+                raise ValueError(
+                    f"shortcut='A' zero-pads, so it cannot map {channels} channels to "
+                    f"{self.output_filters}: use shortcut='B' or shortcut='C' (projection)."
+                )
+            return "pad"
+        return "projection" if self.shortcut in ("B", "C") else self.shortcut
+
+    def _build_shortcut(self, input_shape, branch_shape) -> None:
+        dtype, channels = self.dtype_policy, input_shape[-1]
         self._shortcut_kind = self._resolve_shortcut(channels)
-        reshapes = shape[-1] != channels or self.strides != 1
+        reshapes = branch_shape[-1] != channels or self.strides != 1
         self.shortcut_layer, self.gate = None, None
         if self._shortcut_kind == "pad":
             self.shortcut_layer = IdentityShortcut(
-                self.output_filters,
-                self.strides,
-                mode="pad",
-                name=f"{prefix}_shortcut",
+                self.output_filters, self.strides, mode="pad", name=f"{self.name}_shortcut",
                 dtype=dtype,
-            )
+            )  # fmt: skip
         elif self._shortcut_kind == "projection" or (self._shortcut_kind == "gated" and reshapes):
             self.shortcut_layer = ProjectionShortcut(
                 self.output_filters,
@@ -182,33 +235,20 @@ class ResidualBlock(keras.layers.Layer):
                 bn_momentum=self.bn_momentum,
                 bn_epsilon=self.bn_epsilon,
                 kernel_initializer=self.kernel_initializer,
-                name=f"{prefix}_shortcut",
+                name=f"{self.name}_shortcut",
                 dtype=dtype,
             )
         if self.shortcut_layer is not None:
             self.shortcut_layer.build(input_shape)
         if self._shortcut_kind == "gated":
-            self.gate = GatedShortcut(name=f"{prefix}_gate", dtype=dtype)
-            self.gate.build([shape, shape])
+            self.gate = GatedShortcut(name=f"{self.name}_gate", dtype=dtype)
+            self.gate.build([branch_shape, branch_shape])
 
     def call(self, inputs, training=None):
         x = inputs
         if self.preact_bn is not None:
             x = self._act(self.preact_bn(inputs, training=training))
-        y = x
-        for i, conv in enumerate(self.convs):
-            y = conv(_convs.symmetric_pad(y, conv))
-            if i < len(self.norms):
-                y = self.norms[i](y, training=training)
-            if i < len(self.convs) - 1:
-                y = self._act(y)
-                if self.dropout is not None:  # between convolutions, as in Wide ResNets
-                    y = self.dropout(y, training=training)
-        if self.se is not None:
-            y = self.se(y)
-        if self.drop_path is not None:
-            y = self.drop_path(y, training=training)
-
+        y = self._branch(x, training)
         if self._shortcut_kind != "none":
             projected = isinstance(self.shortcut_layer, ProjectionShortcut)
             carry = x if projected else inputs  # pre-activation projects the normed input
@@ -216,6 +256,23 @@ class ResidualBlock(keras.layers.Layer):
                 carry = self.shortcut_layer(carry, training=training)
             y = self.gate([carry, y]) if self.gate is not None else carry + y
         return y if self.preact else self._act(y)
+
+    def _branch(self, x, training):
+        last = len(self.convs) - 1
+        for i, conv in enumerate(self.convs):
+            x = conv(_convs.symmetric_pad(x, conv))
+            norm = self._norm_after(i)
+            if norm is not None:
+                x = norm(x, training=training)
+            if i < last:
+                x = self._act(x)
+                if self.dropout is not None:  # between convolutions, as in Wide ResNets
+                    x = self.dropout(x, training=training)
+        if self.se is not None:
+            x = self.se(x)
+        if self.drop_path is not None:
+            x = self.drop_path(x, training=training)
+        return x
 
     def compute_output_shape(self, input_shape):
         batch, height, width, _ = input_shape
@@ -248,19 +305,21 @@ class ResidualBlock(keras.layers.Layer):
 class BasicBlock(ResidualBlock):
     """Two 3x3 convolutions plus a shortcut (He et al., 2016); `output_filters == filters`.
 
+    Args: as `ResidualBlock`.
+
     Example:
     >>> import numpy as np
-    >>> tuple(BasicBlock(32, strides=2, shortcut="pad")(np.ones((2, 8, 8, 16), "float32")).shape)
+    >>> tuple(BasicBlock(32, strides=2, shortcut="A")(np.ones((2, 8, 8, 16), "float32")).shape)
     (2, 4, 4, 32)
     """
 
     def _grouped_channels(self):
-        return [("branch width", self.width), ("filters", self.filters)]
+        return [("bottleneck width", self.bottleneck_width), ("filters", self.filters)]
 
-    def _branch_specs(self):
+    def branch_steps(self) -> list[ConvStep]:
         return [
-            (self.width, 3, self.strides, self.groups),
-            (self.filters, 3, 1, self.groups),
+            ConvStep(self.bottleneck_width, 3, self.strides, self.groups),
+            ConvStep(self.filters, 3, groups=self.groups),
         ]
 
 
@@ -268,8 +327,11 @@ class BasicBlock(ResidualBlock):
 class BottleneckBlock(ResidualBlock):
     """1x1 reduce, 3x3 (grouped for ResNeXt), 1x1 expand by `expansion`, plus a shortcut.
 
-    The stride sits on the 3x3 (torchvision "v1.5"); `stride_in_1x1=True` moves it to
-    the first 1x1 as in the original paper and `keras.applications.ResNet50`.
+    Args:
+        expansion: output channels are `filters * expansion`.
+        stride_in_1x1: the stride on the first 1x1 (the original paper and
+            `keras.applications.ResNet50`) instead of the 3x3 (torchvision's "v1.5").
+        filters, strides, **kwargs: as `ResidualBlock`.
 
     Example:
     >>> import numpy as np
@@ -286,15 +348,15 @@ class BottleneckBlock(ResidualBlock):
         **kwargs,
     ):
         self.expansion = _checks.positive_int("expansion", expansion)
-        self.stride_in_1x1 = bool(stride_in_1x1)
+        self.stride_in_1x1 = _checks.flag("stride_in_1x1", stride_in_1x1)
         super().__init__(filters, strides, **kwargs)
 
-    def _branch_specs(self):
+    def branch_steps(self) -> list[ConvStep]:
         first, middle = (self.strides, 1) if self.stride_in_1x1 else (1, self.strides)
         return [
-            (self.width, 1, first, 1),
-            (self.width, 3, middle, self.groups),
-            (self.output_filters, 1, 1, 1),
+            ConvStep(self.bottleneck_width, 1, first),
+            ConvStep(self.bottleneck_width, 3, middle, self.groups),
+            ConvStep(self.output_filters, 1),
         ]
 
     def get_config(self):

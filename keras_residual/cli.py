@@ -18,13 +18,29 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+DTYPES = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+DTYPE_ENV = "KERAS_RESIDUAL_DTYPE"  # the default of --dtype
+
+
 def _add_dtype_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dtype",
-        choices=("float32", "mixed_bfloat16", "mixed_float16"),
-        help="Keras dtype policy of the models (default: mixed_bfloat16 on CPUs that compute "
-        "bfloat16 natively, else float32; sets $KERAS_RESIDUAL_DTYPE)",
+        choices=DTYPES,
+        default=os.environ.get(DTYPE_ENV) or "auto",
+        help="Keras dtype policy of the models: auto (mixed_bfloat16 on CPUs that compute "
+        "bfloat16 natively, mixed_float16 on a GPU with tensor cores, else float32) or a "
+        f"policy name (default: ${DTYPE_ENV}, else auto)",
     )
+
+
+def _resolve_dtype(requested: str) -> str:
+    """The policy `--dtype` names, said in the job's first line of output."""
+    from keras_residual.precision import resolve_dtype
+
+    dtype = resolve_dtype(requested)
+    note = " (auto: the fastest this machine computes)" if requested == "auto" else ""
+    print(f"dtype policy: {dtype}{note}", flush=True)
+    return dtype
 
 
 def _train(args) -> int:
@@ -38,7 +54,8 @@ def _train(args) -> int:
         batch_size=args.batch_size,
         weight_decay=args.weight_decay,
     )
-    model = kr.build(args.model, input_shape=data.input_shape, num_classes=data.num_classes)
+    dtype = _resolve_dtype(args.dtype)
+    model = kr.build(args.model, data.input_shape, data.num_classes, dtype=dtype)
     print(f"{model.name}: {model.count_params():,} parameters; data from {data.source}")
     kr.train(
         model,
@@ -75,7 +92,7 @@ def _search(args) -> int:
     space = load_space_file(args.space) if args.space else None
     dimensions = {
         name: _parse_values(getattr(args, name))
-        for name in ("blocks_per_stage", "width", "block", "shortcut", "optimizer")
+        for name in SEARCH_FLAGS
         if getattr(args, name) is not None
     }
     run_search(
@@ -92,15 +109,33 @@ def _search(args) -> int:
         data_dir=args.data_dir,
         space=space,
         seed=args.seed,
+        dtype=_resolve_dtype(args.dtype),
         **dimensions,
     )
     return 0
 
 
+def _parse_value(text: str):
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
 def _parse_values(text: str):
-    """`16` -> 16, `8,16` -> [8, 16], `basic,preact` -> ["basic", "preact"]."""
-    values = [int(v) if v.strip().isdigit() else v.strip() for v in text.split(",")]
+    """`16` -> 16, `8,16` -> [8, 16], `A,B` -> ["A", "B"], `false,true` -> [False, True]."""
+    values = [_parse_value(v) for v in text.split(",")]
     return values if len(values) > 1 else values[0]
+
+
+SEARCH_FLAGS = {  # search dimensions with a flag of their own, and an example
+    "blocks_per_stage": "1,2,3",
+    "width": "8,16",
+    "block": "basic,bottleneck",
+    "preact": "false,true",
+    "shortcut": "A,B",
+    "optimizer": "nesterov,adamw",
+}
 
 
 def _report(args) -> int:
@@ -168,13 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--out", help="output directory (default runs/search-DATASET)")
     search.add_argument("--resume", action="store_true", help="continue a killed search")
     search.add_argument("--space", help="JSON file narrowing or fixing search dimensions")
-    for name, example in [
-        ("blocks_per_stage", "1,2,3"),
-        ("width", "8,16"),
-        ("block", "basic,preact"),
-        ("shortcut", "projection,pad"),
-        ("optimizer", "nesterov,adamw"),
-    ]:
+    for name, example in SEARCH_FLAGS.items():
         flag = "--" + name.replace("_", "-")
         search.add_argument(flag, dest=name, help=f"choices, comma-separated (e.g. {example})")
     search.add_argument(
@@ -197,10 +226,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "dtype", None):
-        from keras_residual.precision import DTYPE_ENV
-
-        os.environ[DTYPE_ENV] = args.dtype
     try:
         return args.run(args)
     except (ValueError, FileExistsError, FileNotFoundError) as error:

@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from keras_residual import _checks, _convs
+from keras_residual.spec import Norm
 
 
 class _DenseBase(keras.layers.Layer):
@@ -23,12 +24,15 @@ class _DenseBase(keras.layers.Layer):
         self.activation = activation
         self._act = keras.activations.get(activation)
         self.bn_momentum = _checks.rate("bn_momentum", bn_momentum)
-        self.bn_epsilon = float(bn_epsilon)
+        self.bn_epsilon = _checks.positive("bn_epsilon", bn_epsilon)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.input_spec = keras.InputSpec(ndim=4)
 
     def _norm(self, name, shape):
         norm = _convs.batch_norm(
-            self.bn_momentum, self.bn_epsilon, name=f"{self.name}_{name}", dtype=self.dtype_policy
+            Norm(self.bn_momentum, self.bn_epsilon),
+            name=f"{self.name}_{name}",
+            dtype=self.dtype_policy,
         )
         norm.build(shape)
         return norm
@@ -58,8 +62,15 @@ class _DenseBase(keras.layers.Layer):
 class DenseBlock(_DenseBase):
     """`num_layers` BN-ReLU-Conv units, each seeing the concatenation of all before it.
 
-    With `bottleneck=True` (DenseNet-B) each unit first reduces to `4 * growth_rate`
-    channels with a 1x1 convolution. Output channels: `input + num_layers * growth_rate`.
+    Output channels: `input + num_layers * growth_rate`.
+
+    Args:
+        num_layers: units in the block.
+        growth_rate: channels each unit adds.
+        bottleneck: each unit first reduces to `4 * growth_rate` channels with a 1x1
+            convolution (DenseNet-B).
+        dropout_rate: dropout after each convolution.
+        activation, bn_momentum, bn_epsilon, kernel_initializer: as in `ResidualBlock`.
 
     Example:
     >>> import numpy as np
@@ -78,7 +89,7 @@ class DenseBlock(_DenseBase):
         super().__init__(**kwargs)
         self.num_layers = _checks.positive_int("num_layers", num_layers)
         self.growth_rate = _checks.positive_int("growth_rate", growth_rate)
-        self.bottleneck = bool(bottleneck)
+        self.bottleneck = _checks.flag("bottleneck", bottleneck)
         self.dropout_rate = _checks.rate("dropout_rate", dropout_rate)
 
     def build(self, input_shape):
@@ -126,6 +137,10 @@ class DenseBlock(_DenseBase):
 @keras.saving.register_keras_serializable(package="keras_residual")
 class Transition(_DenseBase):
     """BN-ReLU-1x1 conv keeping `floor(compression * channels)`, then 2x2 average pool.
+
+    Args:
+        compression: the fraction of channels kept, in (0, 1] (DenseNet-C).
+        activation, bn_momentum, bn_epsilon, kernel_initializer: as in `ResidualBlock`.
 
     Example:
     >>> import numpy as np

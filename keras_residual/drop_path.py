@@ -14,6 +14,10 @@ class DropPath(keras.layers.Layer):
 
     Surviving samples are scaled by `1 / (1 - rate)`, so inference is the identity.
 
+    Args:
+        rate: the probability of dropping a sample's branch, in [0, 1).
+        seed: seed of the layer's random generator.
+
     Example:
     >>> import numpy as np
     >>> layer = DropPath(0.2)
@@ -25,9 +29,12 @@ class DropPath(keras.layers.Layer):
     def __init__(self, rate: float = 0.0, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
         self.rate = _checks.rate("rate", rate)
+        if seed is not None:
+            _checks.non_negative_int("seed", seed)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.supports_masking = True
+        self.input_spec = keras.InputSpec(min_ndim=2)
 
     def call(self, inputs, training=None):
         if not training or self.rate == 0.0:

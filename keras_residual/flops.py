@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import keras
 import tensorflow as tf
-from tensorflow.python.util import deprecation
+
+from keras_residual import _thirdparty
 
 _CALLS = ("PartitionedCall", "StatefulPartitionedCall")
 
@@ -29,9 +30,9 @@ def count_flops(model: keras.Model) -> int:
 def _graph_flops(graph) -> int:
     options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
     options["output"] = "none"
-    with deprecation.silence():  # the v1 profiler's own deprecation notices
+    with _thirdparty.silence_tensorflow_deprecations():
         total = tf.compat.v1.profiler.profile(graph=graph, options=options).total_float_ops
     for op in graph.get_operations():
         if op.type in _CALLS:  # the profiler does not look inside function calls
-            total += _graph_flops(graph._get_function(op.get_attr("f").name).graph)
+            total += _graph_flops(_thirdparty.called_function_graph(graph, op))
     return int(total)

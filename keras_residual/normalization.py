@@ -15,6 +15,8 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     Keras 2 and PyTorch). Everything else (masks, other ranks or axes) falls back to
     the Keras layer.
 
+    Args: those of `keras.layers.BatchNormalization`.
+
     Example:
     >>> import numpy as np
     >>> layer = FusedBatchNormalization()

@@ -21,12 +21,9 @@ def _target_layer(target: keras.Model, source_name: str):
         raise ValueError(f"No counterpart for keras.applications layer {source_name!r}.")
     stage, block, part, kind = match.groups()
     layer = target.get_layer(f"stage{int(stage) - 1}_block{block}")
-    if part == "preact":
-        return layer.preact_bn
-    if part == "0":
+    if part == "0":  # the shortcut
         return getattr(layer.shortcut_layer, kind, None)
-    index, layers = int(part) - 1, layer.convs if kind == "conv" else layer.norms
-    return layers[index] if index < len(layers) else None
+    return layer.branch_layers().get("preact_bn" if part == "preact" else f"{kind}{part}")
 
 
 def port_keras_applications_weights(source: keras.Model, target: keras.Model) -> keras.Model:

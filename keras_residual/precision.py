@@ -1,4 +1,11 @@
-"""Which dtype policy the builders use: bfloat16 compute where the CPU does it natively."""
+"""Dtype policies: Keras's convention in the library, `"auto"` at the entry points.
+
+Layers and builders follow Keras's global dtype policy (float32 unless the user sets one),
+or the `dtype=` they are given. The jobs (`train`, `search`, benchmarks) resolve
+`"auto"` once with `resolve_dtype` and pass the result down: mixed bfloat16 where the
+CPU computes bfloat16 natively (ResNet training ~1.4x faster there), mixed float16 on a
+GPU with tensor cores, else float32.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +14,9 @@ import functools
 import os
 
 import keras
-import tensorflow as tf
 
-AUTO_POLICY = "mixed_bfloat16"
-DTYPE_ENV = "KERAS_RESIDUAL_DTYPE"
+AUTO = "auto"
+POLICIES = ("float32", "mixed_bfloat16", "mixed_float16", "bfloat16", "float16")
 
 
 @functools.cache
@@ -26,31 +32,51 @@ def cpu_has_native_bfloat16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def default_dtype_policy() -> str:
-    """The builders' policy when they are given no `dtype`.
+def _gpu_compute_capabilities() -> list[tuple[int, int]]:
+    import tensorflow as tf
 
-    `$KERAS_RESIDUAL_DTYPE` when set (the CLI's `--dtype` sets it; trial processes inherit
-    it); else Keras's global policy when it has been changed from float32; else
-    `mixed_bfloat16` (float32 weights, bfloat16 compute) on a CPU-only machine whose CPU
-    computes bfloat16 natively, where ResNet training runs about 1.4x faster; float32
-    elsewhere.
+    details = (tf.config.experimental.get_device_details(gpu) for gpu in
+               tf.config.list_physical_devices("GPU"))  # fmt: skip
+    return [d.get("compute_capability") or (0, 0) for d in details]
+
+
+def auto_dtype_policy() -> str:
+    """The policy `"auto"` stands for on this machine.
 
     Example:
-    >>> default_dtype_policy() in ("float32", "mixed_bfloat16")
+    >>> auto_dtype_policy() in ("float32", "mixed_bfloat16", "mixed_float16")
     True
     """
-    if os.environ.get(DTYPE_ENV):
-        return os.environ[DTYPE_ENV]
-    policy = keras.config.dtype_policy().name
-    if policy != "float32":
-        return policy
-    native = cpu_has_native_bfloat16() and not tf.config.list_physical_devices("GPU")
-    return AUTO_POLICY if native else "float32"
+    gpus = _gpu_compute_capabilities()
+    if gpus:
+        return "mixed_float16" if min(gpus) >= (7, 0) else "float32"
+    return "mixed_bfloat16" if cpu_has_native_bfloat16() else "float32"
+
+
+def resolve_dtype(dtype: str | None = AUTO) -> str:
+    """A dtype policy name: `"auto"` resolved for this machine, None as Keras's global
+    policy, any other name checked.
+
+    Args:
+        dtype: `"auto"`, None, or one of `float32`, `mixed_bfloat16`, `mixed_float16`,
+            `bfloat16`, `float16`.
+
+    Example:
+    >>> resolve_dtype("float32"), resolve_dtype(None)
+    ('float32', 'float32')
+    """
+    if dtype is None:
+        return keras.config.dtype_policy().name
+    if dtype == AUTO:
+        return auto_dtype_policy()
+    if dtype not in POLICIES:
+        raise ValueError(f"`dtype` must be 'auto' or one of {', '.join(POLICIES)}; got {dtype!r}.")
+    return dtype
 
 
 @contextlib.contextmanager
 def dtype_policy_scope(dtype: str | None):
-    """Make `dtype` (None: `default_dtype_policy()`) Keras's global policy inside the block.
+    """Make `dtype` Keras's global policy inside the block (None: leave it as it is).
 
     Example:
     >>> with dtype_policy_scope("mixed_bfloat16"):
@@ -58,11 +84,7 @@ def dtype_policy_scope(dtype: str | None):
     'bfloat16'
     """
     previous = keras.config.dtype_policy()
-    try:
-        policy = keras.dtype_policies.get(dtype or default_dtype_policy())
-    except ValueError as error:
-        message = f"`dtype` must name a Keras dtype policy, got {dtype!r}: {error}"
-        raise ValueError(message) from None
+    policy = keras.dtype_policies.get(resolve_dtype(dtype))
     keras.config.set_dtype_policy(policy)
     try:
         yield policy

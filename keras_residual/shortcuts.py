@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from keras_residual import _checks, _convs
+from keras_residual.spec import Norm
 
 IDENTITY_MODES = ("identity", "pad")
 
@@ -18,8 +19,11 @@ def _strided_size(size, strides):
 class IdentityShortcut(keras.layers.Layer):
     """Parameter-free shortcut.
 
-    `mode="identity"` passes the input through unchanged; `mode="pad"` is He et al.'s
-    option A: subsample by `strides` and zero-pad the channels up to `filters`.
+    Args:
+        filters: output channels (None: the input's).
+        strides: subsampling factor.
+        mode: `"identity"` passes the input through unchanged; `"pad"` is He et al.'s
+            option A: subsample by `strides` and zero-pad the channels up to `filters`.
 
     Example:
     >>> import numpy as np
@@ -33,6 +37,7 @@ class IdentityShortcut(keras.layers.Layer):
         self.filters = None if filters is None else _checks.positive_int("filters", filters)
         self.strides = _checks.positive_int("strides", strides)
         self.mode = _checks.choice("mode", mode, IDENTITY_MODES)
+        self.input_spec = keras.InputSpec(ndim=4)
 
     def build(self, input_shape):
         channels = input_shape[-1]
@@ -81,8 +86,14 @@ class IdentityShortcut(keras.layers.Layer):
 class ProjectionShortcut(keras.layers.Layer):
     """1x1 convolution + batch norm that matches the residual's shape (options B/C).
 
-    `avg_down=True` is the ResNet-D variant: average-pool by `strides`, then a stride-1
-    1x1 convolution. `use_bn=False` leaves out the norm (pre-activation blocks).
+    Args:
+        filters: output channels.
+        strides: stride of the 1x1 convolution (or of the pooling with `avg_down`).
+        avg_down: the ResNet-D variant: average-pool by `strides`, then a stride-1 1x1.
+        use_bn: follow the convolution with batch norm (False in pre-activation blocks).
+        use_bias: give the convolution a bias.
+        bn_momentum, bn_epsilon: batch-norm settings.
+        kernel_initializer: of the convolution.
 
     Example:
     >>> import numpy as np
@@ -105,12 +116,13 @@ class ProjectionShortcut(keras.layers.Layer):
         super().__init__(**kwargs)
         self.filters = _checks.positive_int("filters", filters)
         self.strides = _checks.positive_int("strides", strides)
-        self.avg_down = bool(avg_down)
-        self.use_bn = bool(use_bn)
-        self.use_bias = bool(use_bias)
+        self.avg_down = _checks.flag("avg_down", avg_down)
+        self.use_bn = _checks.flag("use_bn", use_bn)
+        self.use_bias = _checks.flag("use_bias", use_bias)
         self.bn_momentum = _checks.rate("bn_momentum", bn_momentum)
-        self.bn_epsilon = float(bn_epsilon)
+        self.bn_epsilon = _checks.positive("bn_epsilon", bn_epsilon)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.input_spec = keras.InputSpec(ndim=4)
 
     def build(self, input_shape):
         dtype = self.dtype_policy
@@ -133,7 +145,8 @@ class ProjectionShortcut(keras.layers.Layer):
         self.conv.build(shape)
         self.bn = None
         if self.use_bn:
-            self.bn = _convs.batch_norm(self.bn_momentum, self.bn_epsilon, name="bn", dtype=dtype)
+            norm = Norm(self.bn_momentum, self.bn_epsilon)
+            self.bn = _convs.batch_norm(norm, name="bn", dtype=dtype)
             self.bn.build(self.conv.compute_output_shape(shape))
 
     def call(self, inputs, training=None):
@@ -168,8 +181,11 @@ class ProjectionShortcut(keras.layers.Layer):
 class GatedShortcut(keras.layers.Layer):
     """Highway carry gate: `T(x) * F(x) + (1 - T(x)) * x` with `T = sigmoid(1x1 conv)`.
 
-    Called on `[x, residual]` of equal shapes. The gate's bias starts at `gate_bias`
-    (negative), so the layer starts close to the identity on `x`.
+    Called on `[x, residual]` of equal shapes.
+
+    Args:
+        gate_bias: the gate's initial bias, a finite number; negative, so the layer
+            starts close to the identity on `x`.
 
     Example:
     >>> import numpy as np
@@ -180,9 +196,8 @@ class GatedShortcut(keras.layers.Layer):
 
     def __init__(self, gate_bias: float = -2.0, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(gate_bias, bool) or not isinstance(gate_bias, (int, float)):
-            raise ValueError(f"`gate_bias` must be a number, got {gate_bias!r}.")
-        self.gate_bias = float(gate_bias)
+        self.gate_bias = _checks.finite("gate_bias", gate_bias)
+        self.input_spec = [keras.InputSpec(ndim=4), keras.InputSpec(ndim=4)]
 
     def build(self, input_shape):
         carry_shape, residual_shape = input_shape

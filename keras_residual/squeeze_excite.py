@@ -12,7 +12,10 @@ from keras_residual import _checks
 class SqueezeExcite(keras.layers.Layer):
     """Rescales channels by a gate computed from their global average.
 
-    `ratio` is the bottleneck width as a fraction of the channels (1/16 in the paper).
+    Args:
+        ratio: the gate's hidden width as a fraction of the channels, in (0, 1]
+            (1/16 in the paper).
+        activation: the hidden layer's activation.
 
     Example:
     >>> import numpy as np
@@ -27,6 +30,7 @@ class SqueezeExcite(keras.layers.Layer):
             raise ValueError("`ratio` must be in (0, 1], got 0.")
         self.activation = activation
         keras.activations.get(activation)  # fail early on an unknown name
+        self.input_spec = keras.InputSpec(ndim=4)
 
     def build(self, input_shape):
         channels = input_shape[-1]

@@ -21,7 +21,23 @@ SCHEDULES = ("constant", "step", "cosine")
 class Recipe:
     """How to train: optimizer, learning-rate schedule, regularisation and batch size.
 
-    `learning_rate` is for `reference_batch` images and scales linearly with the batch.
+    Args:
+        optimizer: one of `OPTIMIZERS` (`make_optimizer` names them).
+        learning_rate: the peak rate for `reference_batch` images; it scales linearly
+            with `batch_size`.
+        reference_batch: the batch size `learning_rate` is given for.
+        batch_size: images per step.
+        weight_decay: decoupled weight decay (kernels only unless `decay_norm_and_bias`).
+        schedule: `"constant"`, `"step"` (x0.1 at each of `milestones`) or `"cosine"`
+            (to zero, after `warmup_epochs` of linear warm-up).
+        milestones: fractions of training where the step schedule divides by 10.
+        warmup_epochs: epochs of linear warm-up from a tenth of the peak (cosine).
+        label_smoothing: of the cross-entropy, in [0, 1).
+        decay_norm_and_bias: decay batch-norm scales/shifts and biases too.
+
+    Example:
+    >>> Recipe(learning_rate=0.05, batch_size=256).learning_rate
+    0.05
     """
 
     optimizer: str = "nesterov"
@@ -39,11 +55,19 @@ class Recipe:
         _checks.choice("optimizer", self.optimizer, OPTIMIZERS)
         _checks.choice("schedule", self.schedule, SCHEDULES)
         _checks.positive_int("batch_size", self.batch_size)
+        _checks.positive_int("reference_batch", self.reference_batch)
         _checks.rate("label_smoothing", self.label_smoothing)
-        if not self.learning_rate > 0:
-            raise ValueError(f"`learning_rate` must be positive, got {self.learning_rate!r}.")
-        if self.weight_decay < 0:
-            raise ValueError(f"`weight_decay` must be >= 0, got {self.weight_decay!r}.")
+        _checks.positive("learning_rate", self.learning_rate)
+        _checks.non_negative("weight_decay", self.weight_decay)
+        _checks.non_negative("warmup_epochs", self.warmup_epochs)
+        for milestone in self.milestones:
+            if not _checks.rate("milestones", milestone) > 0:
+                raise ValueError(f"`milestones` must lie in (0, 1), got {self.milestones!r}.")
+        _checks.flag("decay_norm_and_bias", self.decay_norm_and_bias)
+
+
+class TrainingDiverged(RuntimeError):
+    """Training reached a non-finite loss; no model was saved."""
 
 
 RECIPES: dict[str, Recipe] = {
@@ -71,7 +95,12 @@ RECIPES: dict[str, Recipe] = {
 
 
 def get_recipe(recipe: str | Recipe, **overrides) -> Recipe:
-    """A named recipe (or a `Recipe`) with `overrides` applied (None values ignored)."""
+    """A named recipe (or a `Recipe`) with `overrides` applied (None values ignored).
+
+    Example:
+    >>> get_recipe("fast", batch_size=256).batch_size
+    256
+    """
     if isinstance(recipe, str):
         recipe = RECIPES[_checks.choice("recipe", recipe, RECIPES)]
     return replace(recipe, **{k: v for k, v in overrides.items() if v is not None})
@@ -140,12 +169,18 @@ def compile_model(
     return model
 
 
-def prepare(model: keras.Model, data: Dataset, recipe: Recipe, epochs: int, seed: int = 0):
-    """Compile `model` for `recipe` and return its (train, validation) pipelines."""
+def make_pipelines(data: Dataset, recipe: Recipe, seed: int = 0):
+    """The (train, validation) pipelines `recipe` trains with."""
     train_ds = make_pipeline(data, "train", recipe.batch_size, seed=seed)
-    val_ds = make_pipeline(data, "val", max(recipe.batch_size, 256))
-    compile_model(model, recipe, math.ceil(len(data.y_train) / recipe.batch_size), epochs)
-    return train_ds, val_ds
+    return train_ds, make_pipeline(data, "val", max(recipe.batch_size, 256))
+
+
+class _FiniteModelCheckpoint(keras.callbacks.ModelCheckpoint):
+    """A `ModelCheckpoint` that never saves a model whose epoch ended non-finite."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if math.isfinite((logs or {}).get("loss", 0.0)):
+            super().on_epoch_end(epoch, logs)
 
 
 def train(
@@ -159,23 +194,43 @@ def train(
     seed: int = 0,
     verbose: int | str = "auto",
     callbacks: list | None = None,
+    initial_epoch: int = 0,
 ) -> keras.callbacks.History:
-    """Train `model` on `data` with Keras progress bars; evaluate nothing on the test set.
+    """Train `model` on `data` with `recipe`; evaluate nothing on the test set.
 
-    With `out_dir`: `log.csv`, TensorBoard logs in `tensorboard/`, `best_model.keras`
-    (best validation accuracy), `last_model.keras` and `recipe.json`. An interrupted run
-    resumes from its last finished epoch with `resume=True` (`BackupAndRestore`).
+    Args:
+        model: a Keras model with one-hot classification outputs.
+        data: a `Dataset` (its train and validation splits are used).
+        epochs: epochs to train (the schedule spans them).
+        recipe: a name in `RECIPES` or a `Recipe`.
+        out_dir: where to write `log.csv`, TensorBoard logs in `tensorboard/`,
+            `best_model.keras` (best validation accuracy), `last_model.keras` and
+            `recipe.json`; None writes nothing.
+        resume: continue the interrupted run in `out_dir` from its last finished epoch.
+        seed: seeds weights, shuffling and augmentation.
+        verbose: Keras's `verbose`.
+        callbacks: more Keras callbacks.
+        initial_epoch: the epoch to start from (continuing a model trained before).
+
+    Raises:
+        TrainingDiverged: the loss became non-finite; no model file is saved.
 
     Example:
-    >>> import keras_residual as kr  # doctest: +SKIP
-    >>> data = kr.load_dataset("mnist")  # doctest: +SKIP
-    >>> kr.train(kr.build("resnet20", data.input_shape), data, epochs=1)  # doctest: +SKIP
+    >>> import numpy as np
+    >>> x, y = np.zeros((8, 8, 8, 1), "uint8"), np.arange(8) % 2
+    >>> data = Dataset("mnist", x, y, x, y, x, y, ("0", "1"))
+    >>> from keras_residual import resnet_cifar
+    >>> model = resnet_cifar(8, data.input_shape, 2, width=4)
+    >>> train(model, data, epochs=1, recipe="fast", verbose=0).epoch
+    [0]
     """
     _checks.positive_int("epochs", epochs)
+    _checks.non_negative_int("initial_epoch", initial_epoch)
     recipe = get_recipe(recipe)
     keras.utils.set_random_seed(seed)
-    train_ds, val_ds = prepare(model, data, recipe, epochs, seed)
-    callbacks = list(callbacks or [])
+    train_ds, val_ds = make_pipelines(data, recipe, seed)
+    compile_model(model, recipe, math.ceil(len(data.y_train) / recipe.batch_size), epochs)
+    callbacks = [*(callbacks or []), keras.callbacks.TerminateOnNaN()]
     if out_dir is not None:
         out = Path(out_dir)
         backup = out / "backup"
@@ -190,23 +245,40 @@ def train(
             keras.callbacks.BackupAndRestore(str(backup)),
             keras.callbacks.CSVLogger(str(out / "log.csv"), append=resume),
             keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False),
-            keras.callbacks.ModelCheckpoint(
+            _FiniteModelCheckpoint(
                 str(out / "best_model.keras"), monitor="val_accuracy", save_best_only=True
             ),
-            keras.callbacks.ModelCheckpoint(str(out / "last_model.keras")),
+            _FiniteModelCheckpoint(str(out / "last_model.keras")),
         ]
-    return model.fit(
+    history = model.fit(
         train_ds,
         validation_data=val_ds,
         epochs=epochs,
+        initial_epoch=initial_epoch,
         shuffle=False,  # the pipeline shuffles, seeded
         callbacks=callbacks,
         verbose=verbose,
     )
+    losses = history.history.get("loss", [])
+    if not losses or not math.isfinite(losses[-1]):
+        raise TrainingDiverged(
+            f"training diverged (loss {losses[-1] if losses else 'missing'}): lower the "
+            "learning rate; no model was saved."
+        )
+    return history
 
 
 def evaluate(model: keras.Model, data: Dataset, split: str = "test", batch_size: int = 256):
-    """Loss and accuracy of `model` on a split, as a dict."""
+    """Loss and accuracy of `model` on a split, as a dict.
+
+    Example:
+    >>> import numpy as np
+    >>> x, y = np.zeros((4, 8, 8, 1), "uint8"), np.arange(4) % 2
+    >>> data = Dataset("mnist", x, y, x, y, x, y, ("0", "1"))
+    >>> from keras_residual import resnet_cifar
+    >>> sorted(evaluate(resnet_cifar(8, data.input_shape, 2, width=4), data))
+    ['accuracy', 'loss']
+    """
     if not model.compiled:
         model.compile(loss="categorical_crossentropy", metrics=["accuracy"])
     pipeline = make_pipeline(data, split, batch_size)

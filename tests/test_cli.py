@@ -1,8 +1,7 @@
 import keras
 import pytest
 
-from keras_residual.cli import main
-from keras_residual.precision import DTYPE_ENV
+from keras_residual.cli import DTYPE_ENV, main
 
 
 def test_train_then_evaluate(data_dir, tmp_path, capsys, monkeypatch):

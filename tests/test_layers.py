@@ -18,7 +18,8 @@ CASES = {
     "squeeze_excite": (lambda: kr.SqueezeExcite(0.25), 8),
     "drop_path": (lambda: kr.DropPath(0.2, seed=1), 8),
     "basic": (lambda: kr.BasicBlock(8), 8),
-    "basic_pad": (lambda: kr.BasicBlock(16, strides=2, shortcut="pad"), 8),
+    "basic_pad": (lambda: kr.BasicBlock(16, strides=2, shortcut="A"), 8),
+    "basic_all_projection": (lambda: kr.BasicBlock(8, shortcut="C"), 8),
     "basic_preact": (lambda: kr.BasicBlock(16, strides=2, preact=True), 8),
     "basic_gated": (lambda: kr.BasicBlock(16, strides=2, shortcut="gated"), 8),
     "basic_plain": (lambda: kr.BasicBlock(16, strides=2, shortcut="none"), 8),
@@ -141,8 +142,7 @@ def test_unknown_activation_is_rejected_at_construction():
 @pytest.mark.parametrize(
     ("layer", "suggestion"),
     [
-        (kr.BasicBlock(32, shortcut="identity"), "shortcut='pad'"),
-        (kr.BasicBlock(16, strides=2, shortcut="identity"), "shortcut='projection'"),
+        (kr.BasicBlock(8, shortcut="A"), "shortcut='B'"),
         (kr.IdentityShortcut(filters=32), "mode='pad'"),
         (kr.IdentityShortcut(filters=8, mode="pad"), "ProjectionShortcut"),
     ],

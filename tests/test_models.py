@@ -13,7 +13,7 @@ def trainable(model):
     ("depth", "millions"), [(20, 0.27), (32, 0.46), (44, 0.66), (56, 0.85), (110, 1.7)]
 )
 def test_cifar_resnet_option_a_matches_the_paper(depth, millions):
-    model = kr.resnet_cifar(depth, shortcut="pad")
+    model = kr.resnet_cifar(depth, shortcut="A")
     assert round(trainable(model) / 1e6, 2 if depth < 110 else 1) == millions
 
 
@@ -83,7 +83,7 @@ def test_cifar_depths_build(depth):
 
 
 def test_plain_twin_is_the_same_network_without_shortcuts():
-    residual = kr.resnet_cifar(20, shortcut="projection")
+    residual = kr.resnet_cifar(20, shortcut="B")
     plain = kr.resnet_cifar(20, plain=True)
     names = [layer.name for layer in residual.layers]
     assert names == [layer.name for layer in plain.layers]
@@ -158,9 +158,11 @@ def test_presets_are_data_and_overrides_apply():
         assert name in names
     for name in ["resnext29_8x64d", "densenet_bc100_k12", "resnet18", "resnet50", "plain20"]:
         assert name in names
-    model = kr.build("resnet56", input_shape=(28, 28, 1), num_classes=5, width=8)
+    spec = kr.get_spec("resnet56").scaled(0.5).replace(input_shape=(28, 28, 1), num_classes=5)
+    model = kr.build_network(spec)
     assert model.output_shape == (None, 5)
     assert model.get_layer("stem_conv").filters == 8
+    assert kr.build("resnet56", se_ratio=0.25).get_layer("stage1_block1").se_ratio == 0.25
 
 
 def test_drop_path_grows_linearly_with_depth():
@@ -169,21 +171,17 @@ def test_drop_path_grows_linearly_with_depth():
     np.testing.assert_allclose(rates, np.linspace(0, 0.2, 9))
 
 
-# Shrunk so every preset (depth and structure kept) saves and loads quickly.
-SHRINK = {
-    "resnet_cifar": {"width": 4},
-    "highway": {"width": 4},
-    "wide_resnet": {"widen_factor": 1},
-    "resnext": {"width": 8},
-    "densenet": {"growth_rate": 4},
-    "resnet": {"width": 16},
-}
+def shrunk(spec):
+    """`spec` narrowed (depth and structure kept) so that it saves and loads quickly."""
+    if isinstance(spec, kr.DenseNetSpec):
+        return spec.scaled(4 / spec.growth_rate)
+    return spec.scaled(min(1.0, 64 / max(spec.filters)))
 
 
 @pytest.mark.parametrize("name", kr.list_presets())
 def test_every_preset_round_trips_through_keras_files(name, tmp_path):
-    builder, _ = kr.presets.preset_config(name)
-    model = kr.build(name, input_shape=(32, 32, 3), num_classes=4, **SHRINK[builder])
+    spec = shrunk(kr.get_spec(name)).replace(input_shape=(32, 32, 3), num_classes=4)
+    model = kr.build_network(spec)
     path = tmp_path / f"{name}.keras"
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)

@@ -6,35 +6,45 @@ import keras_residual as kr
 from keras_residual import precision
 
 
-@pytest.fixture
-def no_dtype_env(monkeypatch):
-    monkeypatch.delenv(precision.DTYPE_ENV, raising=False)
-
-
 def _compute_dtypes(model):
     block = model.get_layer("stage2_block1")
-    return block.convs[0].compute_dtype, model.get_layer("predictions").compute_dtype
+    return block.branch_layers()["conv1"].compute_dtype, model.get_layer(
+        "predictions"
+    ).compute_dtype
 
 
-@pytest.mark.parametrize("native, expected", [(True, "mixed_bfloat16"), (False, "float32")])
-def test_default_policy_is_bfloat16_only_where_the_cpu_has_it(
-    monkeypatch, no_dtype_env, native, expected
-):
-    monkeypatch.setattr(precision, "cpu_has_native_bfloat16", lambda: native)
-    assert kr.default_dtype_policy() == expected
-    model = kr.resnet_cifar(8, (16, 16, 3), width=4)
-    assert model.dtype_policy.name == expected
-    assert _compute_dtypes(model) == (keras.dtype_policies.get(expected).compute_dtype, "float32")
-
-
-def test_environment_and_keras_global_policy_take_precedence(monkeypatch, no_dtype_env):
+def test_builders_follow_keras_global_policy_like_keras_layers(monkeypatch):
     monkeypatch.setattr(precision, "cpu_has_native_bfloat16", lambda: True)
+    model = kr.resnet_cifar(8, (16, 16, 3), width=4)  # whatever the CPU: Keras's default
+    assert _compute_dtypes(model) == ("float32", "float32")
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    assert _compute_dtypes(kr.resnet_cifar(8, (16, 16, 3), width=4)) == ("bfloat16", "float32")
+    model = kr.resnet_cifar(8, (16, 16, 3), width=4, dtype="float32")  # dtype= wins
+    assert _compute_dtypes(model) == ("float32", "float32")
+    assert keras.config.dtype_policy().name == "mixed_bfloat16"  # restored after building
+
+
+@pytest.mark.parametrize(
+    ("native", "gpus", "expected"),
+    [
+        (True, [], "mixed_bfloat16"),
+        (False, [], "float32"),
+        (True, [(8, 0)], "mixed_float16"),
+        (False, [(6, 1)], "float32"),
+    ],
+)
+def test_auto_picks_by_capability(monkeypatch, native, gpus, expected):
+    monkeypatch.setattr(precision, "cpu_has_native_bfloat16", lambda: native)
+    monkeypatch.setattr(precision, "_gpu_compute_capabilities", lambda: gpus)
+    assert kr.resolve_dtype("auto") == expected
+    model = kr.resnet_cifar(8, (16, 16, 3), width=4, dtype="auto")
+    assert _compute_dtypes(model)[0] == keras.dtype_policies.get(expected).compute_dtype
+
+
+def test_resolve_dtype_none_is_the_keras_policy():
     keras.config.set_dtype_policy("mixed_float16")
-    assert kr.default_dtype_policy() == "mixed_float16"
-    monkeypatch.setenv(precision.DTYPE_ENV, "float32")
-    assert kr.default_dtype_policy() == "float32"
-    assert _compute_dtypes(kr.resnet_cifar(8, (16, 16, 3), width=4)) == ("float32", "float32")
-    assert keras.config.dtype_policy().name == "mixed_float16"  # restored after building
+    assert kr.resolve_dtype(None) == "mixed_float16"
+    assert kr.resolve_dtype("float32") == "float32"
 
 
 @pytest.mark.parametrize("builder", [kr.resnet_cifar, kr.densenet])
@@ -59,13 +69,13 @@ def test_bfloat16_model_saves_loads_and_trains_like_float32(builder, tmp_path):
     assert all(w.dtype == "float32" for w in loaded.weights)  # float32 master weights
 
 
-def test_keras_compat_follows_the_keras_policy(monkeypatch, no_dtype_env):
+def test_keras_compat_follows_the_keras_policy(monkeypatch):
     monkeypatch.setattr(precision, "cpu_has_native_bfloat16", lambda: True)
     model = kr.resnet(50, (32, 32, 3), 10, keras_compat=True)
     assert model.get_layer("stem_conv").compute_dtype == "float32"
 
 
 def test_bad_dtype_names_the_argument():
-    with pytest.raises(ValueError, match="`dtype` must name a Keras dtype policy"):
+    with pytest.raises(ValueError, match="`dtype` must be 'auto' or one of"):
         kr.resnet_cifar(8, dtype="float33")
     assert keras.config.dtype_policy().name == "float32"

@@ -56,12 +56,13 @@ def test_learning_rate_is_conditional_on_the_optimizer():
     ("block", "kind", "preact"),
     [
         ("basic", kr.BasicBlock, False),
-        ("preact", kr.BasicBlock, True),
+        ("basic", kr.BasicBlock, True),
         ("bottleneck", kr.BottleneckBlock, False),
     ],  # fmt: skip
 )
 def test_hypermodel_builds_the_chosen_depth_width_and_block(block, kind, preact):
     space = {"blocks_per_stage": 2, "width": 8, "stages": 2, "block": block, "se": True}
+    space["preact"] = preact
     model = ResidualHyperModel((28, 28, 1), 10, space=space).build(keras_tuner.HyperParameters())
     blocks = [layer for layer in model.layers if isinstance(layer, kr.ResidualBlock)]
     assert len(blocks) == 4 and all(type(b) is kind and b.preact == preact for b in blocks)
@@ -82,6 +83,11 @@ def test_search_records_trials_and_saves_the_best_model(data_dir, tmp_path, caps
         assert 0 <= float(row["val_accuracy"]) <= 1 and row["width"] in {"4", "6", "8", "10"}
     document = json.loads((out / "results.json").read_text())
     assert document["pareto_front"] and document["best"]["test_accuracy"] >= 0
+    for row, csv_row in zip(document["trials"], rows, strict=True):  # every row is a spec
+        spec = kr.spec_from_dict(row["spec"])
+        assert spec == kr.spec_from_dict(json.loads(csv_row["spec"]))
+        assert spec.stem_filters == row["width"] and spec.depths == (1, 1, 1)
+        assert kr.build_network(spec).count_params() == row["params"]
     assert (out / "pareto.png").stat().st_size > 0 and (out / "progress.png").exists()
     best = keras.saving.load_model(out / "best_model.keras", safe_mode=True)
     assert best.count_params() == result["best"]["params"]
@@ -199,9 +205,9 @@ def test_distributed_chief_and_two_workers(data_dir, tmp_path, kill_one_worker):
 
 def test_space_file_narrows_dimensions(tmp_path):
     path = tmp_path / "space.json"
-    path.write_text(json.dumps({"width": [8, 32], "block": "preact"}))
+    path.write_text(json.dumps({"width": [8, 32], "preact": True}))
     space = resolve_space("cifar10", kr.search.load_space_file(path))
-    assert space["width"] == [8, 32] and space["block"] == "preact"
+    assert space["width"] == [8, 32] and space["preact"] is True
     path.write_text("[1, 2]")
     with pytest.raises(ValueError, match="JSON object"):
         kr.search.load_space_file(path)

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import keras
 import keras_tuner
-from keras_tuner.src.engine import tuner_utils  # SaveBestEpoch: keras-tuner's checkpoint
+
+from keras_residual import _thirdparty
 
 _CONTEXT = multiprocessing.get_context("spawn")  # fork is unsafe once TensorFlow runs
 
@@ -85,7 +86,7 @@ def run_trial_job(
     model = hypermodel.build(hp)
     if initial_weights:  # Hyperband continues a previous trial's model
         model.load_weights(initial_weights)
-    callbacks = [*kwargs.pop("callbacks", ()), tuner_utils.SaveBestEpoch(objective, checkpoint)]
+    callbacks = [*kwargs.pop("callbacks", ()), _thirdparty.SaveBestEpoch(objective, checkpoint)]
     results = hypermodel.fit(hp, model, *args, callbacks=callbacks, **kwargs)
     Path(build_config).write_text(json.dumps(model.get_build_config()))
     return results

@@ -12,6 +12,7 @@ from keras_residual._plots import new_figure
 
 RECORD_METRICS = ("params", "flops", "fit_seconds", "trial_seconds", "started_at", "finished_at")
 OBJECTIVES = ("val_accuracy", "val_loss")
+SPEC_FILE = "spec.json"  # written by the toolkit's tuners beside each trial.json
 
 
 def _best(metric: dict):
@@ -24,7 +25,8 @@ def _best(metric: dict):
 
 
 def collect_rows(project_dir: str | Path) -> list[dict]:
-    """One row per trial (`trial_id`, `status`, `reason`, hyperparameters, metrics)."""
+    """One row per trial: `trial_id`, `status`, `reason`, hyperparameters, metrics and
+    `spec`, the trial's architecture as `ResNetSpec.to_dict()` (None if not recorded)."""
     rows = []
     for path in sorted(Path(project_dir).glob("trial_*/trial.json")):
         state = json.loads(path.read_text())
@@ -37,6 +39,8 @@ def collect_rows(project_dir: str | Path) -> list[dict]:
             row[name] = _best(metrics[name]) if name in metrics else None
         for name in ("params", "flops"):
             row[name] = None if row[name] is None else int(row[name])
+        spec = path.with_name(SPEC_FILE)
+        row["spec"] = json.loads(spec.read_text()) if spec.exists() else None
         rows.append(row)
     return rows
 
@@ -61,7 +65,8 @@ def _columns(rows: list[dict]) -> list[str]:
     for row in rows:
         columns += [k for k in row if k not in columns and k not in (*OBJECTIVES, *RECORD_METRICS)]
     columns.remove("reason")
-    return [*columns, *RECORD_METRICS, *OBJECTIVES, "reason"]
+    columns.remove("spec")
+    return [*columns, *RECORD_METRICS, *OBJECTIVES, "reason", "spec"]
 
 
 def write_results(rows: list[dict], out_dir: str | Path, extra: dict | None = None) -> None:
@@ -71,7 +76,7 @@ def write_results(rows: list[dict], out_dir: str | Path, extra: dict | None = No
     with open(out / "results.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, columns, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({**r, "spec": json.dumps(r["spec"], separators=(",", ":"))} for r in rows)
     front = {r["trial_id"] for r in pareto_front(rows)}
     document = {"trials": rows, "pareto_front": sorted(front), **(extra or {})}
     (out / "results.json").write_text(json.dumps(document, indent=2, default=str))
@@ -134,7 +139,8 @@ def format_table(rows: list[dict], limit: int | None = None) -> str:
     """A text table of the trials, best first; hyperparameters shown where they vary."""
     if not rows:
         return "(no trials)"
-    hp_names = [c for c in _columns(rows)[2:] if c not in (*RECORD_METRICS, *OBJECTIVES, "reason")]
+    hidden = (*RECORD_METRICS, *OBJECTIVES, "reason", "spec")
+    hp_names = [c for c in _columns(rows)[2:] if c not in hidden]
     varying = [n for n in hp_names if len({str(r.get(n)) for r in rows}) > 1] or hp_names[:2]
     header = ["trial", "status", *varying, "params", "MFLOPs", "seconds", "val_acc"]
     ranked = sorted(rows, key=lambda r: -(r["val_accuracy"] or -1))[:limit]

@@ -7,9 +7,12 @@ import os
 from pathlib import Path
 
 import keras
+import keras_tuner
 
 from keras_residual import _checks
+from keras_residual._files import write_text_atomically
 from keras_residual.data import DATASETS, Dataset, load_dataset
+from keras_residual.precision import resolve_dtype
 from keras_residual.search import distributed
 from keras_residual.search.results import collect_rows, format_table, write_results
 from keras_residual.search.space import ResidualHyperModel, resolve_space
@@ -17,7 +20,7 @@ from keras_residual.search.tuner import TUNERS
 from keras_residual.training import evaluate
 
 PROJECT = "tuner"  # keras-tuner's project folder inside the output directory
-IDENTITY = ("dataset", "tuner", "epochs", "seed", "space")  # what makes two searches the same
+IDENTITY = ("dataset", "tuner", "epochs", "seed", "dtype", "space")  # what makes two searches alike
 
 
 def parse_duration(text: str | float | None) -> float | None:
@@ -75,6 +78,7 @@ def run_search(
     data_dir: str | os.PathLike | None = None,
     space: dict | None = None,
     seed: int = 0,
+    dtype: str | None = "auto",
     verbose: int | str = "auto",
     **dimensions,
 ) -> dict:
@@ -83,7 +87,9 @@ def run_search(
     Writes into `out`: `results.csv`, `results.json`, `pareto.png`, `progress.png`
     (after every trial) and `best_model.keras` with its test accuracy (at the end).
     `final_epochs > 0` retrains the best configuration from scratch for that many
-    epochs; otherwise the best trial's own weights are kept. Returns the results.
+    epochs; otherwise the best trial's own weights are kept. `dtype` is the trials'
+    dtype policy, `"auto"` (resolved once, here, for this machine), None (Keras's global
+    policy) or a policy name. Returns the results.
 
     Example:
     >>> run_search("mnist", "runs/quick", max_trials=2, width=8)  # doctest: +SKIP
@@ -96,18 +102,20 @@ def run_search(
     budget = parse_duration(time_budget)
     role = distributed.check_environment() if distributed_mode else distributed.role()
     resolved = resolve_space(dataset, space, **dimensions)
+    dtype = resolve_dtype(dtype)
+    shape, classes = DATASETS[dataset]["shape"], len(DATASETS[dataset]["classes"])
+    hypermodel = ResidualHyperModel(shape, classes, dataset, resolved, dtype=dtype)
+    hypermodel.spec(keras_tuner.HyperParameters())  # every dimension declares: fail now
     out = Path(out)
     config = {"dataset": dataset, "tuner": tuner, "epochs": epochs, "seed": seed}
-    config |= {"space": resolved, "max_trials": max_trials, "time_budget": budget}
+    config |= {"dtype": dtype, "space": resolved, "max_trials": max_trials}
+    config |= {"time_budget": budget}
     if role != "worker":
         _check_directory(out, config, resume)
     data = None if role == "chief" else load_dataset(dataset, data_dir, seed=seed)
     if role != "worker":  # claimed only once the inputs are known to be good
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "search.json").write_text(json.dumps(config, indent=2))
-    hypermodel = ResidualHyperModel(
-        DATASETS[dataset]["shape"], len(DATASETS[dataset]["classes"]), dataset, resolved
-    )
+        write_text_atomically(out / "search.json", json.dumps(config, indent=2))
+    print(f"Searching {dataset} with the {dtype} dtype policy; results in {out}", flush=True)
     project = out / PROJECT
 
     def progress(trial):

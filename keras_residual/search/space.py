@@ -7,6 +7,7 @@ A dimension is fixed (a single value), a list of choices, or a range
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,11 +19,12 @@ import numpy as np
 from keras_residual import _checks
 from keras_residual.data import Dataset
 from keras_residual.flops import count_flops
-from keras_residual.models import resnet_cifar
-from keras_residual.training import OPTIMIZERS, Recipe, prepare
+from keras_residual.network import build_network
+from keras_residual.spec import BLOCKS, Norm, ResNetSpec
+from keras_residual.training import OPTIMIZERS, RECIPES, TrainingDiverged, get_recipe, train
 
-BLOCK_KINDS = ("basic", "bottleneck", "preact")
-SHORTCUT_KINDS = ("projection", "pad", "gated")
+SEARCHED_SHORTCUTS = ("A", "B", "C", "gated")
+SAMPLINGS = ("linear", "log", "reverse_log")
 SE_RATIO = 1 / 16
 # learning-rate range per optimizer family: a conditional hyperparameter
 LEARNING_RATES = {"sgd": (0.02, 0.4), "adaptive": (3e-4, 1e-2)}
@@ -36,7 +38,8 @@ MNIST_SPACE: dict = {
     "width": [8, 16],
     "widen_factor": 1,
     "block": "basic",
-    "shortcut": "projection",
+    "preact": False,
+    "shortcut": "B",
     "se": False,
     "drop_path_rate": 0.0,
     "optimizer": "nesterov",
@@ -49,8 +52,9 @@ CIFAR10_SPACE: dict = {
     "blocks_per_stage": {"min": 1, "max": 5},
     "width": [16, 24, 32],
     "widen_factor": [1, 2],
-    "block": list(BLOCK_KINDS),
-    "shortcut": list(SHORTCUT_KINDS),
+    "block": list(BLOCKS),
+    "preact": [False, True],
+    "shortcut": ["A", "B", "gated"],
     "se": [False, True],
     "drop_path_rate": [0.0, 0.1],
     "optimizer": ["nesterov", "adamw"],
@@ -60,11 +64,13 @@ CIFAR10_SPACE: dict = {
 }
 DEFAULT_SPACES = {"mnist": MNIST_SPACE, "cifar10": CIFAR10_SPACE}
 _ALLOWED = {
-    "block": BLOCK_KINDS,
-    "shortcut": SHORTCUT_KINDS,
+    "block": BLOCKS,
+    "shortcut": SEARCHED_SHORTCUTS,
     "optimizer": OPTIMIZERS,
+    "preact": (False, True),
     "se": (False, True),
 }
+_INTEGERS = ("stages", "blocks_per_stage", "width", "widen_factor", "batch_size")
 
 
 def _check_dimension(name: str, spec):
@@ -76,12 +82,17 @@ def _check_dimension(name: str, spec):
                 f"Range for `{name}` needs 'min' and 'max' (optionally 'step' or "
                 f"'sampling'); got {dict(spec)!r}."
             )
+        for bound in ("min", "max"):
+            _checks.finite(f"{name}.{bound}", spec[bound])
         if not spec["min"] < spec["max"]:
             raise ValueError(
                 f"Range for `{name}` is empty or inverted: min={spec['min']!r} must be "
                 f"below max={spec['max']!r}."
             )
-        if spec.get("sampling") == "log" and spec["min"] <= 0:
+        if "step" in spec:
+            _checks.positive(f"{name}.step", spec["step"])
+        sampling = _checks.choice(f"{name}.sampling", spec.get("sampling", "linear"), SAMPLINGS)
+        if sampling != "linear" and spec["min"] <= 0:
             raise ValueError(f"Log range for `{name}` needs min > 0, got {spec['min']!r}.")
         values = [spec["min"], spec["max"]]
     elif isinstance(spec, list | tuple):
@@ -95,10 +106,12 @@ def _check_dimension(name: str, spec):
             _checks.choice(name, value, _ALLOWED[name])
         elif name == "drop_path_rate":
             _checks.rate(name, value)
-        elif name in ("stages", "blocks_per_stage", "width", "widen_factor", "batch_size"):
+        elif name in _INTEGERS:
             _checks.positive_int(name, value)
-        elif value is not None and not (isinstance(value, int | float) and value > 0):
-            raise ValueError(f"`{name}` must be positive, got {value!r}.")
+        elif name == "weight_decay":
+            _checks.non_negative(name, value)
+        elif value is not None:
+            _checks.positive(name, value)
 
 
 def resolve_space(dataset: str = "mnist", space: Mapping | None = None, **dimensions) -> dict:
@@ -143,15 +156,27 @@ def _declare(hp: keras_tuner.HyperParameters, name: str, spec):
 
 
 class ResidualHyperModel(keras_tuner.HyperModel):
-    """Searches depth, width, block and shortcut kind, SE, drop-path and the optimizer.
+    """Searches depth, width, block, pre-activation, shortcut, SE, drop-path and training.
 
-    Models come from `resnet_cifar`; `fit` takes a `keras_residual.Dataset` and returns
-    the trial's record: best validation accuracy and loss, parameters, FLOPs, seconds.
+    Each trial's architecture is a `ResNetSpec` (`spec(hp)`), built by `build_network`;
+    `fit` trains it with `train` and the named `recipe`, the trial's optimizer, learning
+    rate, weight decay and batch size laid over it, and returns the trial's record: best
+    validation accuracy and loss, parameters, FLOPs, seconds.
+
+    Args:
+        input_shape, num_classes: of the data.
+        dataset: whose default space to start from (`"mnist"` or `"cifar10"`).
+        space: dimensions laid over the default space (see the module docstring).
+        recipe: the named recipe trials train with.
+        norm: batch-norm settings of the searched networks (default `Norm()`).
+        dtype: a Keras dtype policy name (None: Keras's global policy).
+        **dimensions: more dimensions, laid over `space`.
 
     Example:
     >>> hypermodel = ResidualHyperModel((28, 28, 1), 10, width=8, blocks_per_stage=1)
-    >>> hypermodel.build(keras_tuner.HyperParameters()).count_params() < 50_000
-    True
+    >>> spec = hypermodel.spec(keras_tuner.HyperParameters())
+    >>> spec.depths, spec.filters
+    ((1, 1, 1), (8, 16, 32))
     """
 
     def __init__(
@@ -160,14 +185,19 @@ class ResidualHyperModel(keras_tuner.HyperModel):
         num_classes: int,
         dataset: str = "mnist",
         space: Mapping | None = None,
-        bn_momentum: float = 0.9,
+        *,
+        recipe: str = "fast",
+        norm: Norm | None = None,
+        dtype: str | None = None,
         **dimensions,
     ):
         super().__init__(name="residual_hypermodel")
         self.input_shape = tuple(input_shape)
         self.num_classes = _checks.positive_int("num_classes", num_classes)
         self.space = resolve_space(dataset, space, **dimensions)
-        self.bn_momentum = bn_momentum
+        self.recipe = _checks.choice("recipe", recipe, RECIPES)
+        self.norm = norm or Norm()
+        self.dtype = dtype
 
     def declare(self, hp: keras_tuner.HyperParameters) -> dict:
         """Declare every dimension on `hp` and return the chosen values."""
@@ -194,57 +224,62 @@ class ResidualHyperModel(keras_tuner.HyperModel):
                 chosen = value
         return chosen
 
-    def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
+    def spec(self, hp: keras_tuner.HyperParameters) -> ResNetSpec:
+        """The architecture the values in `hp` (or the space's defaults) describe."""
         v = self.declare(hp)
-        bottleneck = v["block"] == "bottleneck"
-        depth = v["stages"] * v["blocks_per_stage"] * (3 if bottleneck else 2) + 2
-        return resnet_cifar(
-            depth,
-            self.input_shape,
-            self.num_classes,
-            width=v["width"],
-            widen_factor=v["widen_factor"],
-            stages=v["stages"],
-            block="bottleneck" if bottleneck else "basic",
-            preact=v["block"] == "preact",
+        stages, per_stage = v["stages"], v["blocks_per_stage"]
+        depth = stages * per_stage * (2 if v["block"] == "basic" else 3) + 2
+        return ResNetSpec(
+            name=f"{'preact_' if v['preact'] else ''}resnet{depth}_w{v['width']}",
+            input_shape=self.input_shape,
+            num_classes=self.num_classes,
+            stem_filters=v["width"],
+            block=v["block"],
+            depths=(per_stage,) * stages,
+            filters=tuple(v["width"] * v["widen_factor"] * 2**i for i in range(stages)),
+            strides=(1,) + (2,) * (stages - 1),
+            preact=v["preact"],
             shortcut=v["shortcut"],
             se_ratio=SE_RATIO if v["se"] else 0.0,
             drop_path_rate=v["drop_path_rate"],
-            bn_momentum=self.bn_momentum,
+            norm=self.norm,
+        )
+
+    def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
+        return build_network(self.spec(hp), dtype=self.dtype)
+
+    def recipe_for(self, hp: keras_tuner.HyperParameters):
+        """The named recipe with the trial's optimizer, learning rate, decay and batch."""
+        v = self.declare(hp)
+        return get_recipe(
+            self.recipe,
+            optimizer=v["optimizer"],
+            learning_rate=v["learning_rate"],
+            reference_batch=v["batch_size"],  # the searched rate is for the searched batch
+            batch_size=v["batch_size"],
+            weight_decay=v["weight_decay"],
         )
 
     def fit(self, hp, model, data: Dataset, *, epochs: int = 1, callbacks=(), **kwargs):
-        v = self.declare(hp)
-        recipe = Recipe(
-            optimizer=v["optimizer"],
-            learning_rate=v["learning_rate"],
-            reference_batch=v["batch_size"],
-            batch_size=v["batch_size"],
-            weight_decay=v["weight_decay"],
-            schedule="cosine",
-            warmup_epochs=0.2,
-            label_smoothing=0.1,
-        )
-        train, val = prepare(model, data, recipe, epochs, seed=kwargs.pop("seed", 0))
         params, flops = model.count_params(), count_flops(model)
         start = time.perf_counter()
-        history = model.fit(
-            train,
-            validation_data=val,
-            epochs=epochs,
-            shuffle=False,
-            callbacks=[*callbacks, keras.callbacks.TerminateOnNaN()],
-            verbose=kwargs.pop("verbose", "auto"),
-            initial_epoch=kwargs.pop("initial_epoch", 0),
-        )
-        fit_seconds = time.perf_counter() - start
-        losses = history.history.get("loss", [])
-        if not losses or not np.isfinite(losses[-1]):
-            raise keras_tuner.errors.FailedTrialError(
-                f"training diverged (loss {losses[-1] if losses else 'missing'})"
+        try:
+            history = train(
+                model,
+                data,
+                epochs=epochs,
+                recipe=self.recipe_for(hp),
+                seed=kwargs.pop("seed", 0),
+                verbose=kwargs.pop("verbose", "auto"),
+                callbacks=list(callbacks),
+                initial_epoch=kwargs.pop("initial_epoch", 0),
             )
+        except TrainingDiverged as error:
+            raise keras_tuner.errors.FailedTrialError(str(error)) from None
+        fit_seconds = time.perf_counter() - start
+        val_accuracy = [a for a in history.history["val_accuracy"] if math.isfinite(a)]
         return {
-            "val_accuracy": max(history.history["val_accuracy"]),
+            "val_accuracy": max(val_accuracy, default=0.0),
             "val_loss": min(history.history["val_loss"]),
             "params": params,
             "flops": flops,

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import os
 import time
 import zlib
 from collections.abc import Callable
 
 import keras
 import keras_tuner
-from keras_tuner.src.engine import tuner_utils
 
+from keras_residual import _thirdparty
+from keras_residual._files import write_text_atomically
 from keras_residual.search.isolation import TrialProcesses
+from keras_residual.search.results import SPEC_FILE
 
 
 class BudgetSpent(Exception):
@@ -51,7 +55,7 @@ class _RecordingTuner:
             return super()._build_and_fit_model(trial, *args, **kwargs)
         # keras-tuner's own callbacks hold the tuner; the child makes its own checkpointer.
         kwargs["callbacks"] = [
-            c for c in kwargs.get("callbacks", []) if type(c).__module__ != tuner_utils.__name__
+            c for c in kwargs.get("callbacks", []) if not _thirdparty.is_tuner_callback(c)
         ]
         hp = trial.hyperparameters
         previous = hp.values.get("tuner/trial_id")  # Hyperband continues an earlier trial
@@ -61,19 +65,24 @@ class _RecordingTuner:
             "args": args,
             "kwargs": kwargs,
             "objective": self.oracle.objective,
-            "checkpoint": self._get_checkpoint_fname(trial.trial_id),
-            "build_config": self._get_build_config_fname(trial.trial_id),
-            "initial_weights": previous and self._get_checkpoint_fname(previous),
+            "checkpoint": _thirdparty.checkpoint_path(self, trial.trial_id),
+            "build_config": _thirdparty.build_config_path(self, trial.trial_id),
+            "initial_weights": previous and _thirdparty.checkpoint_path(self, previous),
             "seed": (self._seed + zlib.crc32(trial.trial_id.encode())) % 2**31,
             "dtype_policy": keras.config.dtype_policy().name,
         }
         # The heartbeat tells a distributed chief that this worker is alive.
         results = self._processes.run(job, heartbeat=lambda: self.oracle.get_trial(trial.trial_id))
-        tuner_utils.validate_trial_results(results, self.oracle.objective, "HyperModel.fit()")
+        _thirdparty.validate_trial_results(results, self.oracle.objective, "HyperModel.fit()")
         return results
 
     def run_trial(self, trial, *args, **kwargs):
         started = time.time()
+        make_spec = getattr(self.hypermodel, "spec", None)
+        if make_spec is not None:  # the architecture as a value, for the results rows
+            spec = make_spec(trial.hyperparameters).to_dict()
+            path = os.path.join(self.get_trial_dir(trial.trial_id), SPEC_FILE)
+            write_text_atomically(path, json.dumps(spec, indent=2))
         results = super().run_trial(trial, *args, **kwargs)
         record = results[-1] if isinstance(results, list) else results
         keys = ("val_accuracy", "val_loss", "params", "flops", "fit_seconds")

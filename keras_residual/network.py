@@ -1,0 +1,151 @@
+"""`build_network(spec)`: a spec in, a functional Keras model out.
+
+The model is assembled from small named pieces with stable layer names: `inputs`,
+`stem_conv` (`stem_bn`, `stem_relu`, ...), `stage{s}_block{b}` (whose sublayers are
+`stage{s}_block{b}_conv1`, ...), or `stage{s}_dense` / `stage{s}_transition`, then
+`post_bn`, `avg_pool`, `predictions`.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from keras_residual import _convs
+from keras_residual.blocks import BasicBlock, BottleneckBlock
+from keras_residual.dense import DenseBlock, Transition
+from keras_residual.precision import dtype_policy_scope
+from keras_residual.spec import DenseNetSpec, ResNetSpec, Spec
+
+BLOCK_LAYERS = {"basic": BasicBlock, "bottleneck": BottleneckBlock}
+
+
+def build_network(spec: Spec, dtype: str | None = None) -> keras.Model:
+    """The functional Keras model a `ResNetSpec` or `DenseNetSpec` describes.
+
+    Args:
+        spec: the architecture.
+        dtype: a Keras dtype policy name for every layer (the classifier stays float32);
+            None follows Keras's global policy, as Keras layers do.
+
+    Example:
+    >>> from keras_residual.spec import ResNetSpec
+    >>> spec = ResNetSpec(depths=(1, 1), filters=(8, 16), strides=(1, 2), stem_filters=8)
+    >>> model = build_network(spec.replace(input_shape=(16, 16, 1), num_classes=3))
+    >>> model.output_shape, model.get_layer("stage2_block1").strides
+    ((None, 3), 2)
+    """
+    if not isinstance(spec, ResNetSpec | DenseNetSpec):
+        raise ValueError(f"`spec` must be a ResNetSpec or DenseNetSpec, got {spec!r}.")
+    with dtype_policy_scope(dtype):
+        inputs = keras.Input(spec.input_shape, name="inputs")
+        if isinstance(spec, DenseNetSpec):
+            x = _dense_stages(_conv_stem(inputs, spec.stem_filters), spec)
+        else:
+            x = _residual_stages(_stem(inputs, spec), spec)
+        return keras.Model(inputs, _head(x, spec), name=spec.name)
+
+
+def _conv_stem(x, filters: int, *, use_bias: bool = False):
+    return keras.layers.Conv2D(
+        filters,
+        3,
+        padding="same",
+        use_bias=use_bias,
+        kernel_initializer="he_normal",
+        name="stem_conv",
+    )(x)
+
+
+def _norm_relu(x, spec: Spec, suffix: str = ""):
+    x = _convs.batch_norm(spec.norm, name=f"stem_bn{suffix}")(x)
+    return keras.layers.Activation("relu", name=f"stem_relu{suffix}")(x)
+
+
+def _stem(x, spec: ResNetSpec):
+    """`cifar`: one 3x3 conv; `imagenet`: 7x7/2 conv + 3x3/2 max-pool; `deep`: 3x(3x3) + pool."""
+    if spec.stem == "cifar":
+        x = _conv_stem(x, spec.stem_filters, use_bias=spec.stem_bias)
+        return x if spec.preact else _norm_relu(x, spec)
+    if spec.stem == "deep":
+        half = spec.stem_filters // 2
+        for i, (width, strides) in enumerate(((half, 2), (half, 1), (spec.stem_filters, 1)), 1):
+            if strides > 1:
+                x = keras.layers.ZeroPadding2D(1, name=f"stem_pad{i}")(x)
+            x = _convs.conv2d(
+                width, 3, strides=strides, use_bias=spec.stem_bias, name=f"stem_conv{i}"
+            )(x)
+            if i < 3 or not spec.preact:
+                x = _norm_relu(x, spec, suffix=str(i))
+    else:
+        x = keras.layers.ZeroPadding2D(3, name="stem_pad")(x)
+        x = keras.layers.Conv2D(
+            spec.stem_filters,
+            7,
+            strides=2,
+            use_bias=spec.stem_bias,
+            kernel_initializer="he_normal",
+            name="stem_conv",
+        )(x)
+        if not spec.preact:
+            x = _norm_relu(x, spec)
+    x = keras.layers.ZeroPadding2D(1, name="pool_pad")(x)
+    return keras.layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
+
+
+def _residual_stages(x, spec: ResNetSpec):
+    """Stack the stages; drop-path grows linearly with depth (Huang et al., 2016)."""
+    block_layer, shared = BLOCK_LAYERS[spec.block], spec.block_kwargs()
+    total, index = sum(spec.depths), 0
+    for s, (count, filters, stage_strides) in enumerate(
+        zip(spec.depths, spec.filters, spec.strides, strict=True), 1
+    ):
+        strided_block = 1 if spec.stride_at == "first" else count
+        for b in range(1, count + 1):
+            strides = stage_strides if b == strided_block else 1
+            shortcut = spec.shortcut
+            if spec.stride_at == "last" and strides > 1 and shortcut == "B":
+                shortcut = "A"  # keras.applications' ResNetV2 subsamples the identity
+            x = block_layer(
+                filters,
+                strides,
+                shortcut=shortcut,
+                drop_path_rate=spec.drop_path_rate * index / max(total - 1, 1),
+                name=f"stage{s}_block{b}",
+                **shared,
+            )(x)
+            index += 1
+    return x
+
+
+def _dense_stages(x, spec: DenseNetSpec):
+    last = len(spec.depths)
+    for s, units in enumerate(spec.depths, 1):
+        x = DenseBlock(
+            units,
+            spec.growth_rate,
+            bottleneck=spec.bottleneck,
+            dropout_rate=spec.dropout_rate,
+            name=f"stage{s}_dense",
+            **spec.block_kwargs(),
+        )(x)
+        if s < last:
+            x = Transition(spec.compression, name=f"stage{s}_transition", **spec.block_kwargs())(x)
+    return x
+
+
+def _head(x, spec: Spec):
+    if spec.post_norm:
+        x = _convs.batch_norm(spec.norm, name="post_bn")(x)
+        x = keras.layers.Activation("relu", name="post_relu")(x)
+    if spec.include_top or spec.pooling == "avg":
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    elif spec.pooling == "max":
+        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+    if spec.include_top:
+        x = keras.layers.Dense(
+            spec.num_classes,
+            activation=spec.classifier_activation,
+            dtype="float32",
+            name="predictions",
+        )(x)
+    return x

@@ -1,0 +1,378 @@
+"""An architecture as a value: frozen, validated specs shared by presets, builders and search.
+
+A spec says everything about a network but its dtype: input and head, stem, the stages
+(blocks per stage, filters, strides), the block and its options, the shortcut option and
+the normalisation settings. `build_network(spec)` makes the Keras model; `spec.replace(...)`
+changes fields (and validates again); `spec.to_dict()` / `spec_from_dict` round-trip through
+JSON.
+
+The vocabulary, the same in blocks, builders, search, CLI and README:
+- `shortcut`: He et al.'s options `"A"` (identity; zero-pad where the shape changes),
+  `"B"` (identity; 1x1 projection where the shape changes), `"C"` (projection in every
+  block), plus `"gated"` (Highway carry gate) and `"none"` (the plain, shortcut-free twin).
+- `preact`: a flag (pre-activation "v2" ordering), never a block kind.
+- `width`: a family's base width (the stem's filters); `filters`: a stage's (and a block's)
+  filters before a bottleneck's expansion; a block's `bottleneck_width`: its inner channels.
+- `Norm`: the batch-norm settings (momentum, epsilon) of every norm layer in a network.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass
+from typing import Any
+
+from keras_residual import _checks
+
+SHORTCUTS = ("A", "B", "C", "gated", "none")
+BLOCKS = ("basic", "bottleneck")
+STEMS = ("cifar", "imagenet", "deep")
+POOLINGS = (None, "avg", "max")
+STRIDE_AT = ("first", "last")
+BIAS_MODES = (False, True, "auto")
+# Names of the shortcut options before they were unified, for a helpful error message.
+_FORMER_SHORTCUTS = {
+    "pad": "'A'",
+    "auto": "'B'",
+    "projection": "'B' (or 'C' to project in every block)",
+    "all_projection": "'C'",
+    "identity": "'A' or 'B' (both are the identity where shapes match)",
+}
+
+
+def check_shortcut(value: Any) -> str:
+    """Return `value` if it names a shortcut option, else raise (hinting at renamed ones).
+
+    Example:
+    >>> check_shortcut("A")
+    'A'
+    """
+    if isinstance(value, str) and value in _FORMER_SHORTCUTS:
+        raise ValueError(
+            f"`shortcut` must be one of {', '.join(map(repr, SHORTCUTS))}; got {value!r}, "
+            f"which is now spelled {_FORMER_SHORTCUTS[value]}."
+        )
+    return _checks.choice("shortcut", value, SHORTCUTS)
+
+
+@dataclass(frozen=True)
+class Norm:
+    """Batch-normalisation settings of every norm layer in a network.
+
+    Args:
+        momentum: moving-statistics momentum in [0, 1). 0.9 (not Keras's 0.99), so the
+            statistics keep up after a short epoch.
+        epsilon: the variance floor, a finite number > 0.
+
+    Example:
+    >>> Norm(epsilon=1e-5).layer_kwargs()
+    {'bn_momentum': 0.9, 'bn_epsilon': 1e-05}
+    """
+
+    momentum: float = 0.9
+    epsilon: float = 1e-3
+
+    def __post_init__(self):
+        object.__setattr__(self, "momentum", _checks.rate("momentum", self.momentum))
+        object.__setattr__(self, "epsilon", _checks.positive("epsilon", self.epsilon))
+
+    def layer_kwargs(self) -> dict[str, float]:
+        """The same settings as the toolkit's layers take them."""
+        return {"bn_momentum": self.momentum, "bn_epsilon": self.epsilon}
+
+
+def _positive_ints(name: str, values: Any) -> tuple[int, ...]:
+    try:
+        values = tuple(values)
+    except TypeError:
+        message = f"`{name}` must be a sequence of positive integers, got {values!r}."
+        raise ValueError(message) from None
+    if not values:
+        raise ValueError(f"`{name}` must name at least one stage, got ().")
+    for value in values:
+        _checks.positive_int(name, value)
+    return values
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Spec:
+    """Input, head and normalisation: what every network spec has."""
+
+    name: str = "network"
+    input_shape: tuple = (32, 32, 3)
+    num_classes: int = 10
+    include_top: bool = True
+    pooling: str | None = "avg"
+    classifier_activation: str | None = "softmax"
+    norm: Norm = Norm()
+
+    def _set(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"`name` must be a non-empty string, got {self.name!r}.")
+        if isinstance(self.norm, dict):
+            self._set("norm", Norm(**self.norm))
+        if not isinstance(self.norm, Norm):
+            raise ValueError(f"`norm` must be a keras_residual.Norm, got {self.norm!r}.")
+        self._set("include_top", _checks.flag("include_top", self.include_top))
+        _checks.choice("pooling", self.pooling, POOLINGS)
+        if self.include_top:
+            _checks.positive_int("num_classes", self.num_classes)
+        self._validate()
+        shape = _checks.input_shape(self.input_shape, downsamples=self.downsamples)
+        self._set("input_shape", shape)
+
+    def _validate(self) -> None:
+        """Check (and normalise) the family's own fields."""
+
+    @property
+    def downsamples(self) -> int:
+        """How many times the network halves the resolution."""
+        raise NotImplementedError
+
+    def replace(self, **changes) -> _Spec:
+        """A copy with `changes` applied, validated again.
+
+        Example:
+        >>> ResNetSpec().replace(num_classes=5).num_classes
+        5
+        """
+        names = [f.name for f in dataclasses.fields(self)]
+        unknown = sorted(set(changes) - set(names))
+        if unknown:
+            close = [n for u in unknown for n in difflib.get_close_matches(u, names, 2, 0.6)]
+            hint = f" Did you mean {', '.join(dict.fromkeys(close))}?" if close else ""
+            raise ValueError(
+                f"{type(self).__name__} has no field {', '.join(map(repr, unknown))}.{hint} "
+                f"Fields: {', '.join(names)}."
+            )
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (lists for tuples) with the spec's `family`; see `spec_from_dict`."""
+        values = dataclasses.asdict(self)
+        return {"family": _FAMILY_OF[type(self)], **values}
+
+    def __str__(self) -> str:
+        lines = [f"    {f.name}={getattr(self, f.name)!r}," for f in dataclasses.fields(self)]
+        return "\n".join([f"{type(self).__name__}(", *lines, ")"])
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResNetSpec(_Spec):
+    """A residual network: stem, stages of residual blocks, head.
+
+    Args:
+        name: the Keras model's name.
+        input_shape: `(height, width, channels)`; height and width may be None.
+        num_classes: classes of the `predictions` layer (with `include_top`).
+        include_top: end in global pooling and a float32 `Dense` classifier.
+        pooling: without the top, `None` (feature maps), `"avg"` or `"max"`.
+        classifier_activation: the classifier's activation (`None` for logits).
+        norm: batch-norm settings, a `Norm`.
+        stem: `"cifar"` (one 3x3 conv), `"imagenet"` (7x7/2 conv and 3x3/2 max-pool) or
+            `"deep"` (three 3x3 convs and a max-pool: ResNet-C/D).
+        stem_filters: filters of the stem's (last) convolution.
+        stem_bias: give the stem convolution a bias (keras.applications does).
+        block: `"basic"` (two 3x3 convs) or `"bottleneck"` (1x1, 3x3, 1x1 expanding).
+        depths: blocks per stage.
+        filters: filters per stage (before a bottleneck's `expansion`).
+        strides: stride of each stage's strided block.
+        stride_at: `"first"` or `"last"` block of a stage carries the stride.
+        preact: pre-activation ("v2") blocks, with a final norm before the head.
+        shortcut: `"A"`, `"B"`, `"C"`, `"gated"` or `"none"` (see the module's vocabulary).
+        avg_down: projections average-pool before a stride-1 1x1 conv (ResNet-D).
+        groups: grouped 3x3 convolutions (ResNeXt cardinality).
+        base_width: ResNeXt's width per group at 64 filters; bottleneck width is
+            `filters * base_width / 64 * groups`.
+        expansion: a bottleneck block's output is `filters * expansion` channels.
+        stride_in_1x1: a bottleneck's stride on its first 1x1 (original paper, Keras).
+        se_ratio: squeeze-and-excitation ratio (0: none).
+        drop_path_rate: stochastic depth of the last block; grows linearly from 0.
+        dropout_rate: dropout between a block's convolutions (Wide ResNet).
+        zero_init_residual: each block's last norm (or conv) starts at zero.
+        use_bias: conv biases: `False`, `True` or `"auto"` (only where no norm follows).
+
+    Example:
+    >>> spec = ResNetSpec(depths=(1, 1), filters=(8, 16), strides=(1, 2), stem_filters=8)
+    >>> spec.replace(shortcut="A").shortcut, spec.downsamples
+    ('A', 1)
+    """
+
+    name: str = "resnet"
+    stem: str = "cifar"
+    stem_filters: int = 16
+    stem_bias: bool = False
+    block: str = "basic"
+    depths: tuple[int, ...] = (3, 3, 3)
+    filters: tuple[int, ...] = (16, 32, 64)
+    strides: tuple[int, ...] = (1, 2, 2)
+    stride_at: str = "first"
+    preact: bool = False
+    shortcut: str = "B"
+    avg_down: bool = False
+    groups: int = 1
+    base_width: int = 64
+    expansion: int = 4
+    stride_in_1x1: bool = False
+    se_ratio: float = 0.0
+    drop_path_rate: float = 0.0
+    dropout_rate: float = 0.0
+    zero_init_residual: bool = False
+    use_bias: bool | str = False
+
+    def _validate(self) -> None:
+        _checks.choice("stem", self.stem, STEMS)
+        _checks.positive_int("stem_filters", self.stem_filters)
+        _checks.choice("block", self.block, BLOCKS)
+        for name in ("depths", "filters", "strides"):
+            self._set(name, _positive_ints(name, getattr(self, name)))
+        if not len(self.depths) == len(self.filters) == len(self.strides):
+            raise ValueError(
+                "`depths`, `filters` and `strides` need one entry per stage, got "
+                f"{len(self.depths)}, {len(self.filters)} and {len(self.strides)}."
+            )
+        _checks.choice("stride_at", self.stride_at, STRIDE_AT)
+        check_shortcut(self.shortcut)
+        for name in ("stem_bias", "preact", "avg_down", "stride_in_1x1", "zero_init_residual"):
+            self._set(name, _checks.flag(name, getattr(self, name)))
+        for name in ("groups", "base_width", "expansion"):
+            _checks.positive_int(name, getattr(self, name))
+        self._set("se_ratio", _checks.rate("se_ratio", self.se_ratio, allow_one=True))
+        self._set("drop_path_rate", _checks.rate("drop_path_rate", self.drop_path_rate))
+        self._set("dropout_rate", _checks.rate("dropout_rate", self.dropout_rate))
+        _checks.choice("use_bias", self.use_bias, BIAS_MODES)
+
+    @property
+    def downsamples(self) -> int:
+        return sum(s > 1 for s in self.strides) + (0 if self.stem == "cifar" else 2)
+
+    @property
+    def post_norm(self) -> bool:
+        """Pre-activation networks normalise once more before the head."""
+        return self.preact
+
+    def block_kwargs(self) -> dict[str, Any]:
+        """The block-layer arguments every block of this network shares."""
+        shared = {
+            "preact": self.preact,
+            "groups": self.groups,
+            "base_width": self.base_width,
+            "se_ratio": self.se_ratio,
+            "dropout_rate": self.dropout_rate,
+            "zero_init_residual": self.zero_init_residual,
+            "avg_down": self.avg_down,
+            "use_bias": self.use_bias,
+            **self.norm.layer_kwargs(),
+        }
+        if self.block == "bottleneck":
+            shared |= {"expansion": self.expansion, "stride_in_1x1": self.stride_in_1x1}
+        return shared
+
+    def scaled(self, multiplier: float) -> ResNetSpec:
+        """The same network with every filter count times `multiplier` (kept a multiple of
+        `groups`, at least `groups`): thin or wide variants in one call.
+
+        Example:
+        >>> ResNetSpec().scaled(0.5).filters
+        (8, 16, 32)
+        """
+        multiplier = _checks.positive("multiplier", multiplier)
+
+        def scale(filters):
+            return max(self.groups, round(filters * multiplier / self.groups) * self.groups)
+
+        return self.replace(
+            stem_filters=max(1, round(self.stem_filters * multiplier)),
+            filters=tuple(scale(f) for f in self.filters),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class DenseNetSpec(_Spec):
+    """A DenseNet(-BC): stem conv, dense blocks joined by transitions, head.
+
+    Args:
+        name, input_shape, num_classes, include_top, pooling, classifier_activation,
+            norm: as for `ResNetSpec`.
+        depths: units per dense block.
+        growth_rate: channels each unit adds.
+        bottleneck: units start with a 1x1 conv to `4 * growth_rate` (DenseNet-B).
+        compression: a transition keeps `floor(compression * channels)` (DenseNet-C).
+        dropout_rate: dropout after each unit's convolutions.
+        stem_filters: the stem convolution's filters.
+
+    Example:
+    >>> DenseNetSpec(depths=(2, 2), growth_rate=4, stem_filters=8).downsamples
+    1
+    """
+
+    name: str = "densenet"
+    norm: Norm = Norm(epsilon=1e-5)
+    depths: tuple[int, ...] = (16, 16, 16)
+    growth_rate: int = 12
+    bottleneck: bool = True
+    compression: float = 0.5
+    dropout_rate: float = 0.0
+    stem_filters: int = 24
+
+    def _validate(self) -> None:
+        self._set("depths", _positive_ints("depths", self.depths))
+        _checks.positive_int("growth_rate", self.growth_rate)
+        self._set("bottleneck", _checks.flag("bottleneck", self.bottleneck))
+        compression = _checks.rate("compression", self.compression, allow_one=True)
+        if compression == 0:
+            raise ValueError("`compression` must be in (0, 1], got 0.")
+        self._set("compression", compression)
+        self._set("dropout_rate", _checks.rate("dropout_rate", self.dropout_rate))
+        _checks.positive_int("stem_filters", self.stem_filters)
+
+    @property
+    def downsamples(self) -> int:
+        return len(self.depths) - 1
+
+    @property
+    def post_norm(self) -> bool:
+        return True
+
+    def block_kwargs(self) -> dict[str, Any]:
+        """The layer arguments every dense block and transition of this network shares."""
+        return self.norm.layer_kwargs()
+
+    def scaled(self, multiplier: float) -> DenseNetSpec:
+        """The same network with growth rate and stem filters times `multiplier`.
+
+        Example:
+        >>> DenseNetSpec().scaled(0.5).growth_rate
+        6
+        """
+        multiplier = _checks.positive("multiplier", multiplier)
+        return self.replace(
+            growth_rate=max(1, round(self.growth_rate * multiplier)),
+            stem_filters=max(1, round(self.stem_filters * multiplier)),
+        )
+
+
+Spec = ResNetSpec | DenseNetSpec
+_FAMILY_OF = {ResNetSpec: "resnet", DenseNetSpec: "densenet"}
+_SPEC_OF = {family: spec for spec, family in _FAMILY_OF.items()}
+
+
+def spec_from_dict(values: dict[str, Any]) -> Spec:
+    """The spec `Spec.to_dict()` wrote (lists become tuples).
+
+    Example:
+    >>> spec = ResNetSpec(shortcut="A")
+    >>> spec_from_dict(spec.to_dict()) == spec
+    True
+    """
+    if not isinstance(values, dict):
+        raise ValueError(f"A spec is a dict with a 'family', got {type(values).__name__}.")
+    values = dict(values)
+    family = _checks.choice("family", values.pop("family", None), _SPEC_OF)
+    cls = _SPEC_OF[family]
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return cls().replace(**values)
