@@ -89,13 +89,16 @@ def hyperresnet(data: kr.Dataset, budget: float, directory: str) -> dict:
     return row
 
 
-def toolkit(dataset: str, budget: float, directory: str, share: float, final: int) -> dict:
+def toolkit(
+    dataset: str, budget: float, directory: str, share: float, final: int, dtype: str
+) -> dict:
     result = run_search(
         dataset,
         directory,
         max_trials=1000,
         time_budget=budget * share,
         final_epochs=final,
+        dtype=dtype,
         verbose=2,
     )
     rows = result["trials"]
@@ -115,18 +118,22 @@ def main() -> None:
     parser.add_argument("--budget", default="10m")
     parser.add_argument("--trial-share", type=float, default=0.5)
     parser.add_argument("--final-epochs", type=int, default=3)
+    parser.add_argument("--dtype", default="auto", help="dtype policy of both searches")
     args = parser.parse_args()
     budget = parse_duration(args.budget)
+    dtype = kr.resolve_dtype(args.dtype)
+    print(f"dtype policy: {dtype}", flush=True)
     data = kr.load_dataset(args.dataset)
     rows = []
     for name, run in (
         (
             "keras_residual",
-            lambda d: toolkit(args.dataset, budget, d, args.trial_share, args.final_epochs),
+            lambda d: toolkit(args.dataset, budget, d, args.trial_share, args.final_epochs, dtype),
         ),
         # HyperResNet gets the budget, or all the time the toolkit took if that was more.
         ("HyperResNet", lambda d: hyperresnet(data, max(budget, rows[0]["wall_s"]), d)),
     ):
+        keras.config.set_dtype_policy(dtype)  # HyperResNet's layers follow the global policy
         directory = tempfile.mkdtemp(prefix=f"{name}-")
         keras.backend.clear_session()
         start = time.monotonic()
@@ -137,7 +144,7 @@ def main() -> None:
     columns = ("search", "trials_completed", "trials_failed", "best_val_accuracy")
     columns += ("test_accuracy", "params", "wall_s")
     rows = [{c: row.get(c, "-") for c in columns} for row in rows]
-    emit(f"search on {args.dataset}, budget {args.budget}", rows, dataset=args.dataset)
+    emit(f"search on {args.dataset}, budget {args.budget}", rows, dataset=args.dataset, dtype=dtype)
 
 
 if __name__ == "__main__":

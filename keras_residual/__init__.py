@@ -1,14 +1,13 @@
-"""keras_residual: residual networks for Keras 3 — layers, builders, data, search."""
+"""keras_residual: residual networks for Keras 3 — layers, builders, data, search.
 
-from keras_residual.data import DataError, Dataset, load_dataset, make_pipeline
-from keras_residual.diagnostics import (
-    DegradationResult,
-    degradation_experiment,
-    gradient_norms,
-    plot_degradation,
-    plot_gradient_flow,
-)
-from keras_residual.flops import count_flops
+Layers, specs and builders load with the package and run on every Keras backend; the
+TensorFlow-only parts (data pipelines, training, diagnostics, FLOPs, export) load on first
+use, so `KERAS_BACKEND=jax` or `torch` never imports TensorFlow for a model.
+"""
+
+import importlib
+import importlib.util
+
 from keras_residual.layers import (
     BasicBlock,
     BottleneckBlock,
@@ -42,9 +41,53 @@ from keras_residual.porting import port_keras_applications_weights
 from keras_residual.precision import resolve_dtype
 from keras_residual.presets import build, get_spec, list_presets
 from keras_residual.spec import SHORTCUTS, DenseNetSpec, Norm, ResNetSpec, spec_from_dict
-from keras_residual.training import RECIPES, Recipe, evaluate, get_recipe, make_optimizer, train
 
 __version__ = "0.2.0"
+
+# TensorFlow-only parts, imported on first use: name -> module.
+_LAZY = {
+    **dict.fromkeys(("DataError", "Dataset", "load_dataset", "make_pipeline"), "data"),
+    **dict.fromkeys(
+        (
+            "DegradationResult",
+            "degradation_experiment",
+            "gradient_norms",
+            "plot_degradation",
+            "plot_gradient_flow",
+        ),
+        "diagnostics",
+    ),
+    "count_flops": "flops",
+    "export": "exporting",
+    **dict.fromkeys(
+        (
+            "RECIPES",
+            "Recipe",
+            "TrainingDiverged",
+            "evaluate",
+            "get_recipe",
+            "make_optimizer",
+            "train",
+        ),
+        "training",
+    ),
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"keras_residual.{_LAZY[name]}"), name)
+    elif importlib.util.find_spec(f"keras_residual.{name}") is not None:  # a submodule
+        value = importlib.import_module(f"keras_residual.{name}")
+    else:
+        raise AttributeError(f"module 'keras_residual' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "BasicBlock",
@@ -66,6 +109,7 @@ __all__ = [
     "ResidualBlock",
     "SHORTCUTS",
     "SqueezeExcite",
+    "TrainingDiverged",
     "Transition",
     "build",
     "build_network",
@@ -74,6 +118,7 @@ __all__ = [
     "densenet",
     "densenet_spec",
     "evaluate",
+    "export",
     "get_recipe",
     "get_spec",
     "gradient_norms",

@@ -6,7 +6,12 @@ an upgrade that moves one fails there, naming the hook, instead of deep inside a
 
 from __future__ import annotations
 
+import json
+
+import keras_tuner
 from keras_tuner.src.engine import tuner_utils
+
+from keras_residual._files import write_text_atomically
 
 # keras-tuner's checkpoint callback (best epoch's weights) and its results check.
 SaveBestEpoch = tuner_utils.SaveBestEpoch
@@ -50,3 +55,30 @@ def silence_tensorflow_deprecations():
 def called_function_graph(graph, op):
     """The graph of the function a `PartitionedCall` op calls."""
     return graph._get_function(op.get_attr("f").name).graph
+
+
+def make_keras_tuner_writes_atomic() -> None:
+    """keras-tuner writes `oracle.json` and `trial.json` in place, so a kill mid-write can
+    leave a truncated file; route its local writes through a temporary file and a rename."""
+    from keras_tuner.src import utils
+
+    if getattr(utils.save_json, "atomic", False):
+        return
+    write_in_place = utils.save_json
+
+    def save_json(path, obj):
+        if "://" in str(path):  # a remote file system: keras-tuner's own writer
+            return write_in_place(path, obj)
+        text = json.dumps(obj)
+        write_text_atomically(path, text)
+        return text
+
+    save_json.atomic = True
+    utils.save_json = save_json
+
+
+def interrupted_trial_state(trial_id: str, hyperparameters: dict) -> dict:
+    """The `trial.json` content of a trial that started with `hyperparameters` (a
+    `HyperParameters.get_config()`) and never finished: keras-tuner reruns it."""
+    hp = keras_tuner.HyperParameters.from_config(hyperparameters)
+    return keras_tuner.engine.trial.Trial(hp, trial_id=trial_id, status="RUNNING").get_state()

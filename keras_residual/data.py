@@ -55,6 +55,13 @@ class Dataset:
     std: np.ndarray = field(init=False)
 
     def __post_init__(self):
+        for split in ("train", "val", "test"):
+            x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+            if len(x) != len(y):
+                raise DataError(f"x_{split} has {len(x)} images but y_{split} {len(y)} labels.")
+            if len(y) or split == "train":
+                labels = check_labels(f"y_{split}", y, len(self.class_names))
+                setattr(self, f"y_{split}", labels)
         pixels = self.x_train.reshape(-1, self.x_train.shape[-1]).astype("float64")
         self.mean = pixels.mean(axis=0).astype("float32")
         self.std = np.maximum(pixels.std(axis=0), 1.0).astype("float32")
@@ -104,7 +111,13 @@ class Dataset:
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise DataError(
+                f"{path} holds a single array (np.save), not an .npz archive of "
+                f"{', '.join(_KEYS)}: write it with np.savez."
+            )
+        with loaded as archive:
             missing = [k for k in _KEYS if k not in archive.files]
             if missing:
                 raise DataError(f"{path} lacks the arrays {missing}; it needs {list(_KEYS)}.")
@@ -147,6 +160,8 @@ def _candidates(name: str, data_dir: Path) -> list[Path]:
 
 def _from_directory(name: str, data_dir: Path) -> tuple[dict, str]:
     for path in _candidates(name, data_dir):
+        if path.suffix == ".npz" and path.is_dir():
+            raise DataError(f"{path} is a folder; it should be an .npz file of {', '.join(_KEYS)}.")
         if path.is_file():
             return _read_npz(path), str(path)
         if path.is_dir():
@@ -187,10 +202,35 @@ def _checked(name: str, arrays: dict, source: str) -> dict:
                 f"{source}: x_{split} must be uint8 images of shape (N, *{shape}) with as "
                 f"many labels; got {x.dtype} {x.shape} and {len(y)} labels."
             )
-        if len(y) and (y.min() < 0 or y.max() >= len(DATASETS[name]["classes"])):
-            raise DataError(f"{source}: y_{split} holds labels outside 0..9.")
-        arrays[f"x_{split}"], arrays[f"y_{split}"] = x, y.astype("int32")
+        classes = len(DATASETS[name]["classes"])
+        arrays[f"x_{split}"] = x
+        arrays[f"y_{split}"] = check_labels(f"{source}: y_{split}", y, classes)
     return arrays
+
+
+def check_labels(what: str, labels, num_classes: int) -> np.ndarray:
+    """`labels` as int32 class indices in [0, num_classes), or a DataError saying what is wrong.
+
+    Example:
+    >>> check_labels("y", np.array([0.0, 1.0]), 2).tolist()
+    [0, 1]
+    >>> check_labels("y", np.array([0.5]), 2)
+    Traceback (most recent call last):
+    ...
+    keras_residual.data.DataError: y must be whole class numbers in 0..1; got 0.5.
+    """
+    y = np.asarray(labels).reshape(-1)
+    if not len(y):
+        raise DataError(f"{what} is empty: give at least one example.")
+    if y.dtype.kind in "iuf":
+        finite = np.isfinite(y)
+        wrong = ~finite | (y < 0) | (y >= num_classes) | (y != np.round(np.where(finite, y, 0)))
+    else:  # strings, objects, ...
+        wrong = np.ones(len(y), bool)
+    if wrong.any():
+        bad = y[wrong][0].item()
+        raise DataError(f"{what} must be whole class numbers in 0..{num_classes - 1}; got {bad!r}.")
+    return y.astype("int32")
 
 
 def load_dataset(

@@ -1,19 +1,21 @@
-"""Batch normalization that trains with TensorFlow's fused kernel."""
+"""Batch normalization that trains with TensorFlow's fused kernel (on the TF backend)."""
 
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
+
+if keras.config.backend() == "tensorflow":
+    import tensorflow as tf
 
 
 @keras.saving.register_keras_serializable(package="keras_residual")
 class FusedBatchNormalization(keras.layers.BatchNormalization):
     """`keras.layers.BatchNormalization` whose training step on 4-D channels-last maps runs
-    TensorFlow's fused batch-norm kernel: one op forward and one backward instead of a
-    chain of moments and elementwise ops. Same weights, config and inference path as
-    the Keras layer; the moving variance takes the unbiased batch variance (as in
-    Keras 2 and PyTorch). Everything else (masks, other ranks or axes) falls back to
-    the Keras layer.
+    TensorFlow's fused batch-norm kernel on the TensorFlow backend: one op forward and one
+    backward instead of a chain of moments and elementwise ops. Same weights, config and
+    inference path as the Keras layer; the moving variance takes the unbiased batch variance
+    (as in Keras 2 and PyTorch). Everything else (other backends, masks, other ranks or
+    axes) is exactly the Keras layer.
 
     Args: those of `keras.layers.BatchNormalization`.
 
@@ -28,7 +30,8 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
 
     def call(self, inputs, training=None, mask=None):
         fusable = (
-            training is True
+            keras.config.backend() == "tensorflow"
+            and training is True
             and mask is None
             and len(inputs.shape) == 4
             and self.axis in (-1, 3)

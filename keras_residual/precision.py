@@ -33,11 +33,26 @@ def cpu_has_native_bfloat16() -> bool:
 
 
 def _gpu_compute_capabilities() -> list[tuple[int, int]]:
-    import tensorflow as tf
+    """(major, minor) of each GPU the Keras backend sees."""
+    backend = keras.config.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
 
-    details = (tf.config.experimental.get_device_details(gpu) for gpu in
-               tf.config.list_physical_devices("GPU"))  # fmt: skip
-    return [d.get("compute_capability") or (0, 0) for d in details]
+        gpus = tf.config.list_physical_devices("GPU")
+        details = [tf.config.experimental.get_device_details(gpu) for gpu in gpus]
+        return [tuple(d.get("compute_capability") or (0, 0)) for d in details]
+    if backend == "jax":
+        import jax
+
+        gpus = [d for d in jax.devices() if d.platform == "gpu"]
+        versions = (str(getattr(d, "compute_capability", "0.0")).split(".") for d in gpus)
+        return [(int(v[0]), int(v[1]) if len(v) > 1 else 0) for v in versions]
+    if backend == "torch":
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return [tuple(torch.cuda.get_device_capability(i)) for i in range(count)]
+    return []
 
 
 def auto_dtype_policy() -> str:

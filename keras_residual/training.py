@@ -11,10 +11,12 @@ from pathlib import Path
 import keras
 
 from keras_residual import _checks
+from keras_residual._files import check_output_dir, write_text_atomically
 from keras_residual.data import Dataset, make_pipeline
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine")
+RUN_FILE = "run.json"  # the model and recipe of a train() run, checked on resume
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,43 @@ class _FiniteModelCheckpoint(keras.callbacks.ModelCheckpoint):
             super().on_epoch_end(epoch, logs)
 
 
+def _architecture(model: keras.Model) -> dict:
+    """What identifies a model's architecture for resuming: its name and layers."""
+    layers = [[type(layer).__name__, layer.count_params()] for layer in model.layers]
+    return {"model": model.name, "layers": layers}
+
+
+def _claim_run_folder(out_dir, model: keras.Model, recipe: Recipe, resume: bool) -> Path:
+    """Make `out_dir` this run's folder; refuse another run's interrupted backup or, on
+    resume, a different model or recipe (the run's files are left as they are)."""
+    out = Path(out_dir)
+    run = {"architecture": _architecture(model), "recipe": asdict(recipe)}
+    run = json.loads(json.dumps(run))  # as it reads back from run.json: lists for tuples
+    if (out / "backup").exists() and not resume:
+        raise FileExistsError(
+            f"{out} holds an interrupted run: pass resume=True (--resume) to continue it, "
+            "or choose another output directory."
+        )
+    if resume and (out / RUN_FILE).exists():
+        previous = json.loads((out / RUN_FILE).read_text())
+        if previous["architecture"] != run["architecture"]:
+            raise ValueError(
+                f"{out} holds a run of model {previous['architecture']['model']!r}, not of "
+                f"{model.name!r} with these layers: resume it with the same --model, or choose "
+                "another output directory."
+            )
+        changed = sorted(k for k, v in run["recipe"].items() if previous["recipe"].get(k) != v)
+        if changed:
+            raise ValueError(
+                f"{out} holds a run with another recipe ({', '.join(changed)} differ): resume "
+                "it with the run's own settings (see its recipe.json)."
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomically(out / RUN_FILE, json.dumps(run, indent=2))
+    write_text_atomically(out / "recipe.json", json.dumps(run["recipe"], indent=2))
+    return out
+
+
 def train(
     model: keras.Model,
     data: Dataset,
@@ -227,20 +266,14 @@ def train(
     _checks.positive_int("epochs", epochs)
     _checks.non_negative_int("initial_epoch", initial_epoch)
     recipe = get_recipe(recipe)
+    if out_dir is not None:
+        check_output_dir(out_dir, "out_dir")
     keras.utils.set_random_seed(seed)
     train_ds, val_ds = make_pipelines(data, recipe, seed)
     compile_model(model, recipe, math.ceil(len(data.y_train) / recipe.batch_size), epochs)
     callbacks = [*(callbacks or []), keras.callbacks.TerminateOnNaN()]
     if out_dir is not None:
-        out = Path(out_dir)
-        backup = out / "backup"
-        if backup.exists() and not resume:
-            raise FileExistsError(
-                f"{out} holds an interrupted run: pass resume=True (--resume) to continue it, "
-                "or choose another output directory."
-            )
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "recipe.json").write_text(json.dumps(asdict(recipe), indent=2))
+        out, backup = _claim_run_folder(out_dir, model, recipe, resume), Path(out_dir) / "backup"
         callbacks += [
             keras.callbacks.BackupAndRestore(str(backup)),
             keras.callbacks.CSVLogger(str(out / "log.csv"), append=resume),

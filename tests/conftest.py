@@ -5,6 +5,30 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import pytest  # noqa: E402
 
+import keras_residual as kr  # noqa: E402
+
+# One preset for every structural variant: each shortcut option, block, stem, `stride_at`,
+# groups, SE, dropout, dense blocks and keras.applications compatibility.
+FAMILIES = (
+    "resnet20", "plain20", "se_resnet20", "highway20", "preact_resnet50", "wrn16_8",
+    "resnext29_8x64d", "densenet_bc100_k12", "resnet18", "resnet50d", "resnext50_32x4d",
+    "resnet50_keras", "resnet50v2_keras",
+)  # fmt: skip
+
+
+def shrunk(name: str, widest: int = 32):
+    """Preset `name`'s spec at 32x32x3 and 4 classes, narrowed to at most `widest` filters
+    (DenseNets: growth rate 4 and at most 4 units per block), structure kept: quick to
+    build, train and save."""
+    spec = kr.get_spec(name)
+    if isinstance(spec, kr.DenseNetSpec):
+        spec = spec.scaled(4 / spec.growth_rate).replace(
+            depths=tuple(min(d, 4) for d in spec.depths)
+        )
+    else:
+        spec = spec.scaled(min(1.0, widest / max(spec.filters)))
+    return spec.replace(input_shape=(32, 32, 3), num_classes=4)
+
 
 @pytest.fixture(autouse=True)
 def _fresh_keras_state():

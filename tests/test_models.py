@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 import pytest
+from conftest import shrunk
 
 import keras_residual as kr
 
@@ -171,17 +172,9 @@ def test_drop_path_grows_linearly_with_depth():
     np.testing.assert_allclose(rates, np.linspace(0, 0.2, 9))
 
 
-def shrunk(spec):
-    """`spec` narrowed (depth and structure kept) so that it saves and loads quickly."""
-    if isinstance(spec, kr.DenseNetSpec):
-        return spec.scaled(4 / spec.growth_rate)
-    return spec.scaled(min(1.0, 64 / max(spec.filters)))
-
-
 @pytest.mark.parametrize("name", kr.list_presets())
 def test_every_preset_round_trips_through_keras_files(name, tmp_path):
-    spec = shrunk(kr.get_spec(name)).replace(input_shape=(32, 32, 3), num_classes=4)
-    model = kr.build_network(spec)
+    model = kr.build_network(shrunk(name, widest=64))
     path = tmp_path / f"{name}.keras"
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)

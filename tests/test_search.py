@@ -14,6 +14,7 @@ from conftest import learnable_images
 
 import keras_residual as kr
 from keras_residual.search import ResidualHyperModel, resolve_space, run_search
+from keras_residual.search.run import SearchFailed
 from keras_residual.search.tuner import RandomSearch
 
 TINY = {"width": [4, 6, 8, 10], "blocks_per_stage": 1}
@@ -98,8 +99,9 @@ def test_search_records_trials_and_saves_the_best_model(data_dir, tmp_path, caps
 
 def test_failed_trials_are_recorded_and_the_search_goes_on(data_dir, tmp_path):
     out = tmp_path / "diverging"
-    run_search("mnist", out, max_trials=2, data_dir=data_dir, verbose=0,
-               learning_rate=1e12, **TINY)  # fmt: skip
+    with pytest.raises(SearchFailed):  # every trial failed: said, after the results
+        run_search("mnist", out, max_trials=2, data_dir=data_dir, verbose=0,
+                   learning_rate=1e12, **TINY)  # fmt: skip
     rows = read_csv(out / "results.csv")
     assert len(rows) == 2 and all(r["status"] == "failed" for r in rows)
     assert all("diverged" in r["reason"] for r in rows)

@@ -26,10 +26,17 @@ def _best(metric: dict):
 
 def collect_rows(project_dir: str | Path) -> list[dict]:
     """One row per trial: `trial_id`, `status`, `reason`, hyperparameters, metrics and
-    `spec`, the trial's architecture as `ResNetSpec.to_dict()` (None if not recorded)."""
+    `spec`, the trial's architecture as `ResNetSpec.to_dict()` (None if not recorded).
+
+    A trial whose `trial.json` cannot be read is listed with status `unreadable` and the
+    file in `reason` (`--resume` reruns it)."""
     rows = []
     for path in sorted(Path(project_dir).glob("trial_*/trial.json")):
-        state = json.loads(path.read_text())
+        try:
+            state = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            rows.append(_unreadable_row(path, error))
+            continue
         metrics = state.get("metrics", {}).get("metrics", {})
         message = (state.get("message") or "").strip().splitlines()
         row = {"trial_id": state["trial_id"], "status": state["status"].lower()}
@@ -40,9 +47,18 @@ def collect_rows(project_dir: str | Path) -> list[dict]:
         for name in ("params", "flops"):
             row[name] = None if row[name] is None else int(row[name])
         spec = path.with_name(SPEC_FILE)
-        row["spec"] = json.loads(spec.read_text()) if spec.exists() else None
+        try:
+            row["spec"] = json.loads(spec.read_text()) if spec.exists() else None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            row["spec"] = None
         rows.append(row)
     return rows
+
+
+def _unreadable_row(path: Path, error: Exception) -> dict:
+    row = {"trial_id": path.parent.name.removeprefix("trial_"), "status": "unreadable"}
+    row["reason"] = f"{path} is truncated or corrupt ({error}); --resume reruns this trial"
+    return row | dict.fromkeys((*OBJECTIVES, *RECORD_METRICS, "spec"))
 
 
 def pareto_front(rows: list[dict]) -> list[dict]:

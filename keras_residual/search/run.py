@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -10,16 +11,24 @@ import keras
 import keras_tuner
 
 from keras_residual import _checks
-from keras_residual._files import write_text_atomically
+from keras_residual._files import check_output_dir, write_text_atomically
 from keras_residual.data import DATASETS, Dataset, load_dataset
 from keras_residual.precision import resolve_dtype
 from keras_residual.search import distributed
 from keras_residual.search.results import collect_rows, format_table, write_results
 from keras_residual.search.space import ResidualHyperModel, resolve_space
+from keras_residual.search.state import check_oracle, read_json, repair_trials
 from keras_residual.search.tuner import TUNERS
 from keras_residual.training import evaluate
 
 PROJECT = "tuner"  # keras-tuner's project folder inside the output directory
+FINISHED = "finished.json"  # written last: the search ended and its best model is saved
+
+
+class SearchFailed(RuntimeError):
+    """No trial of a search completed; the results say why each failed."""
+
+
 IDENTITY = ("dataset", "tuner", "epochs", "seed", "dtype", "space")  # what makes two searches alike
 
 
@@ -39,8 +48,8 @@ def parse_duration(text: str | float | None) -> float | None:
         seconds = float(raw[:-1] if scale else raw) * (scale or 1)
     except ValueError:
         raise ValueError(f"`time_budget` must look like 90s, 10m or 1h; got {text!r}.") from None
-    if not seconds > 0:
-        raise ValueError(f"`time_budget` must be positive, got {text!r}.")
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"`time_budget` must be positive and finite, got {text!r}.")
     return seconds
 
 
@@ -48,7 +57,11 @@ def _check_directory(out: Path, config: dict, resume: bool) -> None:
     """Refuse a directory that holds another search, or this one without `resume`."""
     marker = out / "search.json"
     if marker.exists():
-        previous = json.loads(marker.read_text())
+        way_out = (
+            f" Its trials are intact: `keras-residual report {out}` lists them. To search on, "
+            "start a new --out."
+        )
+        previous = read_json(marker, "the search's settings", way_out)
         differs = [k for k in IDENTITY if k != "space" and previous.get(k) != config[k]]
         space = previous.get("space", {})
         differs += [f"{k} dimension" for k in config["space"] if space.get(k) != config["space"][k]]
@@ -99,19 +112,27 @@ def run_search(
     _checks.positive_int("max_trials", max_trials)
     _checks.positive_int("epochs", epochs)
     _checks.non_negative_int("final_epochs", final_epochs)
+    _checks.positive("worker_timeout", worker_timeout)
     budget = parse_duration(time_budget)
     role = distributed.check_environment() if distributed_mode else distributed.role()
     resolved = resolve_space(dataset, space, **dimensions)
     dtype = resolve_dtype(dtype)
+    out = check_output_dir(out)
     shape, classes = DATASETS[dataset]["shape"], len(DATASETS[dataset]["classes"])
     hypermodel = ResidualHyperModel(shape, classes, dataset, resolved, dtype=dtype)
     hypermodel.spec(keras_tuner.HyperParameters())  # every dimension declares: fail now
-    out = Path(out)
     config = {"dataset": dataset, "tuner": tuner, "epochs": epochs, "seed": seed}
     config |= {"dtype": dtype, "space": resolved, "max_trials": max_trials}
     config |= {"time_budget": budget}
     if role != "worker":
         _check_directory(out, config, resume)
+        finished = _finished(out, config) if resume else None
+        if finished is not None:
+            return finished
+        if resume:
+            check_oracle(out / PROJECT, out)
+            for note in repair_trials(out / PROJECT, out):
+                print(note)
     data = None if role == "chief" else load_dataset(dataset, data_dir, seed=seed)
     if role != "worker":  # claimed only once the inputs are known to be good
         write_text_atomically(out / "search.json", json.dumps(config, indent=2))
@@ -146,13 +167,34 @@ def run_search(
     rows = collect_rows(project)
     summary = {"config": config}
     print(f"\n{format_table(rows)}\n")
-    if any(r["status"] == "completed" for r in rows):
-        data = data or load_dataset(dataset, data_dir, seed=seed)
-        summary["best"] = _save_best(
-            tuner_object, hypermodel, data, out, final_epochs, seed, verbose
+    if tuner != "hyperband" and not tuner_object.budget_spent and len(rows) < max_trials:
+        print(f"The search space holds {len(rows)} distinct configurations: all were tried.")
+    if not any(r["status"] == "completed" for r in rows):
+        write_results(rows, out, summary)
+        reasons = sorted({r["reason"] for r in rows if r["reason"]})
+        raise SearchFailed(
+            f"None of the {len(rows)} trials completed, so no model was saved "
+            f"({'; '.join(reasons) or 'no reason recorded'}). See {out / 'results.csv'}."
         )
+    data = data or load_dataset(dataset, data_dir, seed=seed)
+    summary["best"] = _save_best(tuner_object, hypermodel, data, out, final_epochs, seed, verbose)
     write_results(rows, out, summary)
+    write_text_atomically(out / FINISHED, json.dumps(config, indent=2))
     return {"trials": rows, **summary}
+
+
+def _finished(out: Path, config: dict) -> dict | None:
+    """The results of the search in `out` if it already ended with these settings."""
+    marker = out / FINISHED
+    same = json.loads(json.dumps(config))  # as it reads back: lists for tuples
+    if not marker.exists() or read_json(marker, "the finished search's settings") != same:
+        return None
+    results = read_json(out / "results.json", "the search's results")
+    print(
+        f"{out} holds this search, finished: its best model is {out / 'best_model.keras'} "
+        "(nothing retrained). Raise --max-trials or --time-budget to search on."
+    )
+    return results
 
 
 def _save_best(

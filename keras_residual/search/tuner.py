@@ -15,6 +15,9 @@ from keras_residual import _thirdparty
 from keras_residual._files import write_text_atomically
 from keras_residual.search.isolation import TrialProcesses
 from keras_residual.search.results import SPEC_FILE
+from keras_residual.search.state import HYPERPARAMETERS_FILE
+
+_thirdparty.make_keras_tuner_writes_atomic()
 
 
 class BudgetSpent(Exception):
@@ -46,6 +49,7 @@ class _RecordingTuner:
         self._processes = TrialProcesses() if isolate_trials else None
         self._seed = kwargs.pop("seed", None) or 0
         self._search_started = time.monotonic()
+        self.budget_spent = False
         # keras-tuner reads a seed of 0 (or None) as "draw one at random": shift by one so
         # every seed, 0 included, gives the same sequence of trials on every run.
         super().__init__(*args, seed=self._seed + 1, **kwargs)
@@ -78,11 +82,14 @@ class _RecordingTuner:
 
     def run_trial(self, trial, *args, **kwargs):
         started = time.time()
+        folder = self.get_trial_dir(trial.trial_id)
+        # The trial's values, to rerun it if keras-tuner's trial.json is ever damaged.
+        hyperparameters = json.dumps(trial.hyperparameters.get_config())
+        write_text_atomically(os.path.join(folder, HYPERPARAMETERS_FILE), hyperparameters)
         make_spec = getattr(self.hypermodel, "spec", None)
         if make_spec is not None:  # the architecture as a value, for the results rows
             spec = make_spec(trial.hyperparameters).to_dict()
-            path = os.path.join(self.get_trial_dir(trial.trial_id), SPEC_FILE)
-            write_text_atomically(path, json.dumps(spec, indent=2))
+            write_text_atomically(os.path.join(folder, SPEC_FILE), json.dumps(spec, indent=2))
         results = super().run_trial(trial, *args, **kwargs)
         record = results[-1] if isinstance(results, list) else results
         keys = ("val_accuracy", "val_loss", "params", "flops", "fit_seconds")
@@ -111,6 +118,7 @@ class _RecordingTuner:
         try:
             super().search(*args, **kwargs)
         except BudgetSpent as spent:
+            self.budget_spent = True
             print(f"Search stopped: {spent}; no new trials launched.")
             self.on_search_end()
         finally:

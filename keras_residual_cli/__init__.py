@@ -1,0 +1,324 @@
+"""The `keras-residual` command line: train, evaluate, search, export, report.
+
+A package of its own, beside `keras_residual`, so that `--help` and argument errors answer
+at once: the toolkit, and TensorFlow with it, is imported only when a command runs. Every
+mistake a user can make ends in one line on stderr and exit code 2 (`--debug` shows the
+traceback); a training or search that fails ends with exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", choices=("mnist", "cifar10"), default="mnist")
+    parser.add_argument(
+        "--data-dir",
+        help="folder with mnist/mnist.npz or cifar10/cifar10.npz "
+        "(default: $KERAS_RESIDUAL_DATA, else keras.datasets)",
+    )
+
+
+DTYPES = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+DTYPE_ENV = "KERAS_RESIDUAL_DTYPE"  # the default of --dtype
+
+
+def _add_dtype_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        default=os.environ.get(DTYPE_ENV) or "auto",
+        help="Keras dtype policy of the models: auto (mixed_bfloat16 on CPUs that compute "
+        "bfloat16 natively, mixed_float16 on a GPU with tensor cores, else float32) or a "
+        f"policy name (default: ${DTYPE_ENV}, else auto)",
+    )
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr(quiet: bool):
+    """Silence what TensorFlow's C++ prints while it is imported (absl and oneDNN notices
+    that ignore TF_CPP_MIN_LOG_LEVEL); Python's own errors still show once it is back."""
+    if not quiet:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _toolkit(args):
+    """`keras_residual`, imported now (quietly unless --debug)."""
+    with _quiet_native_stderr(quiet=not args.debug):
+        return importlib.import_module("keras_residual")
+
+
+def _resolve_dtype(requested: str) -> str:
+    """The policy `--dtype` names, said in the job's first line of output."""
+    from keras_residual.precision import resolve_dtype
+
+    dtype = resolve_dtype(requested)
+    note = " (auto: the fastest this machine computes)" if requested == "auto" else ""
+    print(f"dtype policy: {dtype}{note}", flush=True)
+    return dtype
+
+
+def _train(args) -> int:
+    kr = _toolkit(args)
+    from keras_residual._files import check_output_dir
+
+    if args.out:
+        check_output_dir(args.out, "--out")
+    recipe = kr.get_recipe(  # a bad override fails before any data is read
+        args.recipe,
+        optimizer=args.optimizer,
+        learning_rate=args.lr,
+        batch_size=args.batch_size,
+        weight_decay=args.weight_decay,
+    )
+    spec = kr.get_spec(args.model)
+    data = kr.load_dataset(args.dataset, args.data_dir, args.validation_split, seed=args.seed)
+    dtype = _resolve_dtype(args.dtype)
+    spec = spec.replace(input_shape=data.input_shape, num_classes=data.num_classes)
+    model = kr.build_network(spec, dtype=dtype)
+    print(f"{model.name}: {model.count_params():,} parameters; data from {data.source}")
+    kr.train(
+        model,
+        data,
+        epochs=args.epochs,
+        recipe=recipe,
+        out_dir=args.out,
+        resume=args.resume,
+        seed=args.seed,
+    )
+    metrics = kr.evaluate(model, data)
+    print(f"test accuracy: {metrics['accuracy']:.4f}  test loss: {metrics['loss']:.4f}")
+    if args.out:
+        print(f"saved: {os.path.join(args.out, 'best_model.keras')}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    kr = _toolkit(args)
+    from keras_residual.exporting import load_model
+
+    model = load_model(args.model)
+    data = kr.load_dataset(args.dataset, args.data_dir, seed=args.seed)
+    metrics = kr.evaluate(model, data, args.split)
+    accuracy, loss = metrics["accuracy"], metrics["loss"]
+    print(f"{args.split} accuracy: {accuracy:.4f}  {args.split} loss: {loss:.4f}")
+    return 0
+
+
+def _search(args) -> int:
+    _toolkit(args)
+    from keras_residual._files import check_output_dir
+    from keras_residual.search import load_space_file, run_search
+
+    check_output_dir(args.out or f"runs/search-{args.dataset}", "--out")
+
+    space = load_space_file(args.space) if args.space else None
+    dimensions = {
+        name: _parse_values(getattr(args, name))
+        for name in SEARCH_FLAGS
+        if getattr(args, name) is not None
+    }
+    run_search(
+        args.dataset,
+        args.out or f"runs/search-{args.dataset}",
+        tuner=args.tuner,
+        max_trials=args.max_trials,
+        epochs=args.epochs,
+        time_budget=args.time_budget,
+        final_epochs=args.final_epochs,
+        resume=args.resume,
+        distributed_mode=args.distributed,
+        worker_timeout=args.worker_timeout,
+        data_dir=args.data_dir,
+        space=space,
+        seed=args.seed,
+        dtype=_resolve_dtype(args.dtype),
+        **dimensions,
+    )
+    return 0
+
+
+def _parse_value(text: str):
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def _parse_values(text: str):
+    """`16` -> 16, `8,16` -> [8, 16], `A,B` -> ["A", "B"], `false,true` -> [False, True]."""
+    values = [_parse_value(v) for v in text.split(",")]
+    return values if len(values) > 1 else values[0]
+
+
+SEARCH_FLAGS = {  # search dimensions with a flag of their own, and an example
+    "blocks_per_stage": "1,2,3",
+    "width": "8,16",
+    "block": "basic,bottleneck",
+    "preact": "false,true",
+    "shortcut": "A,B",
+    "optimizer": "nesterov,adamw",
+}
+
+
+def _export(args) -> int:
+    _toolkit(args)
+    from keras_residual.exporting import export
+
+    report = export(args.model, args.out, args.format, overwrite=args.overwrite)
+    print(
+        f"exported {args.model} as {report.format} to {report.path}, computing in float32: "
+        f"max |diff| {report.max_abs_diff:.2g} vs the float32 Keras model (tolerance "
+        f"{report.tolerance:g}), {report.source_max_abs_diff:.2g} vs the model as trained "
+        f"({report.source_policy})"
+    )
+    return 0
+
+
+def _report(args) -> int:
+    from pathlib import Path
+
+    _toolkit(args)
+    from keras_residual.search import collect_rows, format_table, write_results
+    from keras_residual.search.run import PROJECT
+
+    project = Path(args.directory) / PROJECT
+    if not project.is_dir():
+        raise FileNotFoundError(f"{args.directory} holds no search (no {PROJECT}/ folder).")
+    rows = collect_rows(project)
+    write_results(rows, args.directory)
+    print(format_table(rows))
+    for row in rows:
+        if row["status"] == "unreadable":
+            print(f"note: {row['reason']}")
+    print(f"\nWrote results.csv, results.json and plots into {args.directory}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="keras-residual",
+        description="Residual networks for Keras: train, evaluate, search, export, report.",
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="show tracebacks and TensorFlow's start-up output"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a preset on MNIST or CIFAR-10")
+    train.add_argument("--model", default="resnet20", help="preset name (see list_presets())")
+    _add_data_arguments(train)
+    train.add_argument("--epochs", type=int, default=1)
+    train.add_argument("--recipe", default="fast", help="he2016, fast or adamw")
+    train.add_argument("--optimizer", help="override: sgd, momentum, nesterov, rmsprop, adam(w)")
+    train.add_argument("--lr", type=float, help="override the recipe's learning rate")
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--weight-decay", type=float)
+    train.add_argument("--validation-split", type=float, default=0.1)
+    train.add_argument("--out", help="output directory (logs, checkpoints, best model)")
+    train.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    train.add_argument("--seed", type=int, default=0)
+    _add_dtype_argument(train)
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a saved .keras model")
+    evaluate.add_argument("model", help="path to a .keras file")
+    _add_data_arguments(evaluate)
+    evaluate.add_argument("--split", choices=("test", "val", "train"), default="test")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.set_defaults(run=_evaluate)
+
+    search = commands.add_parser(
+        "search", help="search depth and width (and more) with keras-tuner"
+    )
+    _add_data_arguments(search)
+    search.add_argument("--tuner", choices=("random", "bayesian", "hyperband"), default="random")
+    search.add_argument("--max-trials", type=int, default=4)
+    search.add_argument("--epochs", type=int, default=1, help="epochs per trial")
+    search.add_argument(
+        "--time-budget", default="3m", help="stop launching trials after this (90s, 10m, 1h)"
+    )
+    search.add_argument(
+        "--final-epochs",
+        type=int,
+        default=2,
+        help="retrain the best configuration this long for best_model.keras (0: keep its weights)",
+    )
+    search.add_argument("--out", help="output directory (default runs/search-DATASET)")
+    search.add_argument("--resume", action="store_true", help="continue a killed search")
+    search.add_argument("--space", help="JSON file narrowing or fixing search dimensions")
+    for name, example in SEARCH_FLAGS.items():
+        flag = "--" + name.replace("_", "-")
+        search.add_argument(flag, dest=name, help=f"choices, comma-separated (e.g. {example})")
+    search.add_argument(
+        "--distributed",
+        action="store_true",
+        help="keras-tuner chief/worker mode (KERASTUNER_TUNER_ID, _ORACLE_IP, _ORACLE_PORT)",
+    )
+    search.add_argument(
+        "--worker-timeout", type=float, default=60, help="seconds before a silent worker is lost"
+    )
+    search.add_argument("--seed", type=int, default=0)
+    _add_dtype_argument(search)
+    search.set_defaults(run=_search)
+
+    export = commands.add_parser(
+        "export", help="write a .keras model as a float32 SavedModel or TFLite file, checked"
+    )
+    export.add_argument("model", help="path to a .keras file")
+    export.add_argument("--format", choices=("saved_model", "tflite"), default="saved_model")
+    export.add_argument("--out", required=True, help="SavedModel folder or .tflite file")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    export.set_defaults(run=_export)
+
+    report = commands.add_parser("report", help="rebuild the table and plots of a search")
+    report.add_argument("directory")
+    report.set_defaults(run=_report)
+    return parser
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"keras-residual: error: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line `argv` (default: `sys.argv[1:]`); returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "dtype", "auto") not in DTYPES:  # argparse does not check defaults
+        parser.error(f"${DTYPE_ENV}={args.dtype!r} is not one of {', '.join(DTYPES)}")
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except (ValueError, OSError) as error:  # the user's input: arguments, files, data
+        if args.debug:
+            raise
+        return _fail(str(error).strip(), 2)
+    except RuntimeError as error:  # training diverged, no trial completed, export mismatch
+        failures = ("TrainingDiverged", "SearchFailed", "ExportMismatch")
+        if args.debug or type(error).__name__ not in failures:
+            raise
+        return _fail(str(error).strip(), 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

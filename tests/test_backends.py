@@ -1,0 +1,149 @@
+"""Layers and builders on whichever Keras backend runs the tests (CI runs this file under
+TensorFlow, JAX and PyTorch): Keras's own custom-layer harness, a preset of every family
+built, trained and saved, `.keras` files moving between backends. No TensorFlow import."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from conftest import FAMILIES, shrunk
+from keras.src.testing import TestCase
+
+import keras_residual as kr
+
+BACKEND = keras.config.backend()
+CROSS_BACKEND_ATOL = 1e-4  # the same .keras file's outputs on two backends
+
+# name: (layer class, constructor arguments, input shape(s), expected output shape)
+LAYERS = {
+    "identity": (kr.IdentityShortcut, {}, (2, 8, 8, 8), (2, 8, 8, 8)),
+    "identity_pad": (kr.IdentityShortcut, {"filters": 16, "strides": 2, "mode": "pad"},
+                     (2, 8, 8, 8), (2, 4, 4, 16)),
+    "projection": (kr.ProjectionShortcut, {"filters": 16, "strides": 2}, (2, 8, 8, 8),
+                   (2, 4, 4, 16)),
+    "projection_avg_down": (kr.ProjectionShortcut, {"filters": 16, "strides": 2, "avg_down": True},
+                            (2, 8, 8, 8), (2, 4, 4, 16)),
+    "gated": (kr.GatedShortcut, {"gate_bias": -1.0}, [(2, 8, 8, 8), (2, 8, 8, 8)], (2, 8, 8, 8)),
+    "squeeze_excite": (kr.SqueezeExcite, {"ratio": 0.25}, (2, 8, 8, 8), (2, 8, 8, 8)),
+    "drop_path": (kr.DropPath, {"rate": 0.2, "seed": 1}, (2, 8, 8, 8), (2, 8, 8, 8)),
+    "basic": (kr.BasicBlock, {"filters": 8}, (2, 8, 8, 8), (2, 8, 8, 8)),
+    "basic_a": (kr.BasicBlock, {"filters": 16, "strides": 2, "shortcut": "A"}, (2, 8, 8, 8),
+                (2, 4, 4, 16)),
+    "basic_c_preact": (kr.BasicBlock, {"filters": 8, "shortcut": "C", "preact": True},
+                       (2, 8, 8, 8), (2, 8, 8, 8)),
+    "basic_gated": (kr.BasicBlock, {"filters": 16, "strides": 2, "shortcut": "gated"},
+                    (2, 8, 8, 8), (2, 4, 4, 16)),
+    "basic_plain_se_drop_path": (kr.BasicBlock, {"filters": 8, "shortcut": "none",
+                                 "se_ratio": 0.25, "drop_path_rate": 0.1, "dropout_rate": 0.2},
+                                 (2, 8, 8, 8), (2, 8, 8, 8)),
+    "bottleneck": (kr.BottleneckBlock, {"filters": 4, "strides": 2}, (2, 8, 8, 8), (2, 4, 4, 16)),
+    "resnext": (kr.BottleneckBlock, {"filters": 8, "groups": 4, "base_width": 16},
+                (2, 8, 8, 8), (2, 8, 8, 32)),
+    "resnet_d": (kr.BottleneckBlock, {"filters": 4, "strides": 2, "avg_down": True,
+                 "use_bias": True}, (2, 8, 8, 8), (2, 4, 4, 16)),
+    "dense_block": (kr.DenseBlock, {"num_layers": 2, "growth_rate": 4}, (2, 8, 8, 8),
+                    (2, 8, 8, 16)),
+    "transition": (kr.Transition, {"compression": 0.5}, (2, 8, 8, 8), (2, 4, 4, 4)),
+    "fused_batch_norm": (kr.FusedBatchNormalization, {"momentum": 0.9}, (2, 8, 8, 8),
+                         (2, 8, 8, 8)),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_keras_custom_layer_harness(name):
+    """keras.src.testing's run_layer_test (what Keras and keras-hub run on their layers):
+    config round trip, symbolic and eager calls, a training step, mixed precision."""
+    layer_class, arguments, input_shape, output_shape = LAYERS[name]
+    harness = TestCase()
+    harness.setUp()
+    harness.run_layer_test(
+        layer_class,
+        arguments,
+        input_shape=input_shape,
+        expected_output_shape=output_shape,
+        supports_masking=layer_class in (kr.DropPath, kr.FusedBatchNormalization),
+        # The harness's TF training check cannot feed a two-input layer (it passes a list as a
+        # tf.data output_signature); BasicBlock(shortcut="gated") trains a GatedShortcut there.
+        run_training_check=not (BACKEND == "tensorflow" and isinstance(input_shape, list)),
+    )
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_every_preset_family_builds_trains_and_saves(name, tmp_path):
+    model = kr.build_network(shrunk(name))
+    rng = np.random.default_rng(0)
+    x = rng.random((4, 32, 32, 3), dtype="float32")
+    y = keras.utils.to_categorical(np.arange(4) % 4, 4)
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    loss = model.fit(x, y, batch_size=2, epochs=1, verbose=0).history["loss"][-1]
+    assert np.isfinite(loss)
+    path = tmp_path / f"{name}.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), loaded.predict(x, verbose=0))
+
+
+def _every_layer_model():
+    """A functional model holding every block kind and shortcut option."""
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same")(inputs)
+    x = kr.BasicBlock(8, preact=True, se_ratio=0.25)(x)
+    x = kr.BasicBlock(16, strides=2, shortcut="A")(x)
+    x = kr.BasicBlock(16, shortcut="gated", drop_path_rate=0.1)(x)
+    x = kr.BottleneckBlock(8, strides=2, groups=2, base_width=32, avg_down=True)(x)
+    x = kr.DenseBlock(2, growth_rate=4)(x)
+    x = kr.Transition(0.5)(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(5)(x))
+
+
+# Each backend's run sends its file to the next: with all three installed, every backend
+# saves a file another one loads, and loads a file another one saved.
+NEXT = {"tensorflow": "jax", "jax": "torch", "torch": "tensorflow"}[BACKEND]
+
+
+@pytest.mark.skipif(importlib.util.find_spec(NEXT) is None, reason=f"{NEXT} is not installed")
+def test_a_keras_file_moves_to_the_next_backend(tmp_path):
+    other = NEXT
+    model = _every_layer_model()
+    x = np.random.default_rng(0).random((3, 16, 16, 3), dtype="float32")
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(x, np.ones((3, 5)), epochs=1, verbose=0)  # moves weights and BN statistics
+    model.save(tmp_path / "m.keras")
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "expected.npy", model.predict(x, verbose=0))
+    probe = (
+        "import sys, numpy as np, keras, keras_residual\n"
+        "d = sys.argv[1]\n"
+        "m = keras.saving.load_model(d + '/m.keras', safe_mode=True)\n"
+        "np.save(d + '/got.npy', m.predict(np.load(d + '/x.npy'), verbose=0))\n"
+    )
+    environment = {**os.environ, "KERAS_BACKEND": other, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path)],
+        env=environment,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    np.testing.assert_allclose(
+        np.load(tmp_path / "got.npy"), np.load(tmp_path / "expected.npy"),
+        atol=CROSS_BACKEND_ATOL, rtol=0,
+    )  # fmt: skip
+
+
+@pytest.mark.skipif(BACKEND == "tensorflow", reason="on TensorFlow, TensorFlow is imported")
+def test_layers_and_builders_import_no_tensorflow():
+    probe = (
+        "import sys, keras_residual as kr\n"
+        "kr.build('resnet20', (16, 16, 3), 4, se_ratio=0.25).predict("
+        "__import__('numpy').zeros((1, 16, 16, 3)), verbose=0)\n"
+        "print('tensorflow' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "False"
