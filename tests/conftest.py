@@ -16,6 +16,18 @@ FAMILIES = (
 )  # fmt: skip
 
 
+def run_probe(probe: str, folder, **environment) -> None:
+    """Run the Python source `probe` in a fresh interpreter with `sys.argv[1] = folder` and
+    `environment` added; fail the test with its stderr if it fails."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **environment}
+    command = [sys.executable, "-c", probe, str(folder)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 def shrunk(name: str, widest: int = 32):
     """Preset `name`'s spec at 32x32x3 and 4 classes, narrowed to at most `widest` filters
     (DenseNets: growth rate 4 and at most 4 units per block), structure kept: quick to

@@ -3,14 +3,13 @@ TensorFlow, JAX and PyTorch): Keras's own custom-layer harness, a preset of ever
 built, trained and saved, `.keras` files moving between backends. No TensorFlow import."""
 
 import importlib.util
-import os
 import subprocess
 import sys
 
 import keras
 import numpy as np
 import pytest
-from conftest import FAMILIES, shrunk
+from conftest import FAMILIES, run_probe, shrunk
 from keras.src.testing import TestCase
 
 import keras_residual as kr
@@ -122,14 +121,7 @@ def test_a_keras_file_moves_to_the_next_backend(tmp_path):
         "m = keras.saving.load_model(d + '/m.keras', safe_mode=True)\n"
         "np.save(d + '/got.npy', m.predict(np.load(d + '/x.npy'), verbose=0))\n"
     )
-    environment = {**os.environ, "KERAS_BACKEND": other, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run(
-        [sys.executable, "-c", probe, str(tmp_path)],
-        env=environment,
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    run_probe(probe, tmp_path, KERAS_BACKEND=other)
     np.testing.assert_allclose(
         np.load(tmp_path / "got.npy"), np.load(tmp_path / "expected.npy"),
         atol=CROSS_BACKEND_ATOL, rtol=0,

@@ -1,11 +1,9 @@
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
-from conftest import FAMILIES, shrunk
+from conftest import FAMILIES, run_probe, shrunk
 
 import keras_residual as kr
 from keras_residual.cli import main
@@ -62,14 +60,7 @@ def test_artifacts_serve_without_this_package(tmp_path):
         "assert not [m for m in sys.modules if m.startswith('keras_residual')]\n"
         "np.save(d + '/a.npy', a); np.save(d + '/b.npy', b)\n"
     )
-    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run(
-        [sys.executable, "-c", probe, str(tmp_path)],
-        env=environment,
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    run_probe(probe, tmp_path)
     expected = model.predict(x, verbose=0)
     for name in ("a", "b"):
         np.testing.assert_allclose(np.load(tmp_path / f"{name}.npy"), expected, atol=1e-4)
