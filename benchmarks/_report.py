@@ -5,6 +5,14 @@ from __future__ import annotations
 import json
 
 
+def cpu_flags() -> list[str]:
+    """The CPU features that decide the speed of training here (bfloat16 and AMX)."""
+    wanted = {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx2"}
+    with open("/proc/cpuinfo") as cpuinfo:
+        line = next((row for row in cpuinfo if row.startswith("flags")), "")
+    return sorted(wanted & set(line.split()))
+
+
 def emit(title: str, rows: list[dict], **meta) -> None:
     """Print `{"benchmark": title, **meta, "rows": rows}` as JSON and `rows` as a table."""
     print(json.dumps({"benchmark": title, **meta, "rows": rows}))

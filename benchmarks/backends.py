@@ -20,7 +20,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _report import emit  # noqa: E402
+from _report import cpu_flags, emit  # noqa: E402
 
 BATCH = 128
 CHILD = f"""
@@ -35,13 +35,6 @@ start = time.perf_counter()
 model.fit(x, y, batch_size={BATCH}, epochs=1, verbose=0)
 print(json.dumps(len(x) / (time.perf_counter() - start)))
 """
-
-
-def cpu_flags() -> list[str]:
-    wanted = {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx2"}
-    with open("/proc/cpuinfo") as cpuinfo:
-        line = next((row for row in cpuinfo if row.startswith("flags")), "")
-    return sorted(wanted & set(line.split()))
 
 
 def run(backend: str, steps: int) -> float:

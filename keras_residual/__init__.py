@@ -8,6 +8,7 @@ use, so `KERAS_BACKEND=jax` or `torch` never imports TensorFlow for a model.
 import importlib
 import importlib.util
 
+from keras_residual.fast_cifar import FAST_CIFAR_SIZES, fast_cifar, fast_cifar_spec
 from keras_residual.layers import (
     BasicBlock,
     BottleneckBlock,
@@ -16,6 +17,7 @@ from keras_residual.layers import (
     FusedBatchNormalization,
     GatedShortcut,
     IdentityShortcut,
+    PatchWhitening,
     ProjectionShortcut,
     ResidualBlock,
     SqueezeExcite,
@@ -41,6 +43,8 @@ from keras_residual.porting import port_keras_applications_weights
 from keras_residual.precision import resolve_dtype
 from keras_residual.presets import build, get_spec, list_presets
 from keras_residual.spec import SHORTCUTS, DenseNetSpec, Norm, ResNetSpec, spec_from_dict
+from keras_residual.techniques import OneCycle, predict_with_tta
+from keras_residual.whitening import adapt_whitening
 
 __version__ = "0.2.0"
 
@@ -58,6 +62,7 @@ _LAZY = {
         "diagnostics",
     ),
     "count_flops": "flops",
+    **dict.fromkeys(("load_arrays", "load_image_folder"), "user_data"),
     "export": "exporting",
     **dict.fromkeys(
         (
@@ -65,6 +70,7 @@ _LAZY = {
             "Recipe",
             "TrainingDiverged",
             "evaluate",
+            "fit_with_recipe",
             "get_recipe",
             "make_optimizer",
             "train",
@@ -98,10 +104,13 @@ __all__ = [
     "DenseBlock",
     "DenseNetSpec",
     "DropPath",
+    "FAST_CIFAR_SIZES",
     "FusedBatchNormalization",
     "GatedShortcut",
     "IdentityShortcut",
     "Norm",
+    "OneCycle",
+    "PatchWhitening",
     "ProjectionShortcut",
     "RECIPES",
     "Recipe",
@@ -111,6 +120,7 @@ __all__ = [
     "SqueezeExcite",
     "TrainingDiverged",
     "Transition",
+    "adapt_whitening",
     "build",
     "build_network",
     "count_flops",
@@ -119,6 +129,9 @@ __all__ = [
     "densenet_spec",
     "evaluate",
     "export",
+    "fast_cifar",
+    "fast_cifar_spec",
+    "fit_with_recipe",
     "get_recipe",
     "get_spec",
     "gradient_norms",
@@ -126,12 +139,15 @@ __all__ = [
     "highway_spec",
     "keras_applications_compatible",
     "list_presets",
+    "load_arrays",
     "load_dataset",
+    "load_image_folder",
     "make_optimizer",
     "make_pipeline",
     "plot_degradation",
     "plot_gradient_flow",
     "port_keras_applications_weights",
+    "predict_with_tta",
     "resnet",
     "resnet_cifar",
     "resnet_cifar_spec",

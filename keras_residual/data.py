@@ -1,4 +1,5 @@
-"""MNIST and CIFAR-10: loading (online or from a data directory) and tf.data pipelines."""
+"""Datasets: keras.datasets' image sets (online or from a data directory), the user's own
+(`user_data`), and the tf.data pipelines that feed them to a model."""
 
 from __future__ import annotations
 
@@ -27,15 +28,48 @@ CIFAR10_CLASSES = (
     "ship",
     "truck",
 )
+FASHION_MNIST_CLASSES = (
+    "t-shirt/top",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle boot",
+)
+# The image sets of keras.datasets: what `load_dataset` takes by name.
 DATASETS = {
     "mnist": {"shape": (28, 28, 1), "classes": tuple(str(d) for d in range(10))},
+    "fashion_mnist": {"shape": (28, 28, 1), "classes": FASHION_MNIST_CLASSES},
     "cifar10": {"shape": (32, 32, 3), "classes": CIFAR10_CLASSES},
+    "cifar100": {"shape": (32, 32, 3), "classes": tuple(str(c) for c in range(100))},
 }
+# Training augmentation by default: the CIFAR sets' standard flip + 4-pixel shift; digits
+# and the user's own data (unknown: text, say) are neither flipped nor shifted.
+AUGMENTATION = {name: {"flip": True, "translate": 4} for name in ("cifar10", "cifar100")}
 _KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
 class DataError(ValueError):
     """A data set that cannot be found or read; the message says what to do."""
+
+
+def _channel_statistics(images: np.ndarray, chunk: int = 1024):
+    """Per-channel mean and standard deviation (1 where a channel is constant), in float32,
+    accumulated in float64 a chunk of images at a time (no full-size float copy)."""
+    total = np.zeros(images.shape[-1])
+    squares = np.zeros(images.shape[-1])
+    for start in range(0, len(images), chunk):
+        part = images[start : start + chunk].reshape(-1, images.shape[-1]).astype("float64")
+        total += part.sum(axis=0)
+        squares += np.square(part).sum(axis=0)
+    count = max(1, images.size // images.shape[-1])
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
+    return mean.astype("float32"), np.where(std > 1e-6, std, 1.0).astype("float32")
 
 
 @dataclass
@@ -62,9 +96,7 @@ class Dataset:
             if len(y) or split == "train":
                 labels = check_labels(f"y_{split}", y, len(self.class_names))
                 setattr(self, f"y_{split}", labels)
-        pixels = self.x_train.reshape(-1, self.x_train.shape[-1]).astype("float64")
-        self.mean = pixels.mean(axis=0).astype("float32")
-        self.std = np.maximum(pixels.std(axis=0), 1.0).astype("float32")
+        self.mean, self.std = _channel_statistics(self.x_train)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -109,21 +141,27 @@ class Dataset:
         )
 
 
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
+def read_npz(
+    path: Path, required: tuple[str, ...] = _KEYS, optional: tuple[str, ...] = ()
+) -> dict[str, np.ndarray]:
+    """The `required` (and present `optional`) arrays of the .npz archive `path`, or a
+    DataError naming the file and what is wrong with it."""
     try:
         loaded = np.load(path, allow_pickle=False)
         if not isinstance(loaded, np.lib.npyio.NpzFile):
             raise DataError(
                 f"{path} holds a single array (np.save), not an .npz archive of "
-                f"{', '.join(_KEYS)}: write it with np.savez."
+                f"{', '.join(required)}: write it with np.savez."
             )
         with loaded as archive:
-            missing = [k for k in _KEYS if k not in archive.files]
+            missing = [k for k in required if k not in archive.files]
             if missing:
-                raise DataError(f"{path} lacks the arrays {missing}; it needs {list(_KEYS)}.")
-            return {k: archive[k] for k in _KEYS}
+                raise DataError(f"{path} lacks the arrays {missing}; it needs {list(required)}.")
+            return {k: archive[k] for k in (*required, *optional) if k in archive.files}
     except DataError:
         raise
+    except FileNotFoundError:
+        raise DataError(f"{path} does not exist.") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile) as error:
         raise DataError(
             f"{path} is truncated or corrupt ({type(error).__name__}: {error}); "
@@ -163,7 +201,7 @@ def _from_directory(name: str, data_dir: Path) -> tuple[dict, str]:
         if path.suffix == ".npz" and path.is_dir():
             raise DataError(f"{path} is a folder; it should be an .npz file of {', '.join(_KEYS)}.")
         if path.is_file():
-            return _read_npz(path), str(path)
+            return read_npz(path), str(path)
         if path.is_dir():
             return _read_cifar_batches(path), str(path)
     looked = "\n  ".join(str(p) for p in _candidates(name, data_dir))
@@ -208,6 +246,21 @@ def _checked(name: str, arrays: dict, source: str) -> dict:
     return arrays
 
 
+def labels_as_indices(what: str, labels) -> np.ndarray:
+    """Integer class labels from integer or one-hot `labels`.
+
+    Example:
+    >>> labels_as_indices("y", np.eye(3)[[2, 0]]).tolist()
+    [2, 0]
+    """
+    labels = np.asarray(labels)
+    if labels.ndim == 2 and labels.shape[1] > 1:
+        if not np.all((labels == 0) | (labels == 1)) or not np.all(labels.sum(axis=1) == 1):
+            raise DataError(f"{what} has 2-D rows that are not one-hot.")
+        return labels.argmax(axis=1)
+    return labels.reshape(-1)
+
+
 def check_labels(what: str, labels, num_classes: int) -> np.ndarray:
     """`labels` as int32 class indices in [0, num_classes), or a DataError saying what is wrong.
 
@@ -234,22 +287,43 @@ def check_labels(what: str, labels, num_classes: int) -> np.ndarray:
 
 
 def load_dataset(
-    name: str,
+    name: str | os.PathLike,
     data_dir: str | os.PathLike | None = None,
     validation_split: float = 0.1,
     seed: int = 0,
+    *,
+    image_size: int | tuple[int, int] | None = None,
 ) -> Dataset:
-    """Load MNIST or CIFAR-10 with a held-out validation split of the training set.
+    """Load a dataset with a held-out validation split of the training set.
 
-    Reads from `data_dir` (or `$KERAS_RESIDUAL_DATA`) when given, holding
-    `mnist/mnist.npz` or `cifar10/cifar10.npz`; otherwise from `keras.datasets`.
+    `name` is one of `DATASETS` (`mnist`, `fashion_mnist`, `cifar10`, `cifar100`), read
+    from `data_dir` (or `$KERAS_RESIDUAL_DATA`) when given, holding `NAME/NAME.npz`,
+    otherwise from `keras.datasets`; or the path of a folder of class subfolders of images
+    (`load_image_folder`, resized to `image_size`) or of an `.npz` of arrays
+    (`load_arrays`).
 
     Example:
     >>> data = load_dataset("mnist")  # doctest: +SKIP
     >>> data.x_train.shape, data.x_val.shape, data.x_test.shape  # doctest: +SKIP
     ((54000, 28, 28, 1), (6000, 28, 28, 1), (10000, 28, 28, 1))
     """
-    _checks.choice("dataset", name, DATASETS)
+    if str(name) not in DATASETS:
+        from keras_residual.user_data import load_arrays, load_image_folder
+
+        path = Path(name).expanduser()
+        options = {"validation_split": validation_split, "seed": seed}
+        if path.is_dir():
+            return load_image_folder(path, image_size, **options)
+        if path.suffix == ".npz":
+            return load_arrays(path, **options)
+        if os.sep in str(name) or path.suffix:
+            raise DataError(f"{path} does not exist.")
+        raise DataError(
+            f"`dataset` {str(name)!r} is neither one of {', '.join(DATASETS)} nor a folder "
+            "of class subfolders or an .npz file."
+        )
+    if image_size is not None:
+        raise ValueError(f"`image_size` is for folders of images, not for {name!r}.")
     _checks.rate("validation_split", validation_split)
     data_dir = data_dir or os.environ.get(DATA_ENV) or None
     if data_dir:
@@ -276,6 +350,8 @@ def load_dataset(
 
 def _random_crop_flip(images, seed, pad: int, flip: bool):
     """Vectorised pad-and-crop (+ horizontal flip) of a whole batch: no per-image map."""
+    if not pad and not flip:
+        return images
     batch = tf.shape(images)[0]
     height, width = images.shape[1], images.shape[2]
     padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
@@ -289,6 +365,21 @@ def _random_crop_flip(images, seed, pad: int, flip: bool):
     return tf.gather(cropped, cols, axis=2, batch_dims=1)
 
 
+def _cutout(images, seed, size: int):
+    """Erase (set to the mean, 0) one `size` x `size` square per image, at a random centre
+    (it may hang over the border), for a whole batch at once."""
+    batch = tf.shape(images)[0]
+    masks = []
+    for axis, salt in ((1, 2), (2, 3)):
+        extent = images.shape[axis]
+        centre = tf.random.stateless_uniform([batch, 1], seed + [0, salt], 0, extent, tf.int32)
+        start = centre - size // 2
+        position = tf.range(extent)[None, :]
+        masks.append((position >= start) & (position < start + size))
+    erased = masks[0][:, :, None] & masks[1][:, None, :]
+    return images * tf.cast(~erased, images.dtype)[..., None]
+
+
 def make_pipeline(
     data: Dataset,
     split: str = "train",
@@ -298,11 +389,16 @@ def make_pipeline(
     shuffle: bool | None = None,
     seed: int = 0,
     one_hot: bool = True,
+    flip: bool | None = None,
+    translate: int | None = None,
+    cutout: int = 0,
 ) -> tf.data.Dataset:
     """A batched, normalised, prefetched `tf.data.Dataset` of one split.
 
-    Training defaults: shuffled each epoch (seeded) and, for CIFAR-10, the standard
-    4-pixel pad + random crop + horizontal flip. MNIST is never flipped. Per-channel
+    Training defaults: shuffled each epoch (seeded) and augmented with the dataset's
+    default (`AUGMENTATION`: for CIFAR-10 the standard 4-pixel pad + random crop +
+    horizontal flip; MNIST is never flipped). `flip`, `translate` (pixels) and `cutout`
+    (square side, 0: none) override it when `augment` is on. Per-channel
     mean/std come from the training split. Cardinality is known, so `fit` sees the
     epoch's end without probing past it, and autotuning is off (see the comment below).
 
@@ -322,12 +418,17 @@ def make_pipeline(
     images = tf.constant(getattr(data, f"x_{split}"))
     labels = tf.constant(getattr(data, f"y_{split}"))
     mean, std = tf.constant(data.mean), tf.constant(data.std)
-    crop = augment and data.name == "cifar10"
+    default = AUGMENTATION.get(data.name, {})
+    flip = augment and (default.get("flip", False) if flip is None else _checks.flag("flip", flip))
+    translate = default.get("translate", 0) if translate is None else translate
+    translate = _checks.non_negative_int("translate", translate) if augment else 0
+    cutout = _checks.non_negative_int("cutout", cutout) if augment else 0
 
     def load(index, step_seed):
         x = (tf.cast(tf.gather(images, index), tf.float32) - mean) / std
-        if crop:
-            x = _random_crop_flip(x, step_seed, pad=4, flip=True)
+        x = _random_crop_flip(x, step_seed, pad=translate, flip=flip)
+        if cutout:
+            x = _cutout(x, step_seed, cutout)
         y = tf.gather(labels, index)
         return x, (tf.one_hot(y, data.num_classes) if one_hot else y)
 

@@ -6,6 +6,7 @@ from keras_residual.drop_path import DropPath
 from keras_residual.normalization import FusedBatchNormalization
 from keras_residual.shortcuts import GatedShortcut, IdentityShortcut, ProjectionShortcut
 from keras_residual.squeeze_excite import SqueezeExcite
+from keras_residual.whitening import PatchWhitening
 
 __all__ = [
     "BasicBlock",
@@ -15,6 +16,7 @@ __all__ = [
     "FusedBatchNormalization",
     "GatedShortcut",
     "IdentityShortcut",
+    "PatchWhitening",
     "ProjectionShortcut",
     "ResidualBlock",
     "SqueezeExcite",

@@ -1,8 +1,10 @@
 """`build_network(spec)`: a spec in, a functional Keras model out.
 
 The model is assembled from small named pieces with stable layer names: `inputs`,
-`stem_conv` (`stem_bn`, `stem_relu`, ...), `stage{s}_block{b}` (whose sublayers are
-`stage{s}_block{b}_conv1`, ...), or `stage{s}_dense` / `stage{s}_transition`, then
+`stem_conv` (`stem_bn`, `stem_relu`, ...) or `stem_whiten`, with `downsample="pool"` each
+stage's `stage{s}_entry_conv`, `stage{s}_pool`, `stage{s}_entry_bn`, `stage{s}_entry_relu`,
+then `stage{s}_block{b}` (whose sublayers are `stage{s}_block{b}_conv1`, ...), or
+`stage{s}_dense` / `stage{s}_transition`, then
 `post_bn`, `avg_pool`, `predictions`.
 """
 
@@ -15,6 +17,7 @@ from keras_residual.blocks import BasicBlock, BottleneckBlock
 from keras_residual.dense import DenseBlock, Transition
 from keras_residual.precision import dtype_policy_scope
 from keras_residual.spec import DenseNetSpec, ResNetSpec, Spec
+from keras_residual.whitening import PatchWhitening
 
 BLOCK_LAYERS = {"basic": BasicBlock, "bottleneck": BottleneckBlock}
 
@@ -62,7 +65,11 @@ def _norm_relu(x, spec: Spec, suffix: str = ""):
 
 
 def _stem(x, spec: ResNetSpec):
-    """`cifar`: one 3x3 conv; `imagenet`: 7x7/2 conv + 3x3/2 max-pool; `deep`: 3x(3x3) + pool."""
+    """`cifar`: one 3x3 conv; `imagenet`: 7x7/2 conv + 3x3/2 max-pool; `deep`: 3x(3x3) + pool;
+    `whiten`: 2x2 patch whitening + ReLU."""
+    if spec.stem == "whiten":
+        x = PatchWhitening(kernel_size=2, name="stem_whiten")(x)
+        return keras.layers.Activation("relu", name="stem_relu")(x)
     if spec.stem == "cifar":
         x = _conv_stem(x, spec.stem_filters, use_bias=spec.stem_bias)
         return x if spec.preact else _norm_relu(x, spec)
@@ -100,6 +107,8 @@ def _residual_stages(x, spec: ResNetSpec):
         zip(spec.depths, spec.filters, spec.strides, strict=True), 1
     ):
         strided_block = 1 if spec.stride_at == "first" else count
+        if spec.downsample == "pool":
+            x, strided_block = _pool_entry(x, spec, s, filters, stage_strides), None
         for b in range(1, count + 1):
             strides = stage_strides if b == strided_block else 1
             shortcut = spec.shortcut
@@ -115,6 +124,16 @@ def _residual_stages(x, spec: ResNetSpec):
             )(x)
             index += 1
     return x
+
+
+def _pool_entry(x, spec: ResNetSpec, stage: int, filters: int, strides: int):
+    """Conv to the stage's channels, max-pool by its stride, norm, ReLU (ResNet-9's layers)."""
+    channels = filters * (spec.expansion if spec.block == "bottleneck" else 1)
+    x = _convs.conv2d(channels, 3, name=f"stage{stage}_entry_conv")(x)
+    if strides > 1:
+        x = keras.layers.MaxPooling2D(strides, name=f"stage{stage}_pool")(x)
+    x = _convs.batch_norm(spec.norm, name=f"stage{stage}_entry_bn")(x)
+    return keras.layers.Activation("relu", name=f"stage{stage}_entry_relu")(x)
 
 
 def _dense_stages(x, spec: DenseNetSpec):

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import keras
 
+from keras_residual.fast_cifar import FAST_CIFAR_SIZES, fast_cifar_spec
 from keras_residual.models import (
     densenet_spec,
     highway_spec,
@@ -45,6 +46,7 @@ _TABLE: dict[str, Spec] = {
     "resnext50_32x4d": resnet_spec(50, groups=32, base_width=4),
     "resnext101_32x8d": resnet_spec(101, groups=32, base_width=8),
     "wide_resnet50_2": resnet_spec(50, base_width=128),
+    **{f"fast_cifar_{size}": fast_cifar_spec(size) for size in FAST_CIFAR_SIZES},
     "resnet50_keras": resnet_spec(50, keras_compat=True),
     "resnet50v2_keras": resnet_spec(50, keras_compat=True, preact=True),
 }

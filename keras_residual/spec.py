@@ -27,7 +27,8 @@ from keras_residual import _checks
 
 SHORTCUTS = ("A", "B", "C", "gated", "none")
 BLOCKS = ("basic", "bottleneck")
-STEMS = ("cifar", "imagenet", "deep")
+STEMS = ("cifar", "imagenet", "deep", "whiten")
+DOWNSAMPLES = ("stride", "pool")
 POOLINGS = (None, "avg", "max")
 STRIDE_AT = ("first", "last")
 BIAS_MODES = (False, True, "auto")
@@ -82,7 +83,7 @@ class Norm:
         return {"bn_momentum": self.momentum, "bn_epsilon": self.epsilon}
 
 
-def _positive_ints(name: str, values: Any) -> tuple[int, ...]:
+def _positive_ints(name: str, values: Any, *, zero: bool = False) -> tuple[int, ...]:
     try:
         values = tuple(values)
     except TypeError:
@@ -91,7 +92,7 @@ def _positive_ints(name: str, values: Any) -> tuple[int, ...]:
     if not values:
         raise ValueError(f"`{name}` must name at least one stage, got ().")
     for value in values:
-        _checks.positive_int(name, value)
+        (_checks.non_negative_int if zero else _checks.positive_int)(name, value)
     return values
 
 
@@ -173,14 +174,19 @@ class ResNetSpec(_Spec):
         pooling: without the top, `None` (feature maps), `"avg"` or `"max"`.
         classifier_activation: the classifier's activation (`None` for logits).
         norm: batch-norm settings, a `Norm`.
-        stem: `"cifar"` (one 3x3 conv), `"imagenet"` (7x7/2 conv and 3x3/2 max-pool) or
-            `"deep"` (three 3x3 convs and a max-pool: ResNet-C/D).
-        stem_filters: filters of the stem's (last) convolution.
+        stem: `"cifar"` (one 3x3 conv), `"imagenet"` (7x7/2 conv and 3x3/2 max-pool),
+            `"deep"` (three 3x3 convs and a max-pool: ResNet-C/D) or `"whiten"` (a
+            `PatchWhitening` 2x2 layer and a ReLU, set from the data by `train`).
+        stem_filters: filters of the stem's (last) convolution (the whitening stem has
+            `8 * channels`, from the data).
         stem_bias: give the stem convolution a bias (keras.applications does).
         block: `"basic"` (two 3x3 convs) or `"bottleneck"` (1x1, 3x3, 1x1 expanding).
-        depths: blocks per stage.
+        depths: blocks per stage (0 allowed with `downsample="pool"`).
         filters: filters per stage (before a bottleneck's `expansion`).
-        strides: stride of each stage's strided block.
+        strides: stride of each stage's strided block (or max-pool).
+        downsample: `"stride"` (a stage's first or last block is strided) or `"pool"`
+            (each stage opens with conv, max-pool by its stride, norm and ReLU, and its
+            blocks keep the shape: Page's ResNet-9 and airbench).
         stride_at: `"first"` or `"last"` block of a stage carries the stride.
         preact: pre-activation ("v2") blocks, with a final norm before the head.
         shortcut: `"A"`, `"B"`, `"C"`, `"gated"` or `"none"` (see the module's vocabulary).
@@ -210,6 +216,7 @@ class ResNetSpec(_Spec):
     depths: tuple[int, ...] = (3, 3, 3)
     filters: tuple[int, ...] = (16, 32, 64)
     strides: tuple[int, ...] = (1, 2, 2)
+    downsample: str = "stride"
     stride_at: str = "first"
     preact: bool = False
     shortcut: str = "B"
@@ -228,8 +235,14 @@ class ResNetSpec(_Spec):
         _checks.choice("stem", self.stem, STEMS)
         _checks.positive_int("stem_filters", self.stem_filters)
         _checks.choice("block", self.block, BLOCKS)
+        _checks.choice("downsample", self.downsample, DOWNSAMPLES)
         for name in ("depths", "filters", "strides"):
-            self._set(name, _positive_ints(name, getattr(self, name)))
+            self._set(name, _positive_ints(name, getattr(self, name), zero=name == "depths"))
+        if self.downsample == "stride" and 0 in self.depths:
+            raise ValueError(
+                f"`depths` must be positive with downsample='stride' (a stage's blocks carry "
+                f"its stride), got {self.depths}; empty stages need downsample='pool'."
+            )
         if not len(self.depths) == len(self.filters) == len(self.strides):
             raise ValueError(
                 "`depths`, `filters` and `strides` need one entry per stage, got "

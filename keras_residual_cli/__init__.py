@@ -18,15 +18,42 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", choices=("mnist", "cifar10"), default="mnist")
+    parser.add_argument(
+        "--dataset",
+        default="mnist",
+        help="mnist, fashion_mnist, cifar10, cifar100, a folder of class subfolders of "
+        "images, or an .npz with x_train, y_train [, x_test, y_test] (default: mnist)",
+    )
     parser.add_argument(
         "--data-dir",
-        help="folder with mnist/mnist.npz or cifar10/cifar10.npz "
+        help="folder with NAME/NAME.npz for the named datasets "
         "(default: $KERAS_RESIDUAL_DATA, else keras.datasets)",
+    )
+    parser.add_argument(
+        "--image-size",
+        type=_image_size,
+        help="size images of a folder are resized to: N or HEIGHT,WIDTH (default: the first's)",
     )
 
 
+def _image_size(text: str) -> int | tuple[int, int]:
+    try:
+        sides = tuple(int(side) for side in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"N or HEIGHT,WIDTH, got {text!r}") from None
+    if len(sides) > 2 or min(sides) < 1:
+        raise argparse.ArgumentTypeError(f"N or HEIGHT,WIDTH of positive sizes, got {text!r}")
+    return sides[0] if len(sides) == 1 else sides
+
+
+def _default_out(dataset: str) -> str:
+    """`runs/search-NAME`, NAME the dataset's name or its folder's or file's."""
+    return f"runs/search-{os.path.splitext(os.path.basename(dataset.rstrip('/')))[0]}"
+
+
+# The toolkit's choices, spelled here so that --help needs no TensorFlow (tests keep them equal).
 DTYPES = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+TTA_MODES = ("none", "flip")
 DTYPE_ENV = "KERAS_RESIDUAL_DTYPE"  # the default of --dtype
 
 
@@ -87,9 +114,12 @@ def _train(args) -> int:
         learning_rate=args.lr,
         batch_size=args.batch_size,
         weight_decay=args.weight_decay,
+        tta=args.tta,
     )
     spec = kr.get_spec(args.model)
-    data = kr.load_dataset(args.dataset, args.data_dir, args.validation_split, seed=args.seed)
+    data = kr.load_dataset(
+        args.dataset, args.data_dir, args.validation_split, args.seed, image_size=args.image_size
+    )
     dtype = _resolve_dtype(args.dtype)
     spec = spec.replace(input_shape=data.input_shape, num_classes=data.num_classes)
     model = kr.build_network(spec, dtype=dtype)
@@ -103,8 +133,9 @@ def _train(args) -> int:
         resume=args.resume,
         seed=args.seed,
     )
-    metrics = kr.evaluate(model, data)
-    print(f"test accuracy: {metrics['accuracy']:.4f}  test loss: {metrics['loss']:.4f}")
+    metrics = kr.evaluate(model, data, tta=recipe.tta)
+    with_tta = f" (tta: {recipe.tta})" if recipe.tta != "none" else ""
+    print(f"test accuracy: {metrics['accuracy']:.4f}  test loss: {metrics['loss']:.4f}{with_tta}")
     if args.out:
         print(f"saved: {os.path.join(args.out, 'best_model.keras')}")
     return 0
@@ -113,12 +144,15 @@ def _train(args) -> int:
 def _evaluate(args) -> int:
     kr = _toolkit(args)
     from keras_residual.exporting import load_model
+    from keras_residual.techniques import check_tta
 
     model = load_model(args.model)
-    data = kr.load_dataset(args.dataset, args.data_dir, seed=args.seed)
-    metrics = kr.evaluate(model, data, args.split)
+    check_tta(args.tta, model)
+    data = kr.load_dataset(args.dataset, args.data_dir, seed=args.seed, image_size=args.image_size)
+    metrics = kr.evaluate(model, data, args.split, tta=args.tta)
     accuracy, loss = metrics["accuracy"], metrics["loss"]
-    print(f"{args.split} accuracy: {accuracy:.4f}  {args.split} loss: {loss:.4f}")
+    with_tta = f" (tta: {args.tta})" if args.tta != "none" else ""
+    print(f"{args.split} accuracy: {accuracy:.4f}  {args.split} loss: {loss:.4f}{with_tta}")
     return 0
 
 
@@ -127,7 +161,8 @@ def _search(args) -> int:
     from keras_residual._files import check_output_dir
     from keras_residual.search import load_space_file, run_search
 
-    check_output_dir(args.out or f"runs/search-{args.dataset}", "--out")
+    out = args.out or _default_out(args.dataset)
+    check_output_dir(out, "--out")
 
     space = load_space_file(args.space) if args.space else None
     dimensions = {
@@ -137,7 +172,7 @@ def _search(args) -> int:
     }
     run_search(
         args.dataset,
-        args.out or f"runs/search-{args.dataset}",
+        out,
         tuner=args.tuner,
         max_trials=args.max_trials,
         epochs=args.epochs,
@@ -147,6 +182,9 @@ def _search(args) -> int:
         distributed_mode=args.distributed,
         worker_timeout=args.worker_timeout,
         data_dir=args.data_dir,
+        image_size=args.image_size,
+        max_params=args.max_params,
+        max_mflops=args.max_mflops,
         space=space,
         seed=args.seed,
         dtype=_resolve_dtype(args.dtype),
@@ -202,8 +240,16 @@ def _report(args) -> int:
     project = Path(args.directory) / PROJECT
     if not project.is_dir():
         raise FileNotFoundError(f"{args.directory} holds no search (no {PROJECT}/ folder).")
+    from keras_residual.search.state import read_json
+
+    settings = Path(args.directory) / "search.json"
+    max_params = (
+        read_json(settings, "the search's settings").get("max_params")
+        if settings.exists()
+        else None
+    )
     rows = collect_rows(project)
-    write_results(rows, args.directory)
+    write_results(rows, args.directory, max_params=max_params)
     print(format_table(rows))
     for row in rows:
         if row["status"] == "unreadable":
@@ -226,12 +272,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model", default="resnet20", help="preset name (see list_presets())")
     _add_data_arguments(train)
     train.add_argument("--epochs", type=int, default=1)
-    train.add_argument("--recipe", default="fast", help="he2016, fast or adamw")
+    train.add_argument("--recipe", default="fast", help="he2016, fast, fast_cifar or adamw")
     train.add_argument("--optimizer", help="override: sgd, momentum, nesterov, rmsprop, adam(w)")
     train.add_argument("--lr", type=float, help="override the recipe's learning rate")
     train.add_argument("--batch-size", type=int)
     train.add_argument("--weight-decay", type=float)
     train.add_argument("--validation-split", type=float, default=0.1)
+    train.add_argument(
+        "--tta", choices=TTA_MODES, help="test-time augmentation (default: the recipe's)"
+    )
     train.add_argument("--out", help="output directory (logs, checkpoints, best model)")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run")
     train.add_argument("--seed", type=int, default=0)
@@ -243,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_arguments(evaluate)
     evaluate.add_argument("--split", choices=("test", "val", "train"), default="test")
     evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument(
+        "--tta", choices=TTA_MODES, default="none", help="flip: average with the mirror image"
+    )
     evaluate.set_defaults(run=_evaluate)
 
     search = commands.add_parser(
@@ -276,6 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--worker-timeout", type=float, default=60, help="seconds before a silent worker is lost"
     )
     search.add_argument("--seed", type=int, default=0)
+    search.add_argument("--max-params", type=int, help="reject networks with more parameters")
+    search.add_argument(
+        "--max-mflops", type=float, help="reject networks with more forward MFLOPs per image"
+    )
     _add_dtype_argument(search)
     search.set_defaults(run=_search)
 

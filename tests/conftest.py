@@ -12,7 +12,7 @@ import keras_residual as kr  # noqa: E402
 FAMILIES = (
     "resnet20", "plain20", "se_resnet20", "highway20", "preact_resnet50", "wrn16_8",
     "resnext29_8x64d", "densenet_bc100_k12", "resnet18", "resnet50d", "resnext50_32x4d",
-    "resnet50_keras", "resnet50v2_keras",
+    "resnet50_keras", "resnet50v2_keras", "fast_cifar_s",
 )  # fmt: skip
 
 

@@ -47,6 +47,7 @@ LAYERS = {
     "dense_block": (kr.DenseBlock, {"num_layers": 2, "growth_rate": 4}, (2, 8, 8, 8),
                     (2, 8, 8, 16)),
     "transition": (kr.Transition, {"compression": 0.5}, (2, 8, 8, 8), (2, 4, 4, 4)),
+    "patch_whitening": (kr.PatchWhitening, {"kernel_size": 2}, (2, 8, 8, 3), (2, 7, 7, 24)),
     "fused_batch_norm": (kr.FusedBatchNormalization, {"momentum": 0.9}, (2, 8, 8, 8),
                          (2, 8, 8, 8)),
 }  # fmt: skip

@@ -16,6 +16,18 @@ def test_train_then_evaluate(data_dir, tmp_path, capsys, monkeypatch):
     assert keras.saving.load_model(model).get_layer("stem_conv").compute_dtype == "float32"
     assert main(["evaluate", model, "--dataset", "mnist", "--data-dir", str(data_dir)]) == 0
     assert "test accuracy:" in capsys.readouterr().out
+    argv = ["evaluate", model, "--dataset", "mnist", "--data-dir", str(data_dir), "--tta", "flip"]
+    assert main(argv) == 0
+    assert "(tta: flip)" in capsys.readouterr().out
+
+
+def test_command_line_choices_are_the_toolkits():
+    from keras_residual.precision import POLICIES
+    from keras_residual.techniques import TTA_MODES as TOOLKIT_TTA_MODES
+    from keras_residual_cli import DTYPES, TTA_MODES
+
+    assert TTA_MODES == TOOLKIT_TTA_MODES
+    assert set(DTYPES) - {"auto"} <= set(POLICIES)
 
 
 def test_missing_data_is_a_clear_error(tmp_path, capsys):

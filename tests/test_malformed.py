@@ -45,6 +45,15 @@ TINY = {"width": [4, 6], "blocks_per_stage": 1}
         (lambda: kr.GatedShortcut(gate_bias=float("nan")), "`gate_bias` must be a finite"),
         (lambda: kr.DropPath(0.1, seed=-1), "`seed`"),
         (lambda: kr.resolve_dtype("bogus"), "`dtype` must be 'auto' or one of"),
+        (lambda: kr.get_recipe("airbench"), "`recipe` must be one of .*'fast_cifar'"),
+        (lambda: kr.get_recipe("fast_cifar", mixup=0.2), "no field 'mixup'; its fields: .*cutout"),
+        (lambda: kr.Recipe(tta="crops"), "`tta` must be one of 'none', 'flip'"),
+        (lambda: kr.Recipe(cutout=-8), "`cutout`"),
+        (lambda: kr.Recipe(ema=float("nan")), "`ema`"),
+        (lambda: kr.PatchWhitening(epsilon=0), "`epsilon`"),
+        (lambda: kr.PatchWhitening(padding="full"), "`padding`"),
+        (lambda: kr.fast_cifar_spec("xl"), "`size` must be one of 's', 'm', 'l'"),
+        (lambda: kr.ResNetSpec(downsample="avg"), "`downsample` must be one of"),
     ],
 )
 def test_bad_api_arguments_name_the_argument(call, message):

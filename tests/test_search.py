@@ -9,6 +9,7 @@ import time
 
 import keras
 import keras_tuner
+import numpy as np
 import pytest
 from conftest import learnable_images
 
@@ -108,6 +109,26 @@ def test_failed_trials_are_recorded_and_the_search_goes_on(data_dir, tmp_path):
     assert not (out / "best_model.keras").exists()
 
 
+def test_constraints_reject_networks_before_they_train():
+    hypermodel = ResidualHyperModel((16, 16, 1), 3, width=[4, 16], blocks_per_stage=1,
+                                    max_params=10_000)  # fmt: skip
+    hp = keras_tuner.HyperParameters()
+    hypermodel.declare(hp)
+    hp.values["width"] = 16
+    model = hypermodel.build(hp)
+    assert model.count_params() > 10_000
+    x, y = np.zeros((8, 16, 16, 1), "float32"), np.arange(8) % 3
+    with pytest.raises(keras_tuner.errors.FailedTrialError, match="over max_params=10,000"):
+        hypermodel.fit(hp, model, x, y, epochs=1, verbose=0)
+    assert not model.compiled  # rejected before training
+    hp.values["width"] = 4
+    small = hypermodel.build(hp)
+    assert hypermodel.fit(hp, small, x, y, epochs=1, verbose=0)["params"] <= 10_000
+    rows = [{"trial_id": "0", "params": 5_000, "val_accuracy": 0.5, "status": "completed"}]
+    lines = kr.search.pareto_figure(rows, max_params=10_000).axes[0].get_lines()
+    assert [line.get_label() for line in lines][-1] == "max_params"
+
+
 def test_time_budget_stops_launching_trials(data_dir, tmp_path, capsys):
     out = tmp_path / "budget"
     run_search("mnist", out, max_trials=4, time_budget="1s", data_dir=data_dir, verbose=0, **TINY)
@@ -124,6 +145,8 @@ def test_time_budget_stops_launching_trials(data_dir, tmp_path, capsys):
         ({"max_trials": 0}, "`max_trials`"),
         ({"tuner": "grid"}, "`tuner`"),
         ({"width": {"min": 16, "max": 8}}, "empty or inverted"),
+        ({"max_params": 1000}, "No network of the search space meets the constraints"),
+        ({"max_mflops": -1}, "`max_mflops`"),
     ],
 )
 def test_bad_input_fails_before_any_work(kwargs, message, tmp_path, data_dir):

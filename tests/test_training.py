@@ -62,6 +62,14 @@ def test_training_learns_a_learnable_task(data_dir):
     assert kr.evaluate(model, data)["accuracy"] >= 0.9
 
 
+def test_logs_get_a_line_per_epoch_not_a_progress_bar(data_dir, capsys):
+    data = kr.load_dataset("mnist", data_dir).subset(train=256, val=32)
+    recipe = kr.get_recipe("fast", batch_size=8)  # 32 steps an epoch
+    kr.train(tiny_model(data), data, epochs=2, recipe=recipe)  # verbose="auto"
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4 and lines[0] == "Epoch 1/2" and "val_accuracy" in lines[1]
+
+
 class _Interrupt(keras.callbacks.Callback):
     """Kills the run in the middle of its third epoch."""
 

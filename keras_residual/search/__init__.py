@@ -12,6 +12,8 @@ from keras_residual.search.run import parse_duration, run_search
 from keras_residual.search.space import (
     DEFAULT_SPACES,
     ResidualHyperModel,
+    default_space_for,
+    downsampling,
     load_space_file,
     resolve_space,
 )
@@ -22,6 +24,8 @@ __all__ = [
     "ResidualHyperModel",
     "TUNERS",
     "collect_rows",
+    "default_space_for",
+    "downsampling",
     "format_table",
     "load_space_file",
     "pareto_figure",

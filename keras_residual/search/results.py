@@ -85,8 +85,14 @@ def _columns(rows: list[dict]) -> list[str]:
     return [*columns, *RECORD_METRICS, *OBJECTIVES, "reason", "spec"]
 
 
-def write_results(rows: list[dict], out_dir: str | Path, extra: dict | None = None) -> None:
-    """Write `results.csv`, `results.json` and the two plots into `out_dir`."""
+def write_results(
+    rows: list[dict],
+    out_dir: str | Path,
+    extra: dict | None = None,
+    max_params: int | None = None,
+) -> None:
+    """Write `results.csv`, `results.json` and the two plots into `out_dir` (the Pareto
+    plot marks `max_params`)."""
     out = Path(out_dir)
     columns = _columns(rows) if rows else ["trial_id", "status"]
     with open(out / "results.csv", "w", newline="") as handle:
@@ -97,12 +103,13 @@ def write_results(rows: list[dict], out_dir: str | Path, extra: dict | None = No
     document = {"trials": rows, "pareto_front": sorted(front), **(extra or {})}
     (out / "results.json").write_text(json.dumps(document, indent=2, default=str))
     if any(r["val_accuracy"] is not None for r in rows):
-        plot_results(rows, out)
+        plot_results(rows, out, max_params)
 
 
-def plot_results(rows: list[dict], out_dir: str | Path) -> None:
-    """`pareto.png` (accuracy vs parameters) and `progress.png` (best so far vs time)."""
-    pareto_figure(rows).savefig(Path(out_dir) / "pareto.png", dpi=100)
+def plot_results(rows: list[dict], out_dir: str | Path, max_params: int | None = None) -> None:
+    """`pareto.png` (accuracy vs parameters, `max_params` marked) and `progress.png` (best
+    so far vs time)."""
+    pareto_figure(rows, max_params).savefig(Path(out_dir) / "pareto.png", dpi=100)
     progress = progress_figure(rows)
     if progress is not None:
         progress.savefig(Path(out_dir) / "progress.png", dpi=100)
@@ -112,8 +119,9 @@ def _scored(rows: list[dict]) -> list[dict]:
     return [r for r in rows if r["val_accuracy"] is not None and r["params"] is not None]
 
 
-def pareto_figure(rows: list[dict]):
-    """Validation accuracy against parameter count, the Pareto front marked."""
+def pareto_figure(rows: list[dict], max_params: int | None = None):
+    """Validation accuracy against parameter count, the Pareto front (and the parameter
+    constraint `max_params`) marked."""
     import matplotlib.ticker
 
     done = _scored(rows)
@@ -126,6 +134,8 @@ def pareto_figure(rows: list[dict]):
         "r-o",
         label="Pareto front",
     )
+    if max_params:
+        axis.axvline(max_params, color="grey", linestyle="--", label="max_params")
     axis.set(xscale="log", xlabel="parameters", ylabel="best validation accuracy")
     axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     axis.set_title("Accuracy vs size")

@@ -16,7 +16,7 @@ from keras_residual.data import DATASETS, Dataset, load_dataset
 from keras_residual.precision import resolve_dtype
 from keras_residual.search import distributed
 from keras_residual.search.results import collect_rows, format_table, write_results
-from keras_residual.search.space import ResidualHyperModel, resolve_space
+from keras_residual.search.space import ResidualHyperModel, default_space_for, resolve_space
 from keras_residual.search.state import check_oracle, read_json, repair_trials
 from keras_residual.search.tuner import TUNERS
 from keras_residual.training import evaluate
@@ -29,7 +29,16 @@ class SearchFailed(RuntimeError):
     """No trial of a search completed; the results say why each failed."""
 
 
-IDENTITY = ("dataset", "tuner", "epochs", "seed", "dtype", "space")  # what makes two searches alike
+IDENTITY = (
+    "dataset",
+    "tuner",
+    "epochs",
+    "seed",
+    "dtype",
+    "space",
+    "max_params",
+    "max_mflops",
+)  # what makes two searches alike
 
 
 def parse_duration(text: str | float | None) -> float | None:
@@ -77,7 +86,7 @@ def _check_directory(out: Path, config: dict, resume: bool) -> None:
 
 
 def run_search(
-    dataset: str = "mnist",
+    dataset: str | os.PathLike = "mnist",
     out: str | os.PathLike = "runs/search-mnist",
     *,
     tuner: str = "random",
@@ -89,25 +98,34 @@ def run_search(
     distributed_mode: bool = False,
     worker_timeout: float = 60.0,
     data_dir: str | os.PathLike | None = None,
+    image_size: int | tuple[int, int] | None = None,
+    max_params: int | None = None,
+    max_mflops: float | None = None,
     space: dict | None = None,
     seed: int = 0,
     dtype: str | None = "auto",
     verbose: int | str = "auto",
     **dimensions,
 ) -> dict:
-    """Search residual architectures on MNIST or CIFAR-10 and save the best model.
+    """Search residual architectures on a dataset and save the best model.
+
+    `dataset` is a name of `keras_residual.data.DATASETS` or the path of a folder of
+    class subfolders of images (resized to `image_size`) or of an `.npz` of arrays (see
+    `load_dataset`); the default space follows the data (`default_space_for`).
 
     Writes into `out`: `results.csv`, `results.json`, `pareto.png`, `progress.png`
     (after every trial) and `best_model.keras` with its test accuracy (at the end).
     `final_epochs > 0` retrains the best configuration from scratch for that many
     epochs; otherwise the best trial's own weights are kept. `dtype` is the trials'
     dtype policy, `"auto"` (resolved once, here, for this machine), None (Keras's global
-    policy) or a policy name. Returns the results.
+    policy) or a policy name. `max_params` and `max_mflops` reject larger networks before
+    they train (each such trial is recorded failed, with the reason, and uses a trial).
+    Returns the results.
 
     Example:
     >>> run_search("mnist", "runs/quick", max_trials=2, width=8)  # doctest: +SKIP
     """
-    _checks.choice("dataset", dataset, DATASETS)
+    dataset = str(dataset)
     _checks.choice("tuner", tuner, TUNERS)
     _checks.positive_int("max_trials", max_trials)
     _checks.positive_int("epochs", epochs)
@@ -115,15 +133,25 @@ def run_search(
     _checks.positive("worker_timeout", worker_timeout)
     budget = parse_duration(time_budget)
     role = distributed.check_environment() if distributed_mode else distributed.role()
-    resolved = resolve_space(dataset, space, **dimensions)
     dtype = resolve_dtype(dtype)
     out = check_output_dir(out)
-    shape, classes = DATASETS[dataset]["shape"], len(DATASETS[dataset]["classes"])
-    hypermodel = ResidualHyperModel(shape, classes, dataset, resolved, dtype=dtype)
+    data = None
+    if dataset in DATASETS:  # shape and classes known without reading the data
+        shape, classes = DATASETS[dataset]["shape"], len(DATASETS[dataset]["classes"])
+        space_name = dataset
+    else:  # the user's own data: read (and checked) before anything is written
+        data = load_dataset(dataset, data_dir, seed=seed, image_size=image_size)
+        shape, classes = data.input_shape, data.num_classes
+        space_name = default_space_for(shape)
+    resolved = resolve_space(space_name, space, **dimensions)
+    constraints = {"max_params": max_params, "max_mflops": max_mflops}
+    hypermodel = ResidualHyperModel(
+        shape, classes, space_name, resolved, dtype=dtype, **constraints
+    )
     hypermodel.spec(keras_tuner.HyperParameters())  # every dimension declares: fail now
     config = {"dataset": dataset, "tuner": tuner, "epochs": epochs, "seed": seed}
     config |= {"dtype": dtype, "space": resolved, "max_trials": max_trials}
-    config |= {"time_budget": budget}
+    config |= {"time_budget": budget, **constraints}
     if role != "worker":
         _check_directory(out, config, resume)
         finished = _finished(out, config) if resume else None
@@ -133,7 +161,8 @@ def run_search(
             check_oracle(out / PROJECT, out)
             for note in repair_trials(out / PROJECT, out):
                 print(note)
-    data = None if role == "chief" else load_dataset(dataset, data_dir, seed=seed)
+    if data is None and role != "chief":
+        data = load_dataset(dataset, data_dir, seed=seed)
     if role != "worker":  # claimed only once the inputs are known to be good
         write_text_atomically(out / "search.json", json.dumps(config, indent=2))
     print(f"Searching {dataset} with the {dtype} dtype policy; results in {out}", flush=True)
@@ -141,7 +170,7 @@ def run_search(
 
     def progress(trial):
         if role != "worker":
-            write_results(collect_rows(project), out)
+            write_results(collect_rows(project), out, max_params=max_params)
         _print_trial_line(trial, tuner_object.oracle)
 
     options = {"max_epochs": epochs} if tuner == "hyperband" else {"max_trials": max_trials}
@@ -170,7 +199,7 @@ def run_search(
     if tuner != "hyperband" and not tuner_object.budget_spent and len(rows) < max_trials:
         print(f"The search space holds {len(rows)} distinct configurations: all were tried.")
     if not any(r["status"] == "completed" for r in rows):
-        write_results(rows, out, summary)
+        write_results(rows, out, summary, max_params=max_params)
         reasons = sorted({r["reason"] for r in rows if r["reason"]})
         raise SearchFailed(
             f"None of the {len(rows)} trials completed, so no model was saved "
@@ -178,7 +207,7 @@ def run_search(
         )
     data = data or load_dataset(dataset, data_dir, seed=seed)
     summary["best"] = _save_best(tuner_object, hypermodel, data, out, final_epochs, seed, verbose)
-    write_results(rows, out, summary)
+    write_results(rows, out, summary, max_params=max_params)
     write_text_atomically(out / FINISHED, json.dumps(config, indent=2))
     return {"trials": rows, **summary}
 

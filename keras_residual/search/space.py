@@ -10,6 +10,7 @@ import json
 import math
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import keras
@@ -21,7 +22,14 @@ from keras_residual.data import Dataset
 from keras_residual.flops import count_flops
 from keras_residual.network import build_network
 from keras_residual.spec import BLOCKS, Norm, ResNetSpec
-from keras_residual.training import OPTIMIZERS, RECIPES, TrainingDiverged, get_recipe, train
+from keras_residual.training import (
+    OPTIMIZERS,
+    RECIPES,
+    TrainingDiverged,
+    fit_with_recipe,
+    get_recipe,
+    train,
+)
 
 SEARCHED_SHORTCUTS = ("A", "B", "C", "gated")
 SAMPLINGS = ("linear", "log", "reverse_log")
@@ -62,7 +70,12 @@ CIFAR10_SPACE: dict = {
     "weight_decay": {"min": 1e-5, "max": 1e-3, "sampling": "log"},
     "batch_size": [64, 128],
 }
-DEFAULT_SPACES = {"mnist": MNIST_SPACE, "cifar10": CIFAR10_SPACE}
+DEFAULT_SPACES = {
+    "mnist": MNIST_SPACE,
+    "fashion_mnist": MNIST_SPACE,
+    "cifar10": CIFAR10_SPACE,
+    "cifar100": CIFAR10_SPACE,
+}
 _ALLOWED = {
     "block": BLOCKS,
     "shortcut": SEARCHED_SHORTCUTS,
@@ -114,8 +127,41 @@ def _check_dimension(name: str, spec):
             _checks.positive(name, value)
 
 
+def default_space_for(input_shape) -> str:
+    """The default space for data of `input_shape`: MNIST's for small one-channel images,
+    CIFAR-10's for anything else.
+
+    Example:
+    >>> default_space_for((96, 96, 3))
+    'cifar10'
+    """
+    *size, channels = input_shape
+    small = all(side is not None and side <= 32 for side in size)
+    return "mnist" if channels == 1 and small else "cifar10"
+
+
+def downsampling(input_shape, stages: int) -> tuple[str, tuple[int, ...]]:
+    """The stem and stage strides that bring `input_shape` to a final map of about 7x7
+    (`round(log2(min(height, width) / 7))` halvings): a CIFAR stem and strides (1, 2, 2)
+    at 28 to 32 pixels, a strided first stage at 64, the ImageNet stem (/4) from 96 up.
+
+    Example:
+    >>> downsampling((28, 28, 1), 3), downsampling((96, 128, 3), 3)
+    (('cifar', (1, 2, 2)), ('imagenet', (1, 2, 2)))
+    """
+    side = min((d for d in input_shape[:2] if d is not None), default=32)
+    halvings = max(0, min(round(math.log2(side / 7)), int(math.log2(side))))
+    stem = "imagenet" if halvings >= stages + 1 else "cifar"
+    in_stages = halvings - (2 if stem == "imagenet" else 0)
+    strides = [1] * stages
+    for i in range(min(in_stages, stages)):
+        strides[stages - 1 - i] = 2
+    return stem, tuple(strides)
+
+
 def resolve_space(dataset: str = "mnist", space: Mapping | None = None, **dimensions) -> dict:
-    """The dataset's default space with `space` then `dimensions` laid over it, validated.
+    """The dataset's default space (`DEFAULT_SPACES`) with `space` then `dimensions` laid
+    over it, validated.
 
     Example:
     >>> resolve_space("mnist", width=[8, 32])["width"]
@@ -155,6 +201,18 @@ def _declare(hp: keras_tuner.HyperParameters, name: str, spec):
     return hp.Fixed(name, spec)
 
 
+def _smallest(name: str, values):
+    """The value of a dimension that makes the smallest network."""
+    if isinstance(values, Mapping):
+        return values["min"]
+    options = list(values) if isinstance(values, list | tuple) else [values]
+    cheapest = {"block": "basic", "shortcut": "A", "se": False}
+    if name in cheapest and cheapest[name] in options:
+        return cheapest[name]
+    numbers = [v for v in options if isinstance(v, int | float) and not isinstance(v, bool)]
+    return min(numbers) if numbers and len(numbers) == len(options) else options[0]
+
+
 class ResidualHyperModel(keras_tuner.HyperModel):
     """Searches depth, width, block, pre-activation, shortcut, SE, drop-path and training.
 
@@ -163,12 +221,24 @@ class ResidualHyperModel(keras_tuner.HyperModel):
     rate, weight decay and batch size laid over it, and returns the trial's record: best
     validation accuracy and loss, parameters, FLOPs, seconds.
 
+    The stem and the strides follow the input size (`downsampling`), so 28x28 to 224x224
+    images, square or not, get networks that end near 7x7.
+
+    It is a keras-tuner `HyperModel` like any other: inside `keras_tuner.RandomSearch`,
+    `BayesianOptimization` or `Hyperband`, `tuner.search(x, y, validation_data=(xv, yv),
+    epochs=...)` trains on arrays (integer or one-hot labels) or `tf.data` datasets as
+    given (`fit_with_recipe`); the toolkit's `run_search` passes a `Dataset` instead.
+
     Args:
         input_shape, num_classes: of the data.
-        dataset: whose default space to start from (`"mnist"` or `"cifar10"`).
+        dataset: whose default space to start from (a key of `DEFAULT_SPACES`; None: by
+            the input shape, `default_space_for`).
         space: dimensions laid over the default space (see the module docstring).
         recipe: the named recipe trials train with.
         norm: batch-norm settings of the searched networks (default `Norm()`).
+        max_params, max_mflops: constraints: a trial whose network has more parameters or
+            forward MFLOPs per image fails before it trains, the reason in its record; a
+            space whose smallest network is over them is refused here.
         dtype: a Keras dtype policy name (None: Keras's global policy).
         **dimensions: more dimensions, laid over `space`.
 
@@ -183,21 +253,55 @@ class ResidualHyperModel(keras_tuner.HyperModel):
         self,
         input_shape,
         num_classes: int,
-        dataset: str = "mnist",
+        dataset: str | None = None,
         space: Mapping | None = None,
         *,
         recipe: str = "fast",
         norm: Norm | None = None,
         dtype: str | None = None,
+        max_params: int | None = None,
+        max_mflops: float | None = None,
         **dimensions,
     ):
         super().__init__(name="residual_hypermodel")
         self.input_shape = tuple(input_shape)
         self.num_classes = _checks.positive_int("num_classes", num_classes)
+        self.input_shape = _checks.input_shape(self.input_shape)
+        dataset = default_space_for(self.input_shape) if dataset is None else dataset
         self.space = resolve_space(dataset, space, **dimensions)
         self.recipe = _checks.choice("recipe", recipe, RECIPES)
         self.norm = norm or Norm()
         self.dtype = dtype
+        self.max_params = (
+            None if max_params is None else _checks.positive_int("max_params", max_params)
+        )
+        self.max_mflops = None if max_mflops is None else _checks.positive("max_mflops", max_mflops)
+        if self.max_params or self.max_mflops:
+            self._check_smallest_fits()
+
+    def over_budget(self, params: int, flops: float) -> str | None:
+        """Why a network of `params` parameters and `flops` forward FLOPs per image breaks
+        the constraints, or None."""
+        if self.max_params and params > self.max_params:
+            return f"{params:,} parameters, over max_params={self.max_params:,}"
+        if self.max_mflops and flops / 1e6 > self.max_mflops:
+            return f"{flops / 1e6:,.1f} MFLOPs, over max_mflops={self.max_mflops:,}"
+        return None
+
+    def _check_smallest_fits(self) -> None:
+        hp = keras_tuner.HyperParameters()
+        self.declare(hp)
+        for name, values in self.space.items():
+            if name in hp.values:
+                hp.values[name] = _smallest(name, values)
+        spec = self.spec(hp)
+        model = build_network(spec, dtype="float32")
+        why = self.over_budget(model.count_params(), count_flops(model))
+        if why:
+            raise ValueError(
+                f"No network of the search space meets the constraints: the smallest "
+                f"({spec.name}) has {why}. Relax them or shrink the space."
+            )
 
     def declare(self, hp: keras_tuner.HyperParameters) -> dict:
         """Declare every dimension on `hp` and return the chosen values."""
@@ -229,6 +333,7 @@ class ResidualHyperModel(keras_tuner.HyperModel):
         v = self.declare(hp)
         stages, per_stage = v["stages"], v["blocks_per_stage"]
         depth = stages * per_stage * (2 if v["block"] == "basic" else 3) + 2
+        stem, strides = downsampling(self.input_shape, stages)
         return ResNetSpec(
             name=f"{'preact_' if v['preact'] else ''}resnet{depth}_w{v['width']}",
             input_shape=self.input_shape,
@@ -237,7 +342,8 @@ class ResidualHyperModel(keras_tuner.HyperModel):
             block=v["block"],
             depths=(per_stage,) * stages,
             filters=tuple(v["width"] * v["widen_factor"] * 2**i for i in range(stages)),
-            strides=(1,) + (2,) * (stages - 1),
+            stem=stem,
+            strides=strides,
             preact=v["preact"],
             shortcut=v["shortcut"],
             se_ratio=SE_RATIO if v["se"] else 0.0,
@@ -260,27 +366,44 @@ class ResidualHyperModel(keras_tuner.HyperModel):
             weight_decay=v["weight_decay"],
         )
 
-    def fit(self, hp, model, data: Dataset, *, epochs: int = 1, callbacks=(), **kwargs):
+    def fit(self, hp, model, x, y=None, *, epochs: int = 1, callbacks=(), **kwargs):
+        """Train a trial's model: on a `Dataset` with `train` (the toolkit's pipelines),
+        else on `x`, `y`, `validation_data` as `model.fit` takes them with
+        `fit_with_recipe`. Returns the trial's record: the best of each metric over the
+        epochs, parameters, FLOPs, seconds and the next epoch."""
         params, flops = model.count_params(), count_flops(model)
+        why = self.over_budget(params, flops)
+        if why:
+            raise keras_tuner.errors.FailedTrialError(f"rejected before training: {why}")
+        recipe = self.recipe_for(hp)
+        if "batch_size" in kwargs:  # a keras-tuner user's fixed batch size
+            recipe = replace(recipe, batch_size=kwargs.pop("batch_size"))
+        common = {
+            "epochs": epochs,
+            "recipe": recipe,
+            "seed": kwargs.pop("seed", 0),
+            "verbose": kwargs.pop("verbose", "auto"),
+            "callbacks": list(callbacks),
+            "initial_epoch": kwargs.pop("initial_epoch", 0),
+        }
         start = time.perf_counter()
         try:
-            history = train(
-                model,
-                data,
-                epochs=epochs,
-                recipe=self.recipe_for(hp),
-                seed=kwargs.pop("seed", 0),
-                verbose=kwargs.pop("verbose", "auto"),
-                callbacks=list(callbacks),
-                initial_epoch=kwargs.pop("initial_epoch", 0),
-            )
+            if isinstance(x, Dataset):
+                history = train(model, x, **common)
+            else:
+                history = fit_with_recipe(model, x, y, **common, **kwargs)
         except TrainingDiverged as error:
             raise keras_tuner.errors.FailedTrialError(str(error)) from None
         fit_seconds = time.perf_counter() - start
-        val_accuracy = [a for a in history.history["val_accuracy"] if math.isfinite(a)]
+        best = {
+            name: (min if "loss" in name else max)(
+                [v for v in values if math.isfinite(v)], default=math.inf * ("loss" in name)
+            )
+            for name, values in history.history.items()
+            if name != "learning_rate"
+        }
         return {
-            "val_accuracy": max(val_accuracy, default=0.0),
-            "val_loss": min(history.history["val_loss"]),
+            **best,
             "params": params,
             "flops": flops,
             "fit_seconds": fit_seconds,

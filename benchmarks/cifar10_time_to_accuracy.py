@@ -1,0 +1,151 @@
+"""Time to accuracy on CIFAR-10: train a preset with its recipe on all 50,000 training
+images, evaluate the test set after every epoch (with the recipe's test-time augmentation),
+report when `--target` was first reached.
+
+Prints the CPU flags and dtype, a per-epoch table, and a final JSON line with `preset`,
+`epochs`, `final_test_accuracy`, `epochs_to_target`, `seconds_to_target` (training time
+only, evaluation excluded; null if never reached), `img_per_s` and `peak_rss_mib`; saves
+`time_to_accuracy.png` (test accuracy vs training time and vs epochs) and the JSON in
+`--out`. `--set field=value` changes a recipe field and `--spec field=value` an architecture
+field (the ablations: `--set label_smoothing=0`, `--spec stem=cifar`).
+
+Run: python benchmarks/cifar10_time_to_accuracy.py --preset fast_cifar_s --epochs 10
+     python benchmarks/cifar10_time_to_accuracy.py --quick   # synthetic smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(__file__))
+
+import keras  # noqa: E402
+from _data import default_recipe, random_dataset  # noqa: E402
+from _report import cpu_flags, emit  # noqa: E402
+
+import keras_residual as kr  # noqa: E402
+
+
+class TestEveryEpoch(keras.callbacks.Callback):
+    """Test accuracy after each epoch, and the training time up to it (evaluation excluded)."""
+
+    def __init__(self, data: kr.Dataset, tta: str):
+        super().__init__()
+        self.data, self.tta, self.rows, self.training_seconds = data, tta, [], 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.training_seconds += time.perf_counter() - self.started
+        metrics = kr.evaluate(self.model, self.data, "test", tta=self.tta)
+        row = {
+            "epoch": epoch + 1,
+            "train_seconds": round(self.training_seconds, 1),
+            "train_loss": round(float(logs["loss"]), 4),
+            "test_accuracy": round(metrics["accuracy"], 4),
+        }
+        if self.tta != "none":  # what the test-time augmentation adds, measured for free
+            plain = kr.evaluate(self.model, self.data, "test", tta="none")
+            row["test_accuracy_without_tta"] = round(plain["accuracy"], 4)
+        self.rows.append(row)
+        print(json.dumps(row), flush=True)
+
+
+def parse_changes(pairs: list[str]) -> dict:
+    """`field=value` pairs (values as JSON, else strings) for `get_recipe` or a spec."""
+    changes = {}
+    for pair in pairs:
+        field, separator, value = pair.partition("=")
+        if not separator:
+            raise SystemExit(f"--set takes field=value, got {pair!r}")
+        try:
+            changes[field] = json.loads(value)
+        except json.JSONDecodeError:
+            changes[field] = value
+    return changes
+
+
+def plot(rows: list[dict], target: float, title: str, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10, 4))
+    axes = figure.subplots(1, 2)
+    for axis, key, label in zip(
+        axes, ("train_seconds", "epoch"), ("training time (s)", "epoch"), strict=True
+    ):
+        axis.plot([r[key] for r in rows], [r["test_accuracy"] for r in rows], marker="o")
+        axis.axhline(target, color="grey", linestyle="--", label=f"target {target:.2%}")
+        axis.set(xlabel=label, ylabel="test accuracy", title=title)
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="fast_cifar_s")
+    parser.add_argument("--recipe", help="default: fast_cifar for the speed family, else fast")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--target", type=float, default=0.94)
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
+    parser.add_argument("--spec", action="append", default=[], metavar="FIELD=VALUE")
+    parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-dir", help="default: $KERAS_RESIDUAL_DATA or keras.datasets")
+    parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--quick", action="store_true", help="1,024 random images, 2 epochs")
+    args = parser.parse_args()
+    if not 0 < args.target < 1:
+        parser.error(f"--target must lie in (0, 1), got {args.target}")
+    recipe = kr.get_recipe(args.recipe or default_recipe(args.preset), **parse_changes(args.set))
+    spec = kr.get_spec(args.preset).replace(**parse_changes(args.spec))
+    dtype = kr.resolve_dtype(args.dtype)
+    print(f"dtype policy: {dtype}; CPU flags: {' '.join(cpu_flags())}; cores: {os.cpu_count()}")
+
+    if args.quick:
+        data, epochs = random_dataset("cifar10", 1024, held_out=256), 2
+    else:
+        data, epochs = kr.load_dataset("cifar10", args.data_dir, validation_split=0.0), args.epochs
+    model = kr.build_network(spec.replace(num_classes=data.num_classes), dtype=dtype)
+    print(f"{model.name}: {model.count_params():,} parameters; {kr.count_flops(model) / 1e6:.0f}"
+          f" MFLOPs/image; recipe: {recipe}", flush=True)  # fmt: skip
+    tester = TestEveryEpoch(data, recipe.tta)
+    kr.train(model, data, epochs=epochs, recipe=recipe, seed=args.seed, verbose=0,
+             callbacks=[tester])  # fmt: skip
+
+    rows = tester.rows
+    reached = next((row for row in rows if row["test_accuracy"] >= args.target), None)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tag = f"{args.preset}-{'-'.join(args.set + args.spec) or 'recipe'}".replace("=", "")
+    plot(rows, args.target, tag, out / f"time_to_accuracy-{tag}.png")
+    summary = {
+        "preset": args.preset,
+        "recipe": dict(vars(recipe)),
+        "changes": args.set + args.spec,
+        "dtype": dtype,
+        "cpu_flags": cpu_flags(),
+        "epochs": epochs,
+        "final_test_accuracy": rows[-1]["test_accuracy"],
+        "target": args.target,
+        "epochs_to_target": reached and reached["epoch"],
+        "seconds_to_target": reached and reached["train_seconds"],
+        "img_per_s": round(len(data.y_train) * epochs / tester.training_seconds, 1),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "quick": args.quick,
+    }
+    (out / f"time_to_accuracy-{tag}.json").write_text(json.dumps({**summary, "rows": rows}))
+    emit(f"CIFAR-10 time to {args.target:.0%}: {args.preset}", rows)
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

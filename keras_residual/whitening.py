@@ -1,0 +1,122 @@
+"""`PatchWhitening`: a first layer whose filters whiten the data's image patches."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_residual import _checks
+
+PADDINGS = ("valid", "same")
+
+
+@keras.saving.register_keras_serializable(package="keras_residual")
+class PatchWhitening(keras.layers.Layer):
+    """A fixed convolution that whitens `kernel_size` x `kernel_size` patches, plus a bias.
+
+    `adapt(images)` sets the filters from the data (Keras's convention for data-dependent
+    layers, as `Normalization.adapt`): the eigenvectors of the patch covariance, each
+    scaled by `1 / sqrt(eigenvalue + epsilon)`, and their negatives, so the outputs are
+    decorrelated with unit variance and a ReLU after the layer loses nothing. This is the
+    first layer of the CIFAR-10 speed records (Page's ResNet-9 follow-ups, hlb-CIFAR10,
+    airbench). The filters do not train; the bias does. Before `adapt` the filters are a
+    random orthogonal projection. Output channels: `2 * kernel_size**2 * channels`.
+
+    Args:
+        kernel_size: patch size.
+        epsilon: added to each eigenvalue; limits the gain of near-constant directions.
+        padding: `"valid"` (as the records) or `"same"`.
+
+    Example:
+    >>> import numpy as np
+    >>> layer = PatchWhitening(kernel_size=2)
+    >>> images = np.random.default_rng(0).normal(size=(64, 8, 8, 3)).astype("float32")
+    >>> layer.adapt(images)
+    >>> tuple(layer(images).shape)
+    (64, 7, 7, 24)
+    """
+
+    def __init__(self, kernel_size: int = 2, epsilon: float = 5e-4, padding="valid", **kwargs):
+        super().__init__(**kwargs)
+        self.kernel_size = _checks.positive_int("kernel_size", kernel_size)
+        self.epsilon = _checks.positive("epsilon", epsilon)
+        self.padding = _checks.choice("padding", padding, PADDINGS)
+        self.input_spec = keras.layers.InputSpec(ndim=4)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels is None:
+            raise ValueError("PatchWhitening needs a known channel count.")
+        size = self.kernel_size**2 * channels
+        self.kernel = self.add_weight(
+            shape=(self.kernel_size, self.kernel_size, channels, 2 * size),
+            initializer=_OrthogonalPairs(),
+            trainable=False,
+            name="kernel",
+        )
+        self.bias = self.add_weight(shape=(2 * size,), initializer="zeros", name="bias")
+
+    def adapt(self, images, max_images: int = 5000) -> None:
+        """Set the filters from `images` (NHWC, as the model sees them; up to
+        `max_images` are used)."""
+        images = np.asarray(ops.convert_to_numpy(images), dtype="float64")[:max_images]
+        if images.ndim != 4 or len(images) == 0:
+            raise ValueError(f"`images` must be a non-empty NHWC batch, got shape {images.shape}.")
+        if not self.built:
+            self.build(images.shape)
+        k = self.kernel_size
+        patches = np.lib.stride_tricks.sliding_window_view(images, (k, k), axis=(1, 2))
+        patches = patches.transpose(0, 1, 2, 4, 5, 3).reshape(-1, k * k * images.shape[-1])
+        eigenvalues, eigenvectors = np.linalg.eigh(patches.T @ patches / len(patches))
+        filters = eigenvectors / np.sqrt(np.maximum(eigenvalues, 0.0) + self.epsilon)
+        kernel = np.concatenate([filters, -filters], axis=1)
+        self.kernel.assign(kernel.reshape(self.kernel.shape).astype("float32"))
+
+    def call(self, inputs):
+        return ops.conv(inputs, self.kernel, padding=self.padding) + self.bias
+
+    def compute_output_shape(self, input_shape):
+        height, width = input_shape[1:3]
+        if self.padding == "valid":
+            height, width = (
+                None if d is None else d - self.kernel_size + 1 for d in (height, width)
+            )
+        return (input_shape[0], height, width, 2 * self.kernel_size**2 * input_shape[-1])
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "kernel_size": self.kernel_size,
+            "epsilon": self.epsilon,
+            "padding": self.padding,
+        }
+
+
+@keras.saving.register_keras_serializable(package="keras_residual")
+class _OrthogonalPairs(keras.initializers.Initializer):
+    """Orthogonal filters and their negatives: the layer's shape before `adapt`."""
+
+    def __call__(self, shape, dtype=None):
+        half = shape[:-1] + (shape[-1] // 2,)
+        filters = keras.initializers.Orthogonal(seed=0)(half, dtype=dtype)
+        return ops.concatenate([filters, -filters], axis=-1)
+
+
+def adapt_whitening(model: keras.Model, images) -> list[str]:
+    """`adapt` every `PatchWhitening` layer that takes `model`'s input to `images` (NHWC,
+    as the model takes them); return their names. `train` calls it before the first epoch.
+
+    Example:
+    >>> import numpy as np
+    >>> inputs = keras.Input((8, 8, 3))
+    >>> model = keras.Model(inputs, PatchWhitening(name="whiten")(inputs))
+    >>> adapt_whitening(model, np.random.default_rng(0).normal(size=(16, 8, 8, 3)))
+    ['whiten']
+    """
+    adapted = []
+    for layer in model.layers:
+        if isinstance(layer, PatchWhitening) and layer.input is model.inputs[0]:
+            layer.adapt(images)
+            adapted.append(layer.name)
+    return adapted

@@ -1,0 +1,202 @@
+"""The CIFAR-10 speed family and its techniques, each for its behaviour on tiny data:
+whitening, one-cycle schedule, weight averaging, flip TTA, cutout, pooling stages."""
+
+import keras
+import numpy as np
+import pytest
+from conftest import learnable_images
+
+import keras_residual as kr
+from keras_residual.data import CIFAR10_CLASSES, make_pipeline
+from keras_residual.training import learning_rate_schedule
+
+
+def cifar_like(count=64, seed=0):
+    x, y = learnable_images(count, (32, 32, 3), seed=seed)
+    return kr.Dataset("cifar10", x, y, x[:32], y[:32], x[:32], y[:32], CIFAR10_CLASSES)
+
+
+def small_fast_cifar(**changes):
+    return kr.fast_cifar("s", num_classes=10, filters=(8, 16, 16), **changes)
+
+
+# --- architecture ----------------------------------------------------------------------
+
+
+def test_speed_presets_are_specs_with_pooling_stages():
+    for size, stages in kr.FAST_CIFAR_SIZES.items():
+        spec = kr.get_spec(f"fast_cifar_{size}")
+        assert (spec.filters, spec.depths) == (stages["filters"], stages["depths"])
+        assert (spec.stem, spec.downsample) == ("whiten", "pool")
+    model = kr.build("fast_cifar_s")
+    # 32 -> 31 (2x2 whitening, valid) -> 15 -> 7 -> 3; blocks keep the shape of their stage.
+    sizes = [model.get_layer(f"stage{s}_pool").output.shape[1] for s in (1, 2, 3)]
+    assert sizes == [15, 7, 3]
+    assert model.get_layer("stage3_block1").output.shape == (None, 3, 3, 256)
+    assert "stage2_block1" not in [layer.name for layer in model.layers]  # depth 0 stage
+
+
+def test_pool_downsampling_keeps_bottleneck_identities():
+    spec = kr.ResNetSpec(
+        block="bottleneck", downsample="pool", depths=(1, 1), filters=(4, 8), strides=(2, 2)
+    )
+    model = kr.build_network(spec)
+    assert model.get_layer("stage2_entry_conv").filters == 32  # filters * expansion
+    assert model.get_layer("stage2_block1").shortcut_layer is None
+
+
+def test_empty_stages_need_pool_downsampling():
+    with pytest.raises(ValueError, match="downsample='pool'"):
+        kr.ResNetSpec(depths=(1, 0, 1))
+    with pytest.raises(ValueError, match="downsample"):
+        kr.ResNetSpec(downsample="conv")
+    with pytest.raises(ValueError, match="size"):
+        kr.fast_cifar_spec("xl")
+
+
+# --- whitening -------------------------------------------------------------------------
+
+
+def test_whitening_decorrelates_its_own_data():
+    rng = np.random.default_rng(0)
+    mixing = rng.normal(size=(3, 3))
+    images = (rng.normal(size=(64, 12, 12, 3)) @ mixing).astype("float32")
+    images[:, :, 1:] += images[:, :, :-1]  # neighbouring pixels correlate too
+    layer = kr.PatchWhitening(kernel_size=2)
+    before = np.asarray(layer(images)).reshape(-1, 24)[:, :12]
+    layer.adapt(images)
+    after = np.asarray(layer(images)).reshape(-1, 24)[:, :12]
+    covariance = after.T @ after / len(after)
+    np.testing.assert_allclose(covariance, np.eye(12), atol=0.02)
+    off_diagonal = before.T @ before / len(before) - np.diag(np.diag(before.T @ before))
+    assert np.abs(off_diagonal).max() > 0.5  # the random projection did not whiten
+    np.testing.assert_array_equal(
+        np.asarray(layer(images))[..., 12:], -np.asarray(layer(images))[..., :12]
+    )
+
+
+def test_training_adapts_the_whitening_stem_once(tmp_path):
+    data, model = cifar_like(), small_fast_cifar()
+    kernel = model.get_layer("stem_whiten").kernel
+    initial = np.asarray(kernel).copy()
+    kr.train(model, data, epochs=1, recipe="fast_cifar", verbose=0)
+    adapted = np.asarray(kernel).copy()
+    assert not np.allclose(initial, adapted)
+    expected = kr.PatchWhitening(kernel_size=2)
+    expected.adapt(data.normalize(data.x_train))
+    np.testing.assert_allclose(adapted, np.asarray(expected.kernel), rtol=1e-5, atol=1e-5)
+    model.save(tmp_path / "m.keras")
+    reloaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    np.testing.assert_array_equal(np.asarray(reloaded.get_layer("stem_whiten").kernel), adapted)
+    kr.train(model, data, epochs=2, initial_epoch=1, recipe="fast_cifar", verbose=0)
+    np.testing.assert_array_equal(np.asarray(kernel), adapted)  # frozen, and not re-adapted
+
+
+def test_only_whitening_layers_on_the_input_are_adapted():
+    inputs = keras.Input((8, 8, 3))
+    first = kr.PatchWhitening(name="first")
+    deeper = kr.PatchWhitening(name="deeper")
+    model = keras.Model(inputs, deeper(first(inputs)))
+    images = np.random.default_rng(0).normal(size=(8, 8, 8, 3))
+    assert kr.adapt_whitening(model, images) == ["first"]
+    with pytest.raises(ValueError, match="images"):
+        first.adapt(np.zeros((8, 8, 3)))
+
+
+# --- schedule --------------------------------------------------------------------------
+
+
+def test_one_cycle_rises_then_falls_to_zero():
+    recipe = kr.get_recipe("fast_cifar", learning_rate=0.1, batch_size=128, warmup_epochs=1)
+    schedule = learning_rate_schedule(recipe, steps_per_epoch=10, epochs=5)
+    values = [float(schedule(step)) for step in (0, 5, 10, 30, 50)]
+    np.testing.assert_allclose(values, [0.01, 0.055, 0.1, 0.05, 0.0], atol=1e-6)
+    assert kr.OneCycle.from_config(schedule.get_config()).get_config() == schedule.get_config()
+    with pytest.raises(ValueError, match="warmup_steps"):
+        kr.OneCycle(peak=1.0, total_steps=10, warmup_steps=10)
+
+
+# --- weight averaging ------------------------------------------------------------------
+
+
+class _RawWeights(keras.callbacks.Callback):
+    """The weights as the optimizer left them after the last step (before any swap)."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.weights = [np.asarray(w).copy() for w in self.model.trainable_weights]
+
+
+def test_ema_weights_differ_from_raw_and_are_what_validation_sees():
+    data, model = cifar_like(), small_fast_cifar()
+    raw = _RawWeights()
+    recipe = kr.get_recipe("fast_cifar", ema=0.9, batch_size=16)
+    history = kr.train(model, data, epochs=1, recipe=recipe, callbacks=[raw], verbose=0)
+    averaged = [np.asarray(w) for w in model.trainable_weights]
+    assert max(np.abs(a - r).max() for a, r in zip(averaged, raw.weights, strict=True)) > 1e-4
+    # Validation ran on the averaged weights, which the model keeps at the end.
+    final = kr.evaluate(model, data, "val")
+    assert final["loss"] == pytest.approx(history.history["val_loss"][-1], rel=1e-4)
+    for weight, value in zip(model.trainable_weights, raw.weights, strict=True):
+        weight.assign(value)
+    assert kr.evaluate(model, data, "val")["loss"] != pytest.approx(final["loss"], rel=1e-4)
+
+
+# --- test-time augmentation ------------------------------------------------------------
+
+
+def test_flip_tta_averages_the_mirrored_predictions():
+    data, model = cifar_like(), small_fast_cifar()
+    kr.train(model, data, epochs=1, recipe="fast_cifar", verbose=0)
+    images = data.normalize(data.x_test)
+    plain = model.predict(images, verbose=0)
+    mirrored = model.predict(images[:, :, ::-1], verbose=0)
+    averaged = kr.predict_with_tta(model, images, "flip")
+    np.testing.assert_allclose(averaged, (plain + mirrored) / 2, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(averaged, plain, atol=1e-4)
+    metrics = kr.evaluate(model, data, tta="flip")
+    expected = np.mean(averaged.argmax(axis=1) == data.y_test)
+    assert metrics["accuracy"] == pytest.approx(expected)
+    picked = averaged[np.arange(len(data.y_test)), data.y_test]
+    assert metrics["loss"] == pytest.approx(-np.mean(np.log(picked)), rel=1e-5)
+    np.testing.assert_allclose(kr.predict_with_tta(model, images, "none"), plain, rtol=1e-6)
+
+
+def test_tta_refuses_unknown_modes_and_non_image_models():
+    data, model = cifar_like(), small_fast_cifar()
+    with pytest.raises(ValueError, match="'none', 'flip'"):
+        kr.evaluate(model, data, tta="rotate")
+    with pytest.raises(ValueError, match="tta"):
+        kr.Recipe(tta="five_crop")
+    inputs = keras.Input((10,))
+    vector_model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    with pytest.raises(ValueError, match="4-D image input"):
+        kr.predict_with_tta(vector_model, np.zeros((2, 10)), "flip")
+
+
+# --- augmentation ----------------------------------------------------------------------
+
+
+def test_cutout_erases_one_square_per_image_and_nothing_else():
+    data = cifar_like()
+    options = {"shuffle": False, "augment": True, "flip": False, "translate": 0}
+    clean = next(iter(make_pipeline(data, batch_size=64, **options)))[0].numpy()
+    cut = next(iter(make_pipeline(data, batch_size=64, cutout=8, **options)))[0].numpy()
+    erased = np.any(clean != cut, axis=-1)
+    np.testing.assert_array_equal(cut[erased], 0.0)
+    per_image = erased.sum(axis=(1, 2))
+    assert per_image.max() == 64 and per_image.min() > 0  # squares may hang over the border
+    rows, cols = np.any(erased, axis=2), np.any(erased, axis=1)
+    np.testing.assert_array_equal(per_image, rows.sum(1) * cols.sum(1))  # one rectangle each
+
+
+def test_recipe_augmentation_overrides_the_dataset_default():
+    data = cifar_like()
+    options = {"shuffle": False, "augment": True, "translate": 0}
+    plain = next(iter(make_pipeline(data, batch_size=64, flip=False, **options)))[0].numpy()
+    flipped = next(iter(make_pipeline(data, batch_size=64, flip=True, **options)))[0].numpy()
+    mirrored = np.all(flipped == plain[:, :, ::-1], axis=(1, 2, 3))
+    same = np.all(flipped == plain, axis=(1, 2, 3))
+    assert np.all(mirrored | same) and 10 < mirrored.sum() < 54
+    for bad in ({"cutout": -1}, {"translate": 1.5}, {"flip": "yes"}, {"ema": 1.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            kr.Recipe(**bad)
