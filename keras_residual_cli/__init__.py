@@ -243,11 +243,12 @@ def _report(args) -> int:
     from keras_residual.search.state import read_json
 
     settings = Path(args.directory) / "search.json"
-    max_params = (
-        read_json(settings, "the search's settings").get("max_params")
-        if settings.exists()
-        else None
-    )
+    max_params = None
+    if settings.exists():
+        try:  # only the plot's constraint line comes from it: report the trials regardless
+            max_params = read_json(settings, "the search's settings").get("max_params")
+        except ValueError as error:
+            print(f"note: {error}; the Pareto plot is drawn without its constraint line")
     rows = collect_rows(project)
     write_results(rows, args.directory, max_params=max_params)
     print(format_table(rows))

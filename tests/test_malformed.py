@@ -295,7 +295,7 @@ def test_a_truncated_trial_file_is_named_and_its_trial_reruns(data_dir, tmp_path
     [("tuner/oracle.json", "keras-tuner's oracle state"), ("search.json", "the search's settings")],
 )
 def test_a_damaged_search_state_file_is_named_with_the_way_out(
-    data_dir, tmp_path, damaged, message
+    data_dir, tmp_path, capsys, damaged, message
 ):
     out = tmp_path / "s"
     _search(data_dir, out)
@@ -304,7 +304,12 @@ def test_a_damaged_search_state_file_is_named_with_the_way_out(
     with pytest.raises(ValueError, match=f"{out / damaged} \\({message}\\) is truncated") as e:
         _search(data_dir, out, resume=True)
     assert "keras-residual report" in str(e.value) and "new --out" in str(e.value)
+    capsys.readouterr()
     assert main(["report", str(out)]) == 0  # the finished trials are intact
+    printed = capsys.readouterr().out
+    assert "trial" in printed and ("without its constraint line" in printed) == (
+        damaged == "search.json"
+    )
 
 
 def test_state_writes_survive_kill_9_at_any_moment(tmp_path):

@@ -179,7 +179,11 @@ def test_every_preset_round_trips_through_keras_files(name, tmp_path):
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
     x = np.random.default_rng(0).random((2, 32, 32, 3), dtype="float32")
-    np.testing.assert_array_equal(model.predict(x, verbose=0), loaded.predict(x, verbose=0))
+    # Eager calls: tracing predict() on the 1,000-layer presets costs 20 s a model.
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(model(x, training=False)),
+        keras.ops.convert_to_numpy(loaded(x, training=False)),
+    )
 
 
 @pytest.mark.parametrize("groups", [1, 4])
