@@ -160,6 +160,7 @@ def _search(args) -> int:
     _toolkit(args)
     from keras_residual._files import check_output_dir
     from keras_residual.search import load_space_file, run_search
+    from keras_residual.search.run import search_defaults
 
     out = args.out or _default_out(args.dataset)
     check_output_dir(out, "--out")
@@ -170,14 +171,12 @@ def _search(args) -> int:
         for name in SEARCH_FLAGS
         if getattr(args, name) is not None
     }
+    settings = search_defaults(args.dataset)  # what the command line leaves out
+    settings |= {name: getattr(args, name) for name in settings if getattr(args, name) is not None}
     run_search(
         args.dataset,
         out,
-        tuner=args.tuner,
-        max_trials=args.max_trials,
-        epochs=args.epochs,
-        time_budget=args.time_budget,
-        final_epochs=args.final_epochs,
+        **settings,
         resume=args.resume,
         distributed_mode=args.distributed,
         worker_timeout=args.worker_timeout,
@@ -234,7 +233,12 @@ def _report(args) -> int:
     from pathlib import Path
 
     _toolkit(args)
-    from keras_residual.search import collect_rows, format_table, write_results
+    from keras_residual.search import (
+        collect_rows,
+        format_table,
+        promotion_ladder,
+        write_results,
+    )
     from keras_residual.search.run import PROJECT
 
     project = Path(args.directory) / PROJECT
@@ -252,6 +256,9 @@ def _report(args) -> int:
     rows = collect_rows(project)
     write_results(rows, args.directory, max_params=max_params)
     print(format_table(rows))
+    ladder = promotion_ladder(rows)
+    if ladder:
+        print(f"\n{ladder}")
     for row in rows:
         if row["status"] == "unreadable":
             print(f"note: {row['reason']}")
@@ -302,17 +309,21 @@ def build_parser() -> argparse.ArgumentParser:
         "search", help="search depth and width (and more) with keras-tuner"
     )
     _add_data_arguments(search)
-    search.add_argument("--tuner", choices=("random", "bayesian", "hyperband"), default="random")
-    search.add_argument("--max-trials", type=int, default=4)
-    search.add_argument("--epochs", type=int, default=1, help="epochs per trial")
     search.add_argument(
-        "--time-budget", default="3m", help="stop launching trials after this (90s, 10m, 1h)"
+        "--tuner", choices=("random", "bayesian", "hyperband"), help="default: random"
+    )
+    search.add_argument("--max-trials", type=int, help="default: MNIST 9, else 4")
+    search.add_argument("--epochs", type=int, help="epochs per trial (default 1)")
+    search.add_argument(
+        "--time-budget",
+        help="the whole search's, final retraining included: 90s, 10m, 1h (default: MNIST "
+        "4.5m, else 20m)",
     )
     search.add_argument(
         "--final-epochs",
         type=int,
-        default=2,
-        help="retrain the best configuration this long for best_model.keras (0: keep its weights)",
+        help="retrain the best configuration this long for best_model.keras (0: keep its "
+        "weights; default: MNIST 3, else 2)",
     )
     search.add_argument("--out", help="output directory (default runs/search-DATASET)")
     search.add_argument("--resume", action="store_true", help="continue a killed search")
@@ -332,6 +343,12 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--max-params", type=int, help="reject networks with more parameters")
     search.add_argument(
         "--max-mflops", type=float, help="reject networks with more forward MFLOPs per image"
+    )
+    search.add_argument(
+        "--data-fraction",
+        type=float,
+        help="train trials on this share of the training set (final retraining: all of it; "
+        "default: MNIST 0.2, else 1)",
     )
     _add_dtype_argument(search)
     search.set_defaults(run=_search)

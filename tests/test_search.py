@@ -15,8 +15,8 @@ from conftest import learnable_images
 
 import keras_residual as kr
 from keras_residual.search import ResidualHyperModel, resolve_space, run_search
-from keras_residual.search.run import SearchFailed
-from keras_residual.search.tuner import RandomSearch
+from keras_residual.search.run import Retraining, SearchFailed
+from keras_residual.search.tuner import BudgetSpent, RandomSearch
 
 TINY = {"width": [4, 6, 8, 10], "blocks_per_stage": 1}
 
@@ -73,13 +73,16 @@ def test_hypermodel_builds_the_chosen_depth_width_and_block(block, kind, preact)
 
 def test_search_records_trials_and_saves_the_best_model(data_dir, tmp_path, capsys):
     out = tmp_path / "search"
-    result = run_search("mnist", out, max_trials=3, data_dir=data_dir, verbose=0, **TINY)
+    result = run_search("mnist", out, max_trials=3, data_dir=data_dir, verbose=0,
+                        data_fraction=0.5, **TINY)  # fmt: skip
     printed = capsys.readouterr().out
     assert printed.count("[trial ") == 3 and "best so far=" in printed
     rows = read_csv(out / "results.csv")
     assert [r["trial_id"] for r in rows] == ["0", "1", "2"]
     assert all(r["status"] == "completed" for r in rows)
+    train_size = len(kr.load_dataset("mnist", data_dir).y_train)
     for row in rows:
+        assert (row["epochs"], int(row["train_examples"])) == ("1", round(train_size / 2))
         assert int(row["params"]) > 0 and int(row["flops"]) > 0
         assert 0 < float(row["fit_seconds"]) <= float(row["trial_seconds"])
         assert 0 <= float(row["val_accuracy"]) <= 1 and row["width"] in {"4", "6", "8", "10"}
@@ -132,8 +135,43 @@ def test_constraints_reject_networks_before_they_train():
 def test_time_budget_stops_launching_trials(data_dir, tmp_path, capsys):
     out = tmp_path / "budget"
     run_search("mnist", out, max_trials=4, time_budget="1s", data_dir=data_dir, verbose=0, **TINY)
-    assert len(read_csv(out / "results.csv")) == 1
+    (row,) = read_csv(out / "results.csv")
+    assert int(row["train_examples"]) == len(kr.load_dataset("mnist", data_dir).y_train)
     assert "time budget of 1 s spent" in capsys.readouterr().out
+
+
+def test_no_trial_starts_that_the_budget_cannot_fit(tmp_path):
+    tuner = RandomSearch(
+        ResidualHyperModel((28, 28, 1), 10, space={"width": [4, 6], "blocks_per_stage": 1}),
+        objective="val_accuracy",
+        max_trials=1,
+        directory=tmp_path,
+        isolate_trials=False,
+    )
+    tuner.search(_tiny_data(), epochs=2, verbose=0)
+    (trial,) = tuner.oracle.trials.values()
+    seconds = trial.metrics.get_last_value("trial_seconds")
+    assert tuner.next_trial_seconds() == pytest.approx(seconds)  # 2 epochs, like this one
+    tuner.time_budget, tuner._search_started = 1.5 * seconds, time.monotonic()
+    tuner.pre_create_trial()  # 1.5x a trial left: one more fits
+    tuner.reserve_seconds = lambda oracle, left: seconds  # and a retraining as long
+    with pytest.raises(BudgetSpent, match="kept for the final retraining"):
+        tuner.pre_create_trial()
+    # A retraining on 10x the images for 3 epochs: from the trial's steady cost per image.
+    images = 10 * trial.metrics.get_last_value("train_examples")
+    retraining = Retraining(final_epochs=3, images=images)
+    estimate = retraining.seconds(trial)
+    per_image = trial.metrics.get_last_value("seconds_per_image")
+    assert estimate == pytest.approx(
+        trial.metrics.get_last_value("overhead_seconds") + per_image * retraining.images * 3
+    )
+    assert 0 < per_image * 96 * 2 < trial.metrics.get_last_value("fit_seconds")
+    assert retraining.pick(tuner.oracle, estimate) is trial
+    assert retraining.pick(tuner.oracle, estimate / 2) is None
+    tuner.reserve_seconds = retraining
+    tuner.time_budget = tuner.next_trial_seconds() + estimate / 2
+    with pytest.raises(BudgetSpent, match="the final retraining of any trial so far"):
+        tuner.pre_create_trial()
 
 
 @pytest.mark.parametrize(
@@ -185,21 +223,30 @@ def _wait_for(predicate, timeout=180):
         time.sleep(0.2)
 
 
-def test_killed_search_resumes_without_losing_or_repeating_trials(data_dir, tmp_path):
+def test_killed_hyperband_search_resumes_without_losing_or_repeating_trials(data_dir, tmp_path):
     out = tmp_path / "killed"
-    args = _search_args(data_dir, out, 4)
-    # Kill during the first trial, then between later trials, then let it finish.
-    for finished_before_kill in (0, 2):
-        process = _cli(*args, *(["--resume"] if finished_before_kill else []))
-        _wait_for(lambda n=finished_before_kill: (out / "tuner" / f"trial_{n}").exists())
+    # Hyperband to 3 epochs (factor 3): bracket 1 trains 3 networks 1 epoch and continues
+    # the best to 3, bracket 0 trains one more for 3 epochs: 5 trials.
+    args = [*_search_args(data_dir, out, 6), "--tuner", "hyperband", "--epochs", "3"]
+    args += ["--time-budget", "20m"]
+    # Kill during the first trial, then inside bracket 1's first round, then finish.
+    for started_before_kill in (1, 3):
+        process = _cli(*args, *(["--resume"] if started_before_kill > 1 else []))
+        _wait_for(lambda n=started_before_kill: len(list(out.glob("tuner/trial_*"))) >= n)
         process.send_signal(signal.SIGKILL)
         process.wait()
     assert _cli(*args, "--resume").wait(timeout=300) == 0
     rows = read_csv(out / "results.csv")
-    assert [r["trial_id"] for r in rows] == ["0", "1", "2", "3"]
+    assert [r["trial_id"] for r in rows] == ["0000", "0001", "0002", "0003", "0004"]
     assert all(r["status"] == "completed" for r in rows)
-    assert len({r["width"] for r in rows}) == 4  # four distinct configurations
+    rungs = [(r["tuner/bracket"], r["tuner/round"], r["epochs"]) for r in rows]
+    assert rungs == [("1", "0", "1")] * 3 + [("1", "1", "3"), ("0", "0", "3")]
+    first_round = max(rows[:3], key=lambda r: float(r["val_accuracy"]))
+    assert rows[3]["tuner/trial_id"] == first_round["trial_id"]  # the best one promoted
+    assert rows[3]["width"] == first_round["width"]
     assert (out / "best_model.keras").exists()
+    ladder = kr.search.promotion_ladder(json.loads((out / "results.json").read_text())["trials"])
+    assert f"round 1, 3 epochs: 0003<-{first_round['trial_id']}" in ladder
 
 
 def _free_port():

@@ -6,6 +6,7 @@ from keras_residual.search.results import (
     pareto_figure,
     pareto_front,
     progress_figure,
+    promotion_ladder,
     write_results,
 )
 from keras_residual.search.run import parse_duration, run_search
@@ -31,6 +32,7 @@ __all__ = [
     "pareto_figure",
     "pareto_front",
     "progress_figure",
+    "promotion_ladder",
     "resolve_space",
     "run_search",
     "parse_duration",

@@ -10,7 +10,16 @@ import numpy as np
 
 from keras_residual._plots import new_figure
 
-RECORD_METRICS = ("params", "flops", "fit_seconds", "trial_seconds", "started_at", "finished_at")
+RECORD_METRICS = (
+    "params",
+    "flops",
+    "epochs",
+    "train_examples",
+    "fit_seconds",
+    "trial_seconds",
+    "started_at",
+    "finished_at",
+)
 OBJECTIVES = ("val_accuracy", "val_loss")
 SPEC_FILE = "spec.json"  # written by the toolkit's tuners beside each trial.json
 
@@ -44,7 +53,7 @@ def collect_rows(project_dir: str | Path) -> list[dict]:
         row |= state["hyperparameters"]["values"]
         for name in (*OBJECTIVES, *RECORD_METRICS):
             row[name] = _best(metrics[name]) if name in metrics else None
-        for name in ("params", "flops"):
+        for name in ("params", "flops", "epochs", "train_examples"):
             row[name] = None if row[name] is None else int(row[name])
         spec = path.with_name(SPEC_FILE)
         try:
@@ -166,9 +175,13 @@ def format_table(rows: list[dict], limit: int | None = None) -> str:
     if not rows:
         return "(no trials)"
     hidden = (*RECORD_METRICS, *OBJECTIVES, "reason", "spec")
-    hp_names = [c for c in _columns(rows)[2:] if c not in hidden]
+    hp_names = [c for c in _columns(rows)[2:] if c not in hidden and not c.startswith("tuner/")]
     varying = [n for n in hp_names if len({str(r.get(n)) for r in rows}) > 1] or hp_names[:2]
-    header = ["trial", "status", *varying, "params", "MFLOPs", "seconds", "val_acc"]
+    fidelity = [n for n in ("epochs", "train_examples") if len({r.get(n) for r in rows}) > 1]
+    rungs = any(r.get("tuner/bracket") is not None for r in rows)
+    header = ["trial", "status", *(["rung", "from"] if rungs else []), *varying]
+    header += [{"train_examples": "images"}.get(n, n) for n in fidelity]
+    header += ["params", "MFLOPs", "seconds", "val_acc"]
     ranked = sorted(rows, key=lambda r: -(r["val_accuracy"] or -1))[:limit]
     lines = []
     for r in ranked:
@@ -177,7 +190,9 @@ def format_table(rows: list[dict], limit: int | None = None) -> str:
             [
                 r["trial_id"],
                 r["status"],
+                *((_rung(r), r.get("tuner/trial_id") or "-") if rungs else ()),
                 *(_short(r.get(n)) for n in varying),
+                *(_short(r.get(n)) for n in fidelity),
                 f"{r['params']:,.0f}" if r["params"] is not None else "-",
                 f"{r['flops'] / 1e6:.1f}" if r["flops"] is not None else "-",
                 f"{seconds:.0f}" if seconds is not None else "-",
@@ -196,3 +211,51 @@ def _short(value) -> str:
     if isinstance(value, float):
         return f"{value:.3g}"
     return str(value)
+
+
+def _rung(row: dict) -> str:
+    """Hyperband's bracket and round of a trial: `b1/r0`."""
+    bracket, round_ = row.get("tuner/bracket"), row.get("tuner/round")
+    return "-" if bracket is None else f"b{bracket}/r{round_}"
+
+
+def promotion_ladder(rows: list[dict]) -> str:
+    """Hyperband's ladder, bracket by bracket and round by round: each trial's epochs,
+    validation accuracy and the trial it continued (`<-`); "" without Hyperband rows.
+
+    Example:
+    >>> rows = [
+    ...     {"trial_id": "0", "tuner/bracket": 1, "tuner/round": 0, "tuner/trial_id": None,
+    ...      "tuner/epochs": 1, "val_accuracy": 0.9, "status": "completed"},
+    ...     {"trial_id": "1", "tuner/bracket": 1, "tuner/round": 1, "tuner/trial_id": "0",
+    ...      "tuner/epochs": 3, "val_accuracy": 0.95, "status": "completed"},
+    ... ]
+    >>> print(promotion_ladder(rows))
+    Hyperband promotion ladder (trial <- the trial it continued: val_accuracy)
+    bracket 1
+      round 0, 1 epochs: 0 0.9000
+      round 1, 3 epochs: 1<-0 0.9500
+    """
+    laddered = [r for r in rows if r.get("tuner/bracket") is not None]
+    if not laddered:
+        return ""
+    lines = ["Hyperband promotion ladder (trial <- the trial it continued: val_accuracy)"]
+    brackets = sorted({r["tuner/bracket"] for r in laddered}, reverse=True)
+    for bracket in brackets:
+        lines.append(f"bracket {bracket}")
+        in_bracket = [r for r in laddered if r["tuner/bracket"] == bracket]
+        for round_ in sorted({r["tuner/round"] for r in in_bracket}):
+            trials = sorted(
+                (r for r in in_bracket if r["tuner/round"] == round_),
+                key=lambda r: -(r["val_accuracy"] or -1),
+            )
+            cells = [
+                r["trial_id"]
+                + (f"<-{r['tuner/trial_id']}" if r.get("tuner/trial_id") else "")
+                + (f" {r['val_accuracy']:.4f}" if r["val_accuracy"] is not None else "")
+                + ("" if r["status"] == "completed" else f" {r['status']}")
+                for r in trials
+            ]
+            epochs = trials[0]["tuner/epochs"]
+            lines.append(f"  round {round_}, {epochs} epochs: {', '.join(cells)}")
+    return "\n".join(lines)

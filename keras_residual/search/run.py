@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from pathlib import Path
 
 import keras
@@ -15,7 +16,12 @@ from keras_residual._files import check_output_dir, write_text_atomically
 from keras_residual.data import DATASETS, Dataset, load_dataset
 from keras_residual.precision import resolve_dtype
 from keras_residual.search import distributed
-from keras_residual.search.results import collect_rows, format_table, write_results
+from keras_residual.search.results import (
+    collect_rows,
+    format_table,
+    promotion_ladder,
+    write_results,
+)
 from keras_residual.search.space import ResidualHyperModel, default_space_for, resolve_space
 from keras_residual.search.state import check_oracle, read_json, repair_trials
 from keras_residual.search.tuner import TUNERS
@@ -38,7 +44,44 @@ IDENTITY = (
     "space",
     "max_params",
     "max_mflops",
+    "data_fraction",
 )  # what makes two searches alike
+
+
+# The CLI's defaults by the data's default space: MNIST a few-minute job that tries every
+# depth x width of its space on a fifth of the data and retrains the best that fits.
+SEARCH_DEFAULTS = {
+    "mnist": {
+        "tuner": "random",
+        "max_trials": 9,
+        "epochs": 1,
+        "time_budget": "4.5m",
+        "final_epochs": 3,
+        "data_fraction": 0.2,
+    },
+    "cifar10": {
+        "tuner": "random",
+        "max_trials": 4,
+        "epochs": 1,
+        "time_budget": "20m",
+        "final_epochs": 2,
+        "data_fraction": 1.0,
+    },
+}
+SEARCH_DEFAULTS |= {
+    "fashion_mnist": SEARCH_DEFAULTS["mnist"],
+    "cifar100": SEARCH_DEFAULTS["cifar10"],
+}
+
+
+def search_defaults(dataset: str) -> dict:
+    """The CLI's search settings for `dataset` (a folder or file: CIFAR-10's).
+
+    Example:
+    >>> search_defaults("mnist")["final_epochs"], search_defaults("photos/")["tuner"]
+    (3, 'random')
+    """
+    return dict(SEARCH_DEFAULTS.get(str(dataset), SEARCH_DEFAULTS["cifar10"]))
 
 
 def parse_duration(text: str | float | None) -> float | None:
@@ -101,6 +144,7 @@ def run_search(
     image_size: int | tuple[int, int] | None = None,
     max_params: int | None = None,
     max_mflops: float | None = None,
+    data_fraction: float = 1.0,
     space: dict | None = None,
     seed: int = 0,
     dtype: str | None = "auto",
@@ -120,6 +164,8 @@ def run_search(
     dtype policy, `"auto"` (resolved once, here, for this machine), None (Keras's global
     policy) or a policy name. `max_params` and `max_mflops` reject larger networks before
     they train (each such trial is recorded failed, with the reason, and uses a trial).
+    `data_fraction` < 1 trains the trials on that share of the training set (a cheaper,
+    lower-fidelity proxy; validation, the final retraining and the test use all of it).
     Returns the results.
 
     Example:
@@ -131,7 +177,10 @@ def run_search(
     _checks.positive_int("epochs", epochs)
     _checks.non_negative_int("final_epochs", final_epochs)
     _checks.positive("worker_timeout", worker_timeout)
+    if not (_checks.finite("data_fraction", data_fraction) and 0 < data_fraction <= 1):
+        raise ValueError(f"`data_fraction` must lie in (0, 1], got {data_fraction!r}.")
     budget = parse_duration(time_budget)
+    started = time.monotonic()
     role = distributed.check_environment() if distributed_mode else distributed.role()
     dtype = resolve_dtype(dtype)
     out = check_output_dir(out)
@@ -151,7 +200,7 @@ def run_search(
     hypermodel.spec(keras_tuner.HyperParameters())  # every dimension declares: fail now
     config = {"dataset": dataset, "tuner": tuner, "epochs": epochs, "seed": seed}
     config |= {"dtype": dtype, "space": resolved, "max_trials": max_trials}
-    config |= {"time_budget": budget, **constraints}
+    config |= {"time_budget": budget, **constraints, "data_fraction": data_fraction}
     if role != "worker":
         _check_directory(out, config, resume)
         finished = _finished(out, config) if resume else None
@@ -173,6 +222,7 @@ def run_search(
             write_results(collect_rows(project), out, max_params=max_params)
         _print_trial_line(trial, tuner_object.oracle)
 
+    retraining = Retraining(final_epochs, len(data.y_train)) if data is not None else None
     options = {"max_epochs": epochs} if tuner == "hyperband" else {"max_trials": max_trials}
     tuner_object = TUNERS[tuner](
         hypermodel,
@@ -183,19 +233,25 @@ def run_search(
         seed=seed,
         max_consecutive_failed_trials=max_trials + 1,
         max_retries_per_trial=1 if role else 0,
-        time_budget=budget,
+        time_budget=None if budget is None else budget - (time.monotonic() - started),
         on_trial_done=progress,
+        # distributed workers share a remote oracle: they stop at the budget, nothing kept
+        reserve_seconds=retraining if final_epochs and not role else None,
         **options,
     )
     if role == "chief":
         distributed.watch_workers(tuner_object.oracle, worker_timeout)
-    tuner_object.search(data, epochs=epochs, verbose=verbose)
+    trial_data = None if data is None else _fraction(data, data_fraction)
+    tuner_object.search(trial_data, epochs=epochs, verbose=verbose)
     if role == "worker":
         return {"role": "worker"}
 
     rows = collect_rows(project)
     summary = {"config": config}
     print(f"\n{format_table(rows)}\n")
+    ladder = promotion_ladder(rows)
+    if ladder:
+        print(f"{ladder}\n")
     if tuner != "hyperband" and not tuner_object.budget_spent and len(rows) < max_trials:
         print(f"The search space holds {len(rows)} distinct configurations: all were tried.")
     if not any(r["status"] == "completed" for r in rows):
@@ -206,10 +262,55 @@ def run_search(
             f"({'; '.join(reasons) or 'no reason recorded'}). See {out / 'results.csv'}."
         )
     data = data or load_dataset(dataset, data_dir, seed=seed)
-    summary["best"] = _save_best(tuner_object, hypermodel, data, out, final_epochs, seed, verbose)
+    left = None if budget is None else budget - (time.monotonic() - started)
+    summary["best"] = _save_best(
+        tuner_object, hypermodel, data, out, final_epochs, seed, verbose, left
+    )
     write_results(rows, out, summary, max_params=max_params)
     write_text_atomically(out / FINISHED, json.dumps(config, indent=2))
     return {"trials": rows, **summary}
+
+
+class Retraining:
+    """Seconds to retrain a trial's network for `final_epochs` on `images` training
+    images, from the trial's own seconds per epoch and image, and which trial to retrain
+    when the time left is short.
+
+    Called as `reserve_seconds(oracle, seconds_left)` by the tuners: the time to keep for
+    the retraining of `pick(oracle, seconds_left)` (infinite when none fits)."""
+
+    def __init__(self, final_epochs: int, images: int):
+        self.final_epochs, self.images = final_epochs, images
+
+    def seconds(self, trial) -> float:
+        """The trial's start-up seconds plus its steady seconds per image for the
+        retraining's images and epochs (0 for a trial that did not record them)."""
+        metrics = trial.metrics
+        if not metrics.exists("seconds_per_image"):
+            return 0.0
+        per_image = metrics.get_last_value("seconds_per_image")
+        overhead = metrics.get_last_value("overhead_seconds")
+        return overhead + per_image * self.images * self.final_epochs
+
+    def pick(self, oracle, seconds_left: float | None = None):
+        """The best completed trial whose retraining fits `seconds_left` (None: the best),
+        or None."""
+        ranked = oracle.get_best_trials(len(oracle.trials))
+        fits = [t for t in ranked if seconds_left is None or self.seconds(t) <= seconds_left]
+        return (fits or [None])[0]
+
+    def __call__(self, oracle, seconds_left: float) -> float:
+        if not oracle.get_best_trials(1):
+            return 0.0
+        pick = self.pick(oracle, seconds_left)
+        return math.inf if pick is None else self.seconds(pick)
+
+
+def _fraction(data: Dataset, fraction: float) -> Dataset:
+    """The first `fraction` of the training set (at least one batch's worth: 128)."""
+    if fraction == 1:
+        return data
+    return data.subset(train=max(min(128, len(data.y_train)), round(fraction * len(data.y_train))))
 
 
 def _finished(out: Path, config: dict) -> dict | None:
@@ -227,17 +328,45 @@ def _finished(out: Path, config: dict) -> dict | None:
 
 
 def _save_best(
-    tuner_object, hypermodel, data: Dataset, out: Path, final_epochs, seed, verbose
+    tuner_object,
+    hypermodel,
+    data: Dataset,
+    out: Path,
+    final_epochs: int,
+    seed: int,
+    verbose,
+    seconds_left: float | None,
 ) -> dict:
-    best_trial = tuner_object.oracle.get_best_trials(1)[0]
-    hp = best_trial.hyperparameters
+    """Save the best trial's network: retrained for `final_epochs` (the best trial whose
+    retraining fits `seconds_left`, when a budget is set) or with its own weights."""
+    oracle = tuner_object.oracle
+    best_trial = oracle.get_best_trials(1)[0]
     if final_epochs:
+        retraining = Retraining(final_epochs, len(data.y_train))
+        fitting = retraining.pick(oracle, seconds_left)
+        if fitting is None:
+            print(
+                f"note: no trial's retraining fits the {seconds_left:.0f} s left; retraining "
+                f"the best (about {retraining.seconds(best_trial):.0f} s) over the budget"
+            )
+        elif fitting is not best_trial:
+            print(
+                f"note: retraining trial {fitting.trial_id}, the best whose retraining fits "
+                f"the {seconds_left:.0f} s left (trial {best_trial.trial_id} would take about "
+                f"{retraining.seconds(best_trial):.0f} s)"
+            )
+            best_trial = fitting
+        hp = best_trial.hyperparameters
         keras.backend.clear_session()
         keras.utils.set_random_seed(seed)
         model = hypermodel.build(hp)
-        print(f"Retraining trial {best_trial.trial_id}'s configuration for {final_epochs} epochs")
+        print(
+            f"Retraining trial {best_trial.trial_id}'s configuration for {final_epochs} epochs "
+            f"(about {retraining.seconds(best_trial):.0f} s)"
+        )
         hypermodel.fit(hp, model, data, epochs=final_epochs, seed=seed, verbose=verbose)
     else:
+        hp = best_trial.hyperparameters
         model = tuner_object.load_model(best_trial)
     path = out / "best_model.keras"
     model.save(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 import zlib
@@ -32,8 +33,12 @@ class _RecordingTuner:
     With `isolate_trials` (the default) each trial trains in a fresh process, so memory
     stays flat over any number of trials and a crashed trial fails alone; the hypermodel
     and the search's arguments must then be picklable. `isolate_trials=False` trains in
-    this process (for a debugger, say). `seed` (default 0) fixes the sequence of trials;
-    unlike in keras-tuner, 0 is a seed like any other.
+    this process (for a debugger, say). No trial starts that might not end within
+    `time_budget` (by the slowest seconds per epoch so far), keeping back
+    `reserve_seconds(oracle, seconds_left)` seconds for work after the search (a final
+    retraining).
+    `seed` (default 0) fixes the sequence of trials; unlike in keras-tuner, 0 is a seed
+    like any other.
     """
 
     def __init__(
@@ -42,9 +47,12 @@ class _RecordingTuner:
         time_budget: float | None = None,
         on_trial_done: Callable | None = None,
         isolate_trials: bool = True,
+        reserve_seconds: Callable | None = None,
         **kwargs,
     ):
         self.time_budget = time_budget
+        self.reserve_seconds = reserve_seconds
+        self._epochs = 1
         self.on_trial_done = on_trial_done
         self._processes = TrialProcesses() if isolate_trials else None
         self._seed = kwargs.pop("seed", None) or 0
@@ -94,6 +102,11 @@ class _RecordingTuner:
         record = results[-1] if isinstance(results, list) else results
         keys = ("val_accuracy", "val_loss", "params", "flops", "fit_seconds")
         metrics = {k: record[k] for k in keys}
+        # The trial's fidelity: epochs its network trained in all, and on how many images.
+        metrics["epochs"] = record["next_epoch"]
+        for name in ("train_examples", "seconds_per_image", "overhead_seconds"):
+            if record.get(name) is not None:
+                metrics[name] = record[name]
         metrics |= {
             "trial_seconds": time.time() - started,
             "started_at": started,
@@ -104,9 +117,35 @@ class _RecordingTuner:
         return results
 
     def pre_create_trial(self):
-        spent = time.monotonic() - self._search_started
-        if self.time_budget is not None and spent >= self.time_budget:
+        if self.time_budget is None:
+            return
+        left = self.time_budget - (time.monotonic() - self._search_started)
+        if left <= 0:
             raise BudgetSpent(f"time budget of {self.time_budget:.0f} s spent")
+        trial = self.next_trial_seconds()
+        reserved = self.reserve_seconds(self.oracle, left) if self.reserve_seconds else 0.0
+        if trial + reserved > left:
+            final = f" and {reserved:.0f} s kept for the final retraining" if reserved else ""
+            if math.isinf(reserved):
+                final = " and the final retraining of any trial so far"
+            raise BudgetSpent(
+                f"{left:.0f} s of the {self.time_budget:.0f} s budget left: not enough for "
+                f"another trial (up to {trial:.0f} s, as the slowest so far){final}"
+            )
+
+    def next_trial_seconds(self) -> float:
+        """A trial's seconds at most, from the slowest seconds per epoch so far (0 before
+        any trial ended) times the most epochs a trial can train here."""
+        trials = getattr(self.oracle, "trials", {})  # a distributed worker's oracle is remote
+        per_epoch = [
+            t.metrics.get_last_value("trial_seconds") / epochs_trained(t)
+            for t in trials.values()
+            if t.status == "COMPLETED" and t.metrics.exists("trial_seconds")
+        ]
+        return max(per_epoch, default=0.0) * self._max_trial_epochs()
+
+    def _max_trial_epochs(self) -> int:
+        return getattr(self.oracle, "max_epochs", None) or self._epochs
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
@@ -115,6 +154,7 @@ class _RecordingTuner:
 
     def search(self, *args, **kwargs):
         self._search_started = time.monotonic()
+        self._epochs = kwargs.get("epochs") or 1
         try:
             super().search(*args, **kwargs)
         except BudgetSpent as spent:
@@ -124,6 +164,14 @@ class _RecordingTuner:
         finally:
             if self._processes is not None:
                 self._processes.close()
+
+
+def epochs_trained(trial) -> int:
+    """Epochs a finished trial trained itself (Hyperband's continue an earlier one)."""
+    values = trial.hyperparameters.values
+    total = trial.metrics.get_last_value("epochs") if trial.metrics.exists("epochs") else None
+    total = total or values.get("tuner/epochs") or 1
+    return max(1, int(total) - int(values.get("tuner/initial_epoch") or 0))
 
 
 class RandomSearch(_RecordingTuner, keras_tuner.RandomSearch):
