@@ -249,8 +249,15 @@ def progress_verbosity(verbose: int | str = "auto") -> int | str:
     """
     if verbose != "auto":
         return verbose
-    redraws = getattr(sys.stdout, "isatty", lambda: False)() or "ipykernel" in sys.modules
+    redraws = getattr(sys.stdout, "isatty", lambda: False)() or _in_notebook()
     return 1 if redraws else 2
+
+
+def _in_notebook() -> bool:
+    """Whether this code runs in a Jupyter kernel (not merely with ipykernel imported)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return type(shell).__name__ == "ZMQInteractiveShell"
 
 
 class _FiniteModelCheckpoint(keras.callbacks.ModelCheckpoint):

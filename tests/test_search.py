@@ -140,14 +140,19 @@ def test_time_budget_stops_launching_trials(data_dir, tmp_path, capsys):
     assert "time budget of 1 s spent" in capsys.readouterr().out
 
 
-def test_no_trial_starts_that_the_budget_cannot_fit(tmp_path):
-    tuner = RandomSearch(
-        ResidualHyperModel((28, 28, 1), 10, space={"width": [4, 6], "blocks_per_stage": 1}),
+def _in_process_tuner(directory, width) -> RandomSearch:
+    """A one-trial search over `width` that trains in this process."""
+    return RandomSearch(
+        ResidualHyperModel((28, 28, 1), 10, space={"width": width, "blocks_per_stage": 1}),
         objective="val_accuracy",
         max_trials=1,
-        directory=tmp_path,
+        directory=directory,
         isolate_trials=False,
     )
+
+
+def test_no_trial_starts_that_the_budget_cannot_fit(tmp_path):
+    tuner = _in_process_tuner(tmp_path, [4, 6])
     tuner.search(_tiny_data(), epochs=2, verbose=0)
     (trial,) = tuner.oracle.trials.values()
     seconds = trial.metrics.get_last_value("trial_seconds")
@@ -332,13 +337,7 @@ def test_a_trial_whose_process_dies_fails_alone(tmp_path, capsys):
 
 
 def test_trials_can_run_in_this_process(tmp_path):
-    tuner = RandomSearch(
-        ResidualHyperModel((28, 28, 1), 10, space={"width": 4, "blocks_per_stage": 1}),
-        objective="val_accuracy",
-        max_trials=1,
-        directory=tmp_path,
-        isolate_trials=False,
-    )
+    tuner = _in_process_tuner(tmp_path, 4)
     tuner.search(_tiny_data(), epochs=1, verbose=0)
     (trial,) = tuner.oracle.trials.values()
     assert trial.status == "COMPLETED" and trial.metrics.exists("flops")

@@ -70,6 +70,11 @@ def test_logs_get_a_line_per_epoch_not_a_progress_bar(data_dir, capsys):
     assert len(lines) == 4 and lines[0] == "Epoch 1/2" and "val_accuracy" in lines[1]
 
 
+def test_an_imported_ipykernel_is_not_a_notebook(capsys):
+    pytest.importorskip("ipykernel")  # imported by the notebook tests in the same process
+    assert kr.training.progress_verbosity() == 2  # stdout captured: no terminal, no kernel
+
+
 class _Interrupt(keras.callbacks.Callback):
     """Kills the run in the middle of its third epoch."""
 
