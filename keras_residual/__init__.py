@@ -43,7 +43,7 @@ from keras_residual.porting import port_keras_applications_weights
 from keras_residual.precision import resolve_dtype
 from keras_residual.presets import build, get_spec, list_presets
 from keras_residual.spec import SHORTCUTS, DenseNetSpec, Norm, ResNetSpec, spec_from_dict
-from keras_residual.techniques import OneCycle, predict_with_tta
+from keras_residual.techniques import OneCycle, predict_with_tta, tta_views
 from keras_residual.whitening import adapt_whitening
 
 __version__ = "0.2.0"
@@ -157,6 +157,7 @@ __all__ = [
     "resolve_dtype",
     "spec_from_dict",
     "train",
+    "tta_views",
     "wide_resnet",
     "wide_resnet_spec",
 ]

@@ -261,7 +261,9 @@ class ResNetSpec(_Spec):
 
     @property
     def downsamples(self) -> int:
-        return sum(s > 1 for s in self.strides) + (0 if self.stem == "cifar" else 2)
+        # The whitening stem's valid 2x2 conv loses a pixel: counted as one more halving.
+        stem = {"cifar": 0, "whiten": 1}.get(self.stem, 2)
+        return sum(s > 1 for s in self.strides) + stem
 
     @property
     def post_norm(self) -> bool:

@@ -15,7 +15,7 @@ from keras import ops
 
 from keras_residual import _checks
 
-TTA_MODES = ("none", "flip")
+TTA_MODES = ("none", "flip", "flip_translate")
 
 
 @keras.saving.register_keras_serializable(package="keras_residual")
@@ -84,10 +84,36 @@ def check_tta(tta: str, model: keras.Model | None = None) -> str:
     return tta
 
 
+def tta_views(images, tta: str) -> list[tuple[float, np.ndarray]]:
+    """The test-time views of an NHWC batch with their weights (summing to 1).
+
+    `"flip"`: the images and their mirror images, half each. `"flip_translate"`: airbench's
+    level 2, half on those two and a quarter each on the pair shifted one pixel diagonally
+    either way (edges reflected).
+
+    Example:
+    >>> import numpy as np
+    >>> [weight for weight, _ in tta_views(np.zeros((1, 4, 4, 3)), "flip_translate")]
+    [0.25, 0.25, 0.125, 0.125, 0.125, 0.125]
+    """
+    _checks.choice("tta", tta, TTA_MODES)
+    images = np.asarray(images)
+    if tta == "none":
+        return [(1.0, images)]
+    views = [(1.0, images)]
+    if tta == "flip_translate":
+        height, width = images.shape[1:3]
+        padded = np.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+        views = [(0.5, images), (0.25, padded[:, :height, :width]), (0.25, padded[:, 2:, 2:])]
+    return [
+        (weight / 2, view) for weight, image in views for view in (image, np.flip(image, axis=2))
+    ]
+
+
 def predict_with_tta(model: keras.Model, images, tta: str = "flip", batch_size: int = 256):
     """Class probabilities of `model` on `images` (NHWC, as the model takes them),
-    averaged over the test-time views: `"none"` (the image) or `"flip"` (the image
-    and its mirror image).
+    averaged over the test-time views of `tta_views`: `"none"` (the image), `"flip"` (the
+    image and its mirror image) or `"flip_translate"` (also 1-pixel shifts, mirrored).
 
     Example:
     >>> import numpy as np
@@ -97,6 +123,7 @@ def predict_with_tta(model: keras.Model, images, tta: str = "flip", batch_size: 
     (2, 3)
     """
     check_tta(tta, model)
-    views = [images] if tta == "none" else [images, np.flip(np.asarray(images), axis=2)]
-    predictions = [model.predict(view, batch_size=batch_size, verbose=0) for view in views]
-    return np.mean(predictions, axis=0)
+    return sum(
+        weight * model.predict(view, batch_size=batch_size, verbose=0)
+        for weight, view in tta_views(images, tta)
+    )

@@ -51,7 +51,7 @@ class Recipe:
         translate: random shifts of up to this many pixels (pad and crop); None: the
             dataset's default (CIFAR-10 4, MNIST 0).
         cutout: side of a square erased at a random place in each image (0: none).
-        tta: test-time augmentation of `evaluate`: `"none"` or `"flip"`.
+        tta: test-time augmentation of `evaluate`: `"none"`, `"flip"` or `"flip_translate"`.
 
     Example:
     >>> Recipe(learning_rate=0.05, batch_size=256).learning_rate
@@ -492,8 +492,9 @@ def evaluate(
 ) -> dict[str, float]:
     """Loss and accuracy of `model` on a split, as a dict.
 
-    `tta="flip"` averages the predictions on each image and its mirror image
-    (`predict_with_tta`); the loss is then the cross-entropy of the averaged prediction.
+    `tta="flip"` averages the predictions on each image and its mirror image,
+    `"flip_translate"` also on 1-pixel shifts (`predict_with_tta`); the loss is then the
+    cross-entropy of the averaged prediction.
 
     Example:
     >>> import numpy as np

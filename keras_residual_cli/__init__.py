@@ -53,7 +53,7 @@ def _default_out(dataset: str) -> str:
 
 # The toolkit's choices, spelled here so that --help needs no TensorFlow (tests keep them equal).
 DTYPES = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
-TTA_MODES = ("none", "flip")
+TTA_MODES = ("none", "flip", "flip_translate")
 DTYPE_ENV = "KERAS_RESIDUAL_DTYPE"  # the default of --dtype
 
 
@@ -208,6 +208,7 @@ def _parse_values(text: str):
 SEARCH_FLAGS = {  # search dimensions with a flag of their own, and an example
     "blocks_per_stage": "1,2,3",
     "width": "8,16",
+    "downsample": "pool,stride",
     "block": "basic,bottleneck",
     "preact": "false,true",
     "shortcut": "A,B",
@@ -301,7 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", choices=("test", "val", "train"), default="test")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument(
-        "--tta", choices=TTA_MODES, default="none", help="flip: average with the mirror image"
+        "--tta",
+        choices=TTA_MODES,
+        default="none",
+        help="flip: average with the mirror image; flip_translate: and 1-pixel shifts",
     )
     evaluate.set_defaults(run=_evaluate)
 

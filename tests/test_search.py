@@ -260,23 +260,22 @@ def _free_port():
         return probe.getsockname()[1]
 
 
-@pytest.mark.parametrize("kill_one_worker", [False, True])
-def test_distributed_chief_and_two_workers(data_dir, tmp_path, kill_one_worker):
+def test_distributed_chief_and_two_workers_one_killed(data_dir, tmp_path):
+    """The chief and the surviving worker finish the search: the killed worker's trial is
+    ended by the chief's watch and handed out again."""
     out = tmp_path / "distributed"
     base = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(_free_port())}
     args = [*_search_args(data_dir, out, 4), "--distributed", "--worker-timeout", "8"]
     chief = _cli(*args, env={**base, "KERASTUNER_TUNER_ID": "chief"})
     workers = [_cli(*args, env={**base, "KERASTUNER_TUNER_ID": f"tuner{i}"}) for i in (0, 1)]
-    if kill_one_worker:
-        _wait_for(lambda: any((out / "tuner").glob("trial_*")))
-        time.sleep(1.0)
-        workers[0].send_signal(signal.SIGKILL)
+    _wait_for(lambda: any((out / "tuner").glob("trial_*")))
+    time.sleep(1.0)
+    workers[0].send_signal(signal.SIGKILL)
     assert chief.wait(timeout=400) == 0
-    for worker in workers[kill_one_worker:]:
-        assert worker.wait(timeout=60) == 0
+    assert workers[1].wait(timeout=60) == 0
     rows = read_csv(out / "results.csv")
     assert len(rows) == 4
-    assert sum(r["status"] == "completed" for r in rows) >= 4 - kill_one_worker
+    assert sum(r["status"] == "completed" for r in rows) >= 3
     assert (out / "best_model.keras").exists()
 
 

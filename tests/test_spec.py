@@ -118,8 +118,43 @@ def test_one_shortcut_vocabulary_in_spec_builder_block_and_search(option, expect
 def test_preact_is_a_flag_everywhere():
     assert kr.get_spec("preact_resnet110").preact is True
     assert kr.BasicBlock(8, preact=True).preact is True
-    space = resolve_space("cifar10")
-    assert space["preact"] == [False, True] and "preact" not in space["block"]
+    space = resolve_space("cifar10", preact=[False, True], block=["basic", "bottleneck"])
+    hypermodel = ResidualHyperModel((32, 32, 3), 10, space=space)
+    hp = keras_tuner.HyperParameters()
+    hypermodel.declare(hp)
+    declared = {hyperparameter.name: hyperparameter for hyperparameter in hp.space}
+    assert declared["preact"].values == [False, True]
+    assert declared["block"].values == ["basic", "bottleneck"]
+
+
+def test_the_cifar_space_searches_the_speed_familys_regime():
+    hypermodel = ResidualHyperModel((32, 32, 3), 10, width=128, blocks_per_stage=1, se=False)
+    spec = hypermodel.spec(keras_tuner.HyperParameters())
+    assert (spec.stem, spec.downsample, spec.strides) == ("whiten", "pool", (2, 2, 2))
+    assert spec.filters == (128, 256, 512) and spec.name == "resnet8_w128_pool"
+    model = hypermodel.build(keras_tuner.HyperParameters())
+    assert model.get_layer("stage3_pool").output.shape == (None, 3, 3, 512)
+    recipe = hypermodel.recipe_for(keras_tuner.HyperParameters())
+    fast_cifar = kr.RECIPES["fast_cifar"]
+    assert hypermodel.recipe == "fast_cifar" and recipe.tta == fast_cifar.tta == "flip"
+    assert recipe.learning_rate * recipe.batch_size / recipe.reference_batch == pytest.approx(
+        fast_cifar.learning_rate * fast_cifar.batch_size / fast_cifar.reference_batch
+    )
+    strided = ResidualHyperModel((32, 32, 3), 10, downsample="stride", width=32)
+    spec = strided.spec(keras_tuner.HyperParameters())
+    assert (spec.stem, spec.downsample, spec.strides) == ("cifar", "stride", (1, 2, 2))
+    assert ResidualHyperModel((28, 28, 1), 10).recipe == "fast"
+
+
+def test_constraints_look_at_the_smallest_network_of_each_downsampling():
+    small = {"width": 32, "blocks_per_stage": 1, "se": False}
+    both = {"downsample": ["pool", "stride"], **small}
+    # pooling: 0.49M parameters (the entry convs), striding: 0.31M
+    ResidualHyperModel((32, 32, 3), 10, max_params=400_000, **both)
+    with pytest.raises(ValueError, match="resnet8_w32_pool has .*; resnet8_w32 has"):
+        ResidualHyperModel((32, 32, 3), 10, max_params=200_000, **both)
+    with pytest.raises(ValueError, match="resnet8_w32_pool has"):
+        ResidualHyperModel((32, 32, 3), 10, max_params=400_000, **small)
 
 
 def test_search_samples_specs_without_a_depth_round_trip():

@@ -161,9 +161,35 @@ def test_flip_tta_averages_the_mirrored_predictions():
     np.testing.assert_allclose(kr.predict_with_tta(model, images, "none"), plain, rtol=1e-6)
 
 
+def test_flip_translate_tta_weighs_mirrored_one_pixel_shifts():
+    images = np.arange(2 * 5 * 6 * 3, dtype="float32").reshape(2, 5, 6, 3)
+    views = kr.tta_views(images, "flip_translate")
+    assert [weight for weight, _ in views] == [0.25, 0.25, 0.125, 0.125, 0.125, 0.125]
+    (_, image), (_, mirror), (_, down_right), _, (_, up_left), _ = views
+    np.testing.assert_array_equal(image, images)
+    np.testing.assert_array_equal(mirror, images[:, :, ::-1])
+    np.testing.assert_array_equal(down_right[:, 1:, 1:], images[:, :-1, :-1])
+    np.testing.assert_array_equal(up_left[:, :-1, :-1], images[:, 1:, 1:])
+    np.testing.assert_array_equal(down_right[:, 0, 1:], images[:, 1, :-1])  # reflected edge
+    np.testing.assert_array_equal(views[3][1], down_right[:, :, ::-1])
+
+    data, model = cifar_like(), small_fast_cifar()
+    kr.train(model, data, epochs=1, recipe="fast_cifar", verbose=0)
+    test_images = data.normalize(data.x_test)
+    expected = sum(
+        weight * model.predict(view, verbose=0)
+        for weight, view in kr.tta_views(test_images, "flip_translate")
+    )
+    averaged = kr.predict_with_tta(model, test_images, "flip_translate")
+    np.testing.assert_allclose(averaged, expected, rtol=1e-6)
+    np.testing.assert_allclose(averaged.sum(axis=1), 1.0, rtol=1e-5)
+    flip_only = kr.predict_with_tta(model, test_images, "flip")
+    assert not np.allclose(averaged, flip_only, atol=1e-4)
+
+
 def test_tta_refuses_unknown_modes_and_non_image_models():
     data, model = cifar_like(), small_fast_cifar()
-    with pytest.raises(ValueError, match="'none', 'flip'"):
+    with pytest.raises(ValueError, match="'none', 'flip', 'flip_translate'"):
         kr.evaluate(model, data, tta="rotate")
     with pytest.raises(ValueError, match="tta"):
         kr.Recipe(tta="five_crop")

@@ -177,11 +177,23 @@ def test_bad_labels_in_stock_use_are_named():
      ((96, 128, 3), 6), ((224, 224, 3), 7), ((12, 12, 1), 6)],
 )  # fmt: skip
 def test_networks_end_near_seven_pixels(shape, final):
-    hypermodel = ResidualHyperModel(shape, 5, width=4, blocks_per_stage=1)
+    hypermodel = ResidualHyperModel(shape, 5, width=4, blocks_per_stage=1, downsample="stride")
     model = hypermodel.build(keras_tuner.HyperParameters())
     last = model.get_layer("stage3_block1").output.shape
     assert min(last[1:3]) == final
     assert downsampling(shape, 3)[0] == ("imagenet" if shape[0] >= 96 else "cifar")
+
+
+@pytest.mark.parametrize(
+    ("shape", "final", "stem"),
+    [((28, 28, 1), 3, "whiten"), ((32, 32, 3), 3, "whiten"), ((64, 64, 3), 7, "whiten"),
+     ((224, 224, 3), 7, "imagenet")],
+)  # fmt: skip
+def test_pooling_networks_take_the_speed_familys_layout_on_small_images(shape, final, stem):
+    hypermodel = ResidualHyperModel(shape, 5, width=4, blocks_per_stage=1, downsample="pool")
+    assert hypermodel.spec(keras_tuner.HyperParameters()).stem == stem
+    model = hypermodel.build(keras_tuner.HyperParameters())
+    assert min(model.get_layer("stage3_block1").output.shape[1:3]) == final
 
 
 # --- the command line ------------------------------------------------------------------

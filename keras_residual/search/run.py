@@ -370,7 +370,8 @@ def _save_best(
         model = tuner_object.load_model(best_trial)
     path = out / "best_model.keras"
     model.save(path)
-    metrics = evaluate(keras.saving.load_model(path, safe_mode=True), data)
+    tta = hypermodel.recipe_for(hp).tta  # the recipe's test-time augmentation, if any
+    metrics = evaluate(keras.saving.load_model(path, safe_mode=True), data, tta=tta)
     best = {
         "trial_id": best_trial.trial_id,
         "hyperparameters": hp.values,
@@ -378,12 +379,14 @@ def _save_best(
         "val_accuracy": best_trial.score,
         "test_accuracy": metrics["accuracy"],
         "retrained_epochs": final_epochs,
+        "test_tta": tta,
         "model": str(path),
     }
+    with_tta = f" (tta: {tta})" if tta != "none" else ""
     print(
         f"Best: trial {best['trial_id']} ({best['params']:,} parameters) "
-        f"val_accuracy {best['val_accuracy']:.4f}, test accuracy {best['test_accuracy']:.4f}\n"
-        f"Saved {path}"
+        f"val_accuracy {best['val_accuracy']:.4f}, test accuracy {best['test_accuracy']:.4f}"
+        f"{with_tta}\nSaved {path}"
     )
     return best
 

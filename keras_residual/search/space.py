@@ -21,7 +21,7 @@ from keras_residual import _checks
 from keras_residual.data import Dataset
 from keras_residual.flops import count_flops
 from keras_residual.network import build_network
-from keras_residual.spec import BLOCKS, Norm, ResNetSpec
+from keras_residual.spec import BLOCKS, DOWNSAMPLES, Norm, ResNetSpec
 from keras_residual.training import (
     OPTIMIZERS,
     RECIPES,
@@ -45,6 +45,7 @@ MNIST_SPACE: dict = {
     "blocks_per_stage": [1, 2, 3],
     "width": [8, 16, 32],
     "widen_factor": 1,
+    "downsample": "stride",
     "block": "basic",
     "preact": False,
     "shortcut": "B",
@@ -55,20 +56,25 @@ MNIST_SPACE: dict = {
     "weight_decay": 5e-4,
     "batch_size": 128,
 }
+# The regime that trains best per CPU-second (the speed family's, `fast_cifar`): wide and
+# shallow, pooling downsampling (`--downsample pool,stride` compares striding: 4-16x the
+# FLOPs at these widths), trained with the `fast_cifar` recipe's settings (Nesterov at 0.4
+# for batch 512, decoupled decay 5e-3). 50 to 970 MFLOPs an image (`fast_cifar_s`: 206).
 CIFAR10_SPACE: dict = {
     "stages": 3,
-    "blocks_per_stage": {"min": 1, "max": 5},
-    "width": [16, 24, 32],
-    "widen_factor": [1, 2],
-    "block": list(BLOCKS),
-    "preact": [False, True],
-    "shortcut": ["A", "B", "gated"],
+    "blocks_per_stage": [1, 2],
+    "width": [32, 64, 96, 128],
+    "widen_factor": 1,
+    "downsample": "pool",
+    "block": "basic",
+    "preact": False,
+    "shortcut": "B",
     "se": [False, True],
-    "drop_path_rate": [0.0, 0.1],
-    "optimizer": ["nesterov", "adamw"],
-    "learning_rate": None,  # conditional on the optimizer, from LEARNING_RATES
-    "weight_decay": {"min": 1e-5, "max": 1e-3, "sampling": "log"},
-    "batch_size": [64, 128],
+    "drop_path_rate": 0.0,
+    "optimizer": "nesterov",
+    "learning_rate": 0.4,
+    "weight_decay": 5e-3,
+    "batch_size": 512,
 }
 DEFAULT_SPACES = {
     "mnist": MNIST_SPACE,
@@ -76,8 +82,12 @@ DEFAULT_SPACES = {
     "cifar10": CIFAR10_SPACE,
     "cifar100": CIFAR10_SPACE,
 }
+# The recipe each default space's trials train with (the search's own fields laid over it).
+SPACE_RECIPES = {"mnist": "fast", "fashion_mnist": "fast", "cifar10": "fast_cifar",
+                 "cifar100": "fast_cifar"}  # fmt: skip
 _ALLOWED = {
     "block": BLOCKS,
+    "downsample": DOWNSAMPLES,
     "shortcut": SEARCHED_SHORTCUTS,
     "optimizer": OPTIMIZERS,
     "preact": (False, True),
@@ -214,7 +224,8 @@ def _smallest(name: str, values):
 
 
 class ResidualHyperModel(keras_tuner.HyperModel):
-    """Searches depth, width, block, pre-activation, shortcut, SE, drop-path and training.
+    """Searches depth, width, downsampling, block, pre-activation, shortcut, SE, drop-path
+    and training.
 
     Each trial's architecture is a `ResNetSpec` (`spec(hp)`), built by `build_network`;
     `fit` trains it with `train` and the named `recipe`, the trial's optimizer, learning
@@ -222,7 +233,9 @@ class ResidualHyperModel(keras_tuner.HyperModel):
     validation accuracy and loss, parameters, FLOPs, seconds.
 
     The stem and the strides follow the input size (`downsampling`), so 28x28 to 224x224
-    images, square or not, get networks that end near 7x7.
+    images, square or not, get networks that end near 7x7; with `downsample="pool"` small
+    images get the speed family's layout instead (a whitening stem and a max-pool in every
+    stage, ending near 3x3).
 
     It is a keras-tuner `HyperModel` like any other: inside `keras_tuner.RandomSearch`,
     `BayesianOptimization` or `Hyperband`, `tuner.search(x, y, validation_data=(xv, yv),
@@ -234,7 +247,7 @@ class ResidualHyperModel(keras_tuner.HyperModel):
         dataset: whose default space to start from (a key of `DEFAULT_SPACES`; None: by
             the input shape, `default_space_for`).
         space: dimensions laid over the default space (see the module docstring).
-        recipe: the named recipe trials train with.
+        recipe: the named recipe trials train with (None: the space's, `SPACE_RECIPES`).
         norm: batch-norm settings of the searched networks (default `Norm()`).
         max_params, max_mflops: constraints: a trial whose network has more parameters or
             forward MFLOPs per image fails before it trains, the reason in its record; a
@@ -256,7 +269,7 @@ class ResidualHyperModel(keras_tuner.HyperModel):
         dataset: str | None = None,
         space: Mapping | None = None,
         *,
-        recipe: str = "fast",
+        recipe: str | None = None,
         norm: Norm | None = None,
         dtype: str | None = None,
         max_params: int | None = None,
@@ -269,7 +282,7 @@ class ResidualHyperModel(keras_tuner.HyperModel):
         self.input_shape = _checks.input_shape(self.input_shape)
         dataset = default_space_for(self.input_shape) if dataset is None else dataset
         self.space = resolve_space(dataset, space, **dimensions)
-        self.recipe = _checks.choice("recipe", recipe, RECIPES)
+        self.recipe = _checks.choice("recipe", recipe or SPACE_RECIPES[dataset], RECIPES)
         self.norm = norm or Norm()
         self.dtype = dtype
         self.max_params = (
@@ -289,19 +302,27 @@ class ResidualHyperModel(keras_tuner.HyperModel):
         return None
 
     def _check_smallest_fits(self) -> None:
+        """Refuse a space none of whose smallest networks (one per downsampling: pooling
+        has fewer FLOPs, striding fewer parameters) meets the constraints."""
         hp = keras_tuner.HyperParameters()
         self.declare(hp)
         for name, values in self.space.items():
             if name in hp.values:
                 hp.values[name] = _smallest(name, values)
-        spec = self.spec(hp)
-        model = build_network(spec, dtype="float32")
-        why = self.over_budget(model.count_params(), count_flops(model))
-        if why:
-            raise ValueError(
-                f"No network of the search space meets the constraints: the smallest "
-                f"({spec.name}) has {why}. Relax them or shrink the space."
-            )
+        reasons = []
+        for downsample in np.atleast_1d(self.space["downsample"]):
+            if "downsample" in hp.values:
+                hp.values["downsample"] = str(downsample)
+            spec = self.spec(hp)
+            model = build_network(spec, dtype="float32")
+            why = self.over_budget(model.count_params(), count_flops(model))
+            if why is None:
+                return
+            reasons.append(f"{spec.name} has {why}")
+        raise ValueError(
+            f"No network of the search space meets the constraints: the smallest "
+            f"({'; '.join(reasons)}). Relax them or shrink the space."
+        )
 
     def declare(self, hp: keras_tuner.HyperParameters) -> dict:
         """Declare every dimension on `hp` and return the chosen values."""
@@ -334,8 +355,12 @@ class ResidualHyperModel(keras_tuner.HyperModel):
         stages, per_stage = v["stages"], v["blocks_per_stage"]
         depth = stages * per_stage * (2 if v["block"] == "basic" else 3) + 2
         stem, strides = downsampling(self.input_shape, stages)
+        pool = v["downsample"] == "pool"
+        if pool and stem == "cifar":  # the speed family's layout: whitened 2x2 patches, and
+            stem, strides = "whiten", (2,) * stages  # every stage pools (32 -> 31, ..., 3)
         return ResNetSpec(
-            name=f"{'preact_' if v['preact'] else ''}resnet{depth}_w{v['width']}",
+            name=f"{'preact_' if v['preact'] else ''}resnet{depth}_w{v['width']}"
+            + ("_pool" if pool else ""),
             input_shape=self.input_shape,
             num_classes=self.num_classes,
             stem_filters=v["width"],
@@ -344,6 +369,7 @@ class ResidualHyperModel(keras_tuner.HyperModel):
             filters=tuple(v["width"] * v["widen_factor"] * 2**i for i in range(stages)),
             stem=stem,
             strides=strides,
+            downsample=v["downsample"],
             preact=v["preact"],
             shortcut=v["shortcut"],
             se_ratio=SE_RATIO if v["se"] else 0.0,
