@@ -116,6 +116,15 @@ def test_one_cycle_rises_then_falls_to_zero():
         kr.OneCycle(peak=1.0, total_steps=10, warmup_steps=10)
 
 
+def test_a_run_shorter_than_the_warm_up_still_anneals():
+    recipe = kr.get_recipe("fast_cifar", learning_rate=0.1, batch_size=128)  # warm-up: 2 epochs
+    schedule = learning_rate_schedule(recipe, steps_per_epoch=10, epochs=1)
+    values = [float(schedule(step)) for step in (0, 3, 10)]
+    np.testing.assert_allclose(values, [0.01, 0.1, 0.0], atol=1e-6)  # peak at 30% of the run
+    ten_epochs = learning_rate_schedule(recipe, steps_per_epoch=10, epochs=10)
+    assert float(ten_epochs(20)) == pytest.approx(0.1)  # a full run keeps its 2 epochs
+
+
 # --- weight averaging ------------------------------------------------------------------
 
 
