@@ -1,5 +1,4 @@
-"""Random data sets for the benchmarks (speed and memory do not depend on the pixels), and
-the recipe each preset trains with."""
+"""Random data sets for the benchmarks (speed and memory do not depend on the pixels)."""
 
 from __future__ import annotations
 
@@ -17,8 +16,3 @@ def random_dataset(name: str, count: int, held_out: int = 128) -> kr.Dataset:
     y = rng.integers(0, len(spec["classes"]), count).astype("int32")
     small_x, small_y = x[:held_out], y[:held_out]
     return kr.Dataset(name, x, y, small_x, small_y, small_x, small_y, spec["classes"])
-
-
-def default_recipe(preset: str) -> str:
-    """The recipe a preset is trained with: the speed family's own, else `fast`."""
-    return "fast_cifar" if preset.startswith("fast_cifar") else "fast"

@@ -16,8 +16,10 @@ Run: python benchmarks/cifar10_time_to_accuracy.py --preset fast_cifar_s --epoch
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import re
 import resource
 import sys
 import time
@@ -27,7 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(__file__))
 
 import keras  # noqa: E402
-from _data import default_recipe, random_dataset  # noqa: E402
+from _data import random_dataset  # noqa: E402
 from _report import cpu_flags, emit  # noqa: E402
 
 import keras_residual as kr  # noqa: E402
@@ -125,7 +127,7 @@ def main() -> None:
     args = parser.parse_args()
     if not 0 < args.target < 1:
         parser.error(f"--target must lie in (0, 1), got {args.target}")
-    recipe = kr.get_recipe(args.recipe or default_recipe(args.preset), **parse_changes(args.set))
+    recipe = kr.get_recipe(args.recipe or kr.default_recipe(args.preset), **parse_changes(args.set))
     spec = kr.get_spec(args.preset).replace(**parse_changes(args.spec))
     dtype = kr.resolve_dtype(args.dtype)
     print(f"dtype policy: {dtype}; CPU flags: {' '.join(cpu_flags())}; cores: {os.cpu_count()}")
@@ -146,6 +148,9 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tag = f"{args.preset}-{'-'.join(args.set + args.spec) or 'recipe'}".replace("=", "")
+    if len(tag) > 80:  # many changes: a short name, the changes are in the JSON
+        tag = f"{tag[:60]}-{hashlib.sha1(tag.encode()).hexdigest()[:8]}"
+    tag = re.sub(r"[^\w.,+-]", "_", tag)
     plot(rows, args.target, tag, out / f"time_to_accuracy-{tag}.png")
     summary = {
         "preset": args.preset,

@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from _data import default_recipe, random_dataset  # noqa: E402
+from _data import random_dataset  # noqa: E402
 from _report import cpu_flags, emit  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn import functional  # noqa: E402
@@ -84,8 +84,20 @@ def torch_twin(spec: kr.ResNetSpec) -> nn.Module:
         for b in range(depth):
             layers.append(Block(channels, filters, stride if b == 0 else 1, spec.shortcut))
             channels = filters
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, spec.num_classes)]
+    pool = nn.AdaptiveMaxPool2d(1) if spec.pooling == "max" else nn.AdaptiveAvgPool2d(1)
+    layers += [pool, nn.Flatten(), nn.Linear(channels, spec.num_classes)]
+    if spec.logit_scale != 1:
+        layers.append(Scale(spec.logit_scale))
     return nn.Sequential(*layers)
+
+
+class Scale(nn.Module):
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x):
+        return x * self.factor
 
 
 def keras_rounds(spec, recipe, steps: int):
@@ -138,7 +150,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
-    recipe = kr.get_recipe(args.recipe or default_recipe(args.preset))
+    recipe = kr.get_recipe(args.recipe or kr.default_recipe(args.preset))
     spec = kr.get_spec(args.preset)
     keras_model, keras_run = keras_rounds(spec, recipe, args.steps)
     torch_model, torch_run = torch_rounds(spec, recipe, args.steps)

@@ -43,7 +43,13 @@ from keras_residual.porting import port_keras_applications_weights
 from keras_residual.precision import resolve_dtype
 from keras_residual.presets import build, get_spec, list_presets
 from keras_residual.spec import SHORTCUTS, DenseNetSpec, Norm, ResNetSpec, spec_from_dict
-from keras_residual.techniques import OneCycle, predict_with_tta, tta_views
+from keras_residual.techniques import (
+    Lookahead,
+    OneCycle,
+    RateScaledSGD,
+    predict_with_tta,
+    tta_views,
+)
 from keras_residual.whitening import adapt_whitening
 
 __version__ = "0.2.0"
@@ -69,8 +75,11 @@ _LAZY = {
             "RECIPES",
             "Recipe",
             "TrainingDiverged",
+            "default_recipe",
             "evaluate",
             "fit_with_recipe",
+            "freeze_norm_scales",
+            "freeze_norm_scales",
             "get_recipe",
             "make_optimizer",
             "train",
@@ -109,7 +118,9 @@ __all__ = [
     "GatedShortcut",
     "IdentityShortcut",
     "Norm",
+    "Lookahead",
     "OneCycle",
+    "RateScaledSGD",
     "PatchWhitening",
     "ProjectionShortcut",
     "RECIPES",
@@ -124,6 +135,7 @@ __all__ = [
     "build",
     "build_network",
     "count_flops",
+    "default_recipe",
     "degradation_experiment",
     "densenet",
     "densenet_spec",

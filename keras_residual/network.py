@@ -156,15 +156,20 @@ def _head(x, spec: Spec):
     if spec.post_norm:
         x = _convs.batch_norm(spec.norm, name="post_bn")(x)
         x = keras.layers.Activation("relu", name="post_relu")(x)
-    if spec.include_top or spec.pooling == "avg":
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    elif spec.pooling == "max":
+    if spec.pooling == "max":
         x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
-    if spec.include_top:
-        x = keras.layers.Dense(
-            spec.num_classes,
-            activation=spec.classifier_activation,
-            dtype="float32",
-            name="predictions",
-        )(x)
+    elif spec.include_top or spec.pooling == "avg":
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if not spec.include_top:
+        return x
+    activation, scale = spec.classifier_activation, spec.logit_scale
+    x = keras.layers.Dense(
+        spec.num_classes,
+        activation=activation if scale == 1 else None,
+        dtype="float32",
+        name="predictions" if scale == 1 else "logits",
+    )(x)
+    if scale != 1:
+        x = keras.layers.Rescaling(scale, dtype="float32", name="logit_scale")(x)
+        x = keras.layers.Activation(activation, dtype="float32", name="predictions")(x)
     return x

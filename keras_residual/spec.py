@@ -106,6 +106,7 @@ class _Spec:
     include_top: bool = True
     pooling: str | None = "avg"
     classifier_activation: str | None = "softmax"
+    logit_scale: float = 1.0
     norm: Norm = Norm()
 
     def _set(self, name: str, value: Any) -> None:
@@ -120,6 +121,7 @@ class _Spec:
             raise ValueError(f"`norm` must be a keras_residual.Norm, got {self.norm!r}.")
         self._set("include_top", _checks.flag("include_top", self.include_top))
         _checks.choice("pooling", self.pooling, POOLINGS)
+        self._set("logit_scale", _checks.positive("logit_scale", self.logit_scale))
         if self.include_top:
             _checks.positive_int("num_classes", self.num_classes)
         self._validate()
@@ -171,8 +173,11 @@ class ResNetSpec(_Spec):
         input_shape: `(height, width, channels)`; height and width may be None.
         num_classes: classes of the `predictions` layer (with `include_top`).
         include_top: end in global pooling and a float32 `Dense` classifier.
-        pooling: without the top, `None` (feature maps), `"avg"` or `"max"`.
+        pooling: the global pooling, `"avg"` or `"max"` (airbench, ResNet-9); without the
+            top also `None` (feature maps).
         classifier_activation: the classifier's activation (`None` for logits).
+        logit_scale: multiplies the logits before the activation (airbench 1/9: a
+            softer softmax that suits its high learning rate).
         norm: batch-norm settings, a `Norm`.
         stem: `"cifar"` (one 3x3 conv), `"imagenet"` (7x7/2 conv and 3x3/2 max-pool),
             `"deep"` (three 3x3 convs and a max-pool: ResNet-C/D) or `"whiten"` (a
@@ -311,7 +316,7 @@ class DenseNetSpec(_Spec):
     """A DenseNet(-BC): stem conv, dense blocks joined by transitions, head.
 
     Args:
-        name, input_shape, num_classes, include_top, pooling, classifier_activation,
+        name, input_shape, num_classes, include_top, pooling, classifier_activation, logit_scale,
             norm: as for `ResNetSpec`.
         depths: units per dense block.
         growth_rate: channels each unit adds.

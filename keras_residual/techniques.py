@@ -20,16 +20,18 @@ TTA_MODES = ("none", "flip", "flip_translate")
 
 @keras.saving.register_keras_serializable(package="keras_residual")
 class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up from `peak * start_fraction` to `peak`, then linear decay to zero.
+    """Linear warm-up from `peak * start_fraction` to `peak`, then linear decay to
+    `peak * end_fraction`.
 
     The triangular schedule of Smith's one-cycle policy as Page's ResNet-9 and airbench
     use it: few epochs need a schedule that spends little time at either end.
 
     Args:
         peak: the largest learning rate, reached at step `warmup_steps`.
-        total_steps: the step at which the rate reaches zero.
+        total_steps: the step at which the rate reaches its end.
         warmup_steps: steps of linear warm-up (0: start at the peak).
         start_fraction: the first step's rate as a fraction of `peak`.
+        end_fraction: the last step's rate as a fraction of `peak` (airbench: 0.07).
 
     Example:
     >>> schedule = OneCycle(peak=1.0, total_steps=10, warmup_steps=2, start_fraction=0.0)
@@ -37,7 +39,7 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
     [0.0, 0.5, 1.0, 0.5, 0.0]
     """
 
-    def __init__(self, peak, total_steps, warmup_steps=0, start_fraction=0.1):
+    def __init__(self, peak, total_steps, warmup_steps=0, start_fraction=0.1, end_fraction=0.0):
         self.peak = _checks.positive("peak", peak)
         self.total_steps = _checks.positive_int("total_steps", total_steps)
         self.warmup_steps = _checks.non_negative_int("warmup_steps", warmup_steps)
@@ -46,14 +48,17 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
                 f"`warmup_steps` ({warmup_steps}) must be less than `total_steps` ({total_steps})."
             )
         self.start_fraction = _checks.rate("start_fraction", start_fraction, allow_one=True)
+        self.end_fraction = _checks.rate("end_fraction", end_fraction, allow_one=True)
 
     def __call__(self, step):
         step = ops.cast(step, "float32")
         start = self.peak * self.start_fraction
         rising = start + (self.peak - start) * step / max(self.warmup_steps, 1)
-        falling = self.peak * (self.total_steps - step) / (self.total_steps - self.warmup_steps)
+        end = self.peak * self.end_fraction
+        remaining = (self.total_steps - step) / (self.total_steps - self.warmup_steps)
+        falling = end + (self.peak - end) * remaining
         rate = ops.where(step < self.warmup_steps, rising, falling)
-        return ops.clip(rate, 0.0, self.peak)
+        return ops.clip(rate, min(start, end), self.peak)
 
     def get_config(self):
         return {
@@ -61,7 +66,103 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
             "total_steps": self.total_steps,
             "warmup_steps": self.warmup_steps,
             "start_fraction": self.start_fraction,
+            "end_fraction": self.end_fraction,
         }
+
+
+@keras.saving.register_keras_serializable(package="keras_residual")
+class RateScaledSGD(keras.optimizers.SGD):
+    """`keras.optimizers.SGD` whose learning rate is multiplied, for variables of the
+    given names, by their factor: airbench trains batch-norm shifts (`"beta"`) 64x faster
+    than the kernels. For (momentum) SGD a scaled gradient is exactly a scaled rate, so the
+    factor multiplies the gradient; decoupled weight decay is not scaled.
+
+    Args:
+        rate_multipliers: variable name (as `variable.name`, e.g. `"beta"`, `"bias"`) ->
+            factor > 0.
+        **kwargs: those of `keras.optimizers.SGD`.
+
+    Example:
+    >>> optimizer = RateScaledSGD({"beta": 64.0}, learning_rate=0.1, momentum=0.85)
+    >>> optimizer.rate_multipliers
+    {'beta': 64.0}
+    """
+
+    def __init__(self, rate_multipliers: dict[str, float] | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.rate_multipliers = {
+            str(name): _checks.positive(f"rate_multipliers[{name!r}]", factor)
+            for name, factor in dict(rate_multipliers or {}).items()
+        }
+
+    def apply(self, grads, trainable_variables=None):
+        if trainable_variables is not None:
+            trainable_variables = list(trainable_variables)
+        variables = trainable_variables or self._trainable_variables
+        grads = [
+            g if g is None or v.name not in self.rate_multipliers
+            else g * ops.cast(self.rate_multipliers[v.name], g.dtype)
+            for g, v in zip(grads, variables, strict=True)
+        ]  # fmt: skip
+        return super().apply(grads, trainable_variables)
+
+    def get_config(self):
+        return {**super().get_config(), "rate_multipliers": self.rate_multipliers}
+
+
+class Lookahead(keras.callbacks.Callback):
+    """Lookahead weight averaging as airbench does it (Zhang et al. 2019): every `every`
+    steps, slow weights move towards the trained ("fast") ones, `slow = decay * slow +
+    (1 - decay) * fast`, and the fast weights restart from them; at the end of training
+    (after one more synchronisation if steps are pending) the model keeps the slow
+    weights. The decay grows over the run,
+    `decay = base**every * (step / total_steps)**3`, so early steps are not averaged.
+    Batch-norm moving statistics are averaged with the weights.
+
+    Args:
+        total_steps: training steps of the whole run (the schedule's `total_steps`).
+        every: steps between synchronisations (airbench 5).
+        base: per-step decay at the end of the run (airbench 0.95).
+        initial_step: the step training starts from (a resumed run).
+
+    Example:
+    >>> callback = Lookahead(total_steps=100)
+    >>> round(callback.decay(100), 4), callback.decay(0)
+    (0.7738, 0.0)
+    """
+
+    def __init__(self, total_steps: int, every: int = 5, base: float = 0.95, initial_step: int = 0):
+        super().__init__()
+        self.total_steps = _checks.positive_int("total_steps", total_steps)
+        self.initial_step = _checks.non_negative_int("initial_step", initial_step)
+        self.every = _checks.positive_int("every", every)
+        self.base = _checks.rate("base", base)
+
+    def decay(self, step: int) -> float:
+        return self.base**self.every * min(step / self.total_steps, 1.0) ** 3
+
+    def _averaged(self):
+        return [w for w in self.model.weights if "float" in str(w.dtype)]
+
+    def on_train_begin(self, logs=None):
+        self.step = self.initial_step
+        self.slow = [ops.copy(w.value) for w in self._averaged()]
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+        if self.step % self.every == 0:
+            self._synchronise(self.decay(self.step))
+
+    def on_train_end(self, logs=None):
+        if self.step % self.every:  # steps since the last synchronisation count once more
+            self._synchronise(self.decay(self.step))
+        self._synchronise(1.0)  # keep the slow weights
+
+    def _synchronise(self, decay: float):
+        for index, (slow, fast) in enumerate(zip(self.slow, self._averaged(), strict=True)):
+            slow = decay * slow + (1.0 - decay) * fast.value
+            self.slow[index] = slow
+            fast.assign(slow)
 
 
 def check_tta(tta: str, model: keras.Model | None = None) -> str:

@@ -109,7 +109,7 @@ def _train(args) -> int:
     if args.out:
         check_output_dir(args.out, "--out")
     recipe = kr.get_recipe(  # a bad override fails before any data is read
-        args.recipe,
+        args.recipe or kr.default_recipe(args.model),
         optimizer=args.optimizer,
         learning_rate=args.lr,
         batch_size=args.batch_size,
@@ -281,7 +281,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model", default="resnet20", help="preset name (see list_presets())")
     _add_data_arguments(train)
     train.add_argument("--epochs", type=int, default=1)
-    train.add_argument("--recipe", default="fast", help="he2016, fast, fast_cifar or adamw")
+    train.add_argument(
+        "--recipe",
+        help="he2016, fast, fast_cifar, airbench or adamw (default: airbench for the "
+        "fast_cifar presets, else fast)",
+    )
     train.add_argument("--optimizer", help="override: sgd, momentum, nesterov, rmsprop, adam(w)")
     train.add_argument("--lr", type=float, help="override the recipe's learning rate")
     train.add_argument("--batch-size", type=int)

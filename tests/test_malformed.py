@@ -45,7 +45,7 @@ TINY = {"width": [4, 6], "blocks_per_stage": 1}
         (lambda: kr.GatedShortcut(gate_bias=float("nan")), "`gate_bias` must be a finite"),
         (lambda: kr.DropPath(0.1, seed=-1), "`seed`"),
         (lambda: kr.resolve_dtype("bogus"), "`dtype` must be 'auto' or one of"),
-        (lambda: kr.get_recipe("airbench"), "`recipe` must be one of .*'fast_cifar'"),
+        (lambda: kr.get_recipe("hlb_cifar10"), "`recipe` must be one of .*'fast_cifar'"),
         (lambda: kr.get_recipe("fast_cifar", mixup=0.2), "no field 'mixup'; its fields: .*cutout"),
         (lambda: kr.Recipe(tta="crops"), "`tta` must be one of 'none', 'flip'"),
         (lambda: kr.Recipe(cutout=-8), "`cutout`"),

@@ -30,6 +30,7 @@ SMALL = ResNetSpec(depths=(1, 1), filters=(8, 16), strides=(1, 2), stem_filters=
         ({"use_bias": 1}, "`use_bias`"),
         ({"num_classes": 0}, "`num_classes`"),
         ({"pooling": "median"}, "`pooling`"),
+        ({"logit_scale": 0.0}, "`logit_scale`"),
         ({"input_shape": (28, 28, 0)}, "`input_shape`"),
         ({"input_shape": (28, 28, None)}, "`input_shape`"),
         ({"input_shape": ("28", 28, 1)}, "`input_shape`"),

@@ -1,5 +1,6 @@
 """The CIFAR-10 speed family and its techniques, each for its behaviour on tiny data:
-whitening, one-cycle schedule, weight averaging, flip TTA, cutout, pooling stages."""
+whitening, one-cycle schedule, weight averaging, Lookahead, frozen norm scales and faster
+norm shifts, the scaled-logit head, flip TTA, cutout, pooling stages."""
 
 import keras
 import numpy as np
@@ -28,6 +29,8 @@ def test_speed_presets_are_specs_with_pooling_stages():
         spec = kr.get_spec(f"fast_cifar_{size}")
         assert (spec.filters, spec.depths) == (stages["filters"], stages["depths"])
         assert (spec.stem, spec.downsample) == ("whiten", "pool")
+        assert (spec.pooling, spec.logit_scale, spec.norm.momentum) == ("max", 1 / 9, 0.6)
+        assert kr.default_recipe(spec.name) == "airbench"
     model = kr.build("fast_cifar_s")
     # 32 -> 31 (2x2 whitening, valid) -> 15 -> 7 -> 3; blocks keep the shape of their stage.
     sizes = [model.get_layer(f"stage{s}_pool").output.shape[1] for s in (1, 2, 3)]
@@ -116,6 +119,17 @@ def test_one_cycle_rises_then_falls_to_zero():
         kr.OneCycle(peak=1.0, total_steps=10, warmup_steps=10)
 
 
+def test_one_cycle_starts_and_ends_at_the_recipes_fractions():
+    recipe = kr.get_recipe(
+        "fast_cifar", learning_rate=1.0, batch_size=128, warmup_epochs=2, warmup_from=0.2,
+        anneal_to=0.1,
+    )  # fmt: skip
+    schedule = learning_rate_schedule(recipe, steps_per_epoch=1, epochs=10)
+    values = [float(schedule(step)) for step in (0, 1, 2, 6, 10)]
+    np.testing.assert_allclose(values, [0.2, 0.6, 1.0, 0.55, 0.1], atol=1e-6)
+    assert kr.OneCycle.from_config(schedule.get_config()).end_fraction == 0.1
+
+
 def test_a_run_shorter_than_the_warm_up_still_anneals():
     recipe = kr.get_recipe("fast_cifar", learning_rate=0.1, batch_size=128)  # warm-up: 2 epochs
     schedule = learning_rate_schedule(recipe, steps_per_epoch=10, epochs=1)
@@ -148,6 +162,98 @@ def test_ema_weights_differ_from_raw_and_are_what_validation_sees():
     for weight, value in zip(model.trainable_weights, raw.weights, strict=True):
         weight.assign(value)
     assert kr.evaluate(model, data, "val")["loss"] != pytest.approx(final["loss"], rel=1e-4)
+
+
+def test_lookahead_pulls_the_weights_back_to_the_slow_ones():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, use_bias=False)])
+    kernel = model.weights[0]
+    kernel.assign(np.zeros((2, 1)))
+    lookahead = kr.Lookahead(total_steps=4, every=2, base=0.5)
+    lookahead.set_model(model)
+    lookahead.on_train_begin()  # slow = 0
+    for batch in range(2):
+        kernel.assign_add(np.ones((2, 1)))  # fast = 2 after two steps
+        lookahead.on_train_batch_end(batch)
+    decay = 0.5**2 * (2 / 4) ** 3
+    assert lookahead.decay(2) == pytest.approx(decay)
+    np.testing.assert_allclose(np.asarray(kernel), (1 - decay) * 2.0, rtol=1e-6)
+    kernel.assign_add(np.ones((2, 1)))
+    lookahead.on_train_end()  # keeps the slow weights, not the last step's
+    np.testing.assert_allclose(np.asarray(kernel), (1 - decay) * 2.0, rtol=1e-6)
+
+
+def test_lookahead_recipe_trains_and_keeps_the_slow_weights():
+    data, model = cifar_like(), small_fast_cifar()
+    raw = _RawWeights()
+    recipe = kr.get_recipe("fast_cifar", lookahead=3, batch_size=16)  # 4 steps: a sync at 3
+    kr.train(model, data, epochs=1, recipe=recipe, callbacks=[raw], verbose=0)
+    final = [np.asarray(w) for w in model.trainable_weights]  # synced at steps 3 and 4
+    assert max(np.abs(f - r).max() for f, r in zip(final, raw.weights, strict=True)) > 1e-6
+
+
+# --- optimizer and norms ---------------------------------------------------------------
+
+
+def test_rate_scaled_sgd_multiplies_the_named_variables_rate():
+    shift, kernel = keras.Variable(np.zeros(3), name="beta"), keras.Variable(np.zeros(3))
+    optimizer = kr.RateScaledSGD({"beta": 64.0}, learning_rate=0.01, momentum=0.85)
+    optimizer.apply([np.ones(3, "float32")] * 2, [shift, kernel])
+    np.testing.assert_allclose(np.asarray(shift), 64 * np.asarray(kernel), rtol=1e-6)
+    assert np.asarray(kernel)[0] == pytest.approx(-0.01)
+    restored = kr.RateScaledSGD.from_config(optimizer.get_config())
+    assert (restored.rate_multipliers, restored.momentum) == ({"beta": 64.0}, 0.85)
+    with pytest.raises(ValueError, match="rate_multipliers"):
+        kr.RateScaledSGD({"beta": 0.0})
+
+
+def test_airbench_recipe_trains_norm_shifts_not_scales():
+    data, model = cifar_like(), small_fast_cifar()
+    scales = [np.asarray(w).copy() for w in model.weights if w.name == "gamma"]
+    shifts = [np.asarray(w).copy() for w in model.weights if w.name == "beta"]
+    recipe = kr.get_recipe("airbench", batch_size=16)
+    history = kr.train(model, data, epochs=1, recipe=recipe, verbose=0)
+    assert np.isfinite(history.history["loss"][-1])
+    assert isinstance(model.optimizer, kr.RateScaledSGD)
+    assert model.optimizer.momentum == 0.85
+    after = [np.asarray(w) for w in model.weights if w.name == "gamma"]
+    assert all(np.array_equal(a, b) for a, b in zip(scales, after, strict=True))
+    moved = [np.asarray(w) for w in model.weights if w.name == "beta"]
+    assert any(not np.array_equal(a, b) for a, b in zip(shifts, moved, strict=True))
+
+
+def test_frozen_norm_scales_refuse_zero_initialised_blocks():
+    model = small_fast_cifar(zero_init_residual=True)
+    with pytest.raises(ValueError, match="zero_init_residual"):
+        kr.freeze_norm_scales(model)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"norm_shift_rate": 64.0, "optimizer": "adam"}, "`norm_shift_rate` needs an SGD"),
+        ({"norm_shift_rate": 0.0}, "`norm_shift_rate`"),
+        ({"momentum": 1.0}, "`momentum`"),
+        ({"lookahead": -1}, "`lookahead`"),
+        ({"anneal_to": 1.5}, "`anneal_to`"),
+    ],
+)
+def test_recipe_rejects_bad_technique_settings(changes, message):
+    with pytest.raises(ValueError, match=message):
+        kr.get_recipe("fast_cifar", **changes)
+
+
+# --- head ------------------------------------------------------------------------------
+
+
+def test_logit_scale_softens_the_softmax_and_max_pooling_heads_the_top():
+    model = small_fast_cifar(logit_scale=1 / 9, pooling="max")
+    assert "max_pool" in [layer.name for layer in model.layers]
+    images = np.random.default_rng(0).random((4, 32, 32, 3)).astype("float32")
+    logits = keras.Model(model.input, model.get_layer("logits").output).predict(images, verbose=0)
+    expected = keras.ops.convert_to_numpy(keras.ops.softmax(logits / 9))
+    np.testing.assert_allclose(model.predict(images, verbose=0), expected, rtol=1e-5, atol=1e-6)
+    plain = kr.resnet_cifar(8, (8, 8, 1), 2, width=4)
+    assert [layer.name for layer in plain.layers][-2:] == ["avg_pool", "predictions"]
 
 
 # --- test-time augmentation ------------------------------------------------------------
