@@ -26,7 +26,8 @@ from keras_residual.techniques import (
 )
 from keras_residual.whitening import adapt_whitening
 
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
+SGD_OPTIMIZERS = ("sgd", "momentum", "nesterov")  # take `momentum` and rate multipliers
+OPTIMIZERS = (*SGD_OPTIMIZERS, "rmsprop", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
 RUN_FILE = "run.json"  # the model and recipe of a train() run, checked on resume
 
@@ -109,7 +110,7 @@ class Recipe:
         _checks.flag("freeze_norm_scale", self.freeze_norm_scale)
         _checks.positive("norm_shift_rate", self.norm_shift_rate)
         _checks.non_negative_int("lookahead", self.lookahead)
-        if self.norm_shift_rate != 1 and self.optimizer not in ("sgd", "momentum", "nesterov"):
+        if self.norm_shift_rate != 1 and self.optimizer not in SGD_OPTIMIZERS:
             raise ValueError(
                 f"`norm_shift_rate` needs an SGD optimizer (sgd, momentum, nesterov), "
                 f"got optimizer={self.optimizer!r}."
@@ -272,7 +273,7 @@ def make_optimizer(
     options = {"weight_decay": weight_decay or None, "use_ema": ema > 0}
     if ema > 0:
         options["ema_momentum"] = ema
-    if name in ("sgd", "momentum", "nesterov"):
+    if name in SGD_OPTIMIZERS:
         sgd = {"momentum": 0.0 if name == "sgd" else momentum, "nesterov": name == "nesterov"}
         if rate_multipliers:
             return RateScaledSGD(rate_multipliers, learning_rate=learning_rate, **sgd, **options)
