@@ -1,11 +1,13 @@
 """Same budget, same data, one run: this toolkit's default search vs keras-tuner's HyperResNet.
 
-Both use `RandomSearch` with one epoch per trial and the same wall-clock budget. HyperResNet
+The toolkit searches as its command line does; HyperResNet runs under keras-tuner's
+`RandomSearch` (one epoch per trial) and `Hyperband` (`--hyperband-epochs`, factor 3), each
+with the same wall-clock budget (`--hyperresnet-tuners` picks). HyperResNet
 launches trials for the whole budget (or for all the time the toolkit took, if that was longer),
 a trial still training when the budget ends stops there (and is validated on what it learnt),
 and its best trial's weights are scored on the real test set. This toolkit launches trials for
 `--trial-share` of the budget and spends the rest retraining the best configuration
-(`--final-epochs`), as its command line does.
+(`--final-epochs auto`: as many epochs as fit; or a number), as its command line does.
 
 Run: KERAS_RESIDUAL_DATA=... python benchmarks/search_vs_hyperresnet.py --dataset mnist --budget 10m
 """
@@ -29,19 +31,29 @@ import keras_tuner  # noqa: E402
 from _report import emit  # noqa: E402
 
 import keras_residual as kr  # noqa: E402
+from keras_residual import _checks  # noqa: E402
 from keras_residual.search import parse_duration, run_search  # noqa: E402
 
 
-class BudgetedRandomSearch(keras_tuner.RandomSearch):
-    """keras-tuner's RandomSearch that stops launching trials after `budget` seconds."""
+def budgeted(tuner_class: type) -> type:
+    """`tuner_class` (a keras-tuner tuner) that stops launching trials after `budget` s."""
 
-    def __init__(self, *args, budget: float, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.budget, self.started = budget, time.monotonic()
+    class Budgeted(tuner_class):
+        def __init__(self, *args, budget: float, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.budget, self.started = budget, time.monotonic()
 
-    def pre_create_trial(self):
-        if time.monotonic() - self.started >= self.budget:
-            raise StopIteration
+        def pre_create_trial(self):
+            if time.monotonic() - self.started >= self.budget:
+                raise StopIteration
+
+    return Budgeted
+
+
+HYPERRESNET_TUNERS = {
+    "random": (keras_tuner.RandomSearch, {"max_trials": 1000}),
+    "hyperband": (keras_tuner.Hyperband, {"factor": 3}),
+}
 
 
 class Deadline(keras.callbacks.Callback):
@@ -56,16 +68,21 @@ class Deadline(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def hyperresnet(data: kr.Dataset, budget: float, directory: str) -> dict:
+def hyperresnet(
+    data: kr.Dataset, budget: float, directory: str, tuner: str, max_epochs: int
+) -> dict:
     def arrays(split):
         x = data.normalize(getattr(data, f"x_{split}"))
         return x, keras.utils.to_categorical(getattr(data, f"y_{split}"), data.num_classes)
 
     (x, y), validation = arrays("train"), arrays("val")
-    tuner = BudgetedRandomSearch(
+    tuner_class, options = HYPERRESNET_TUNERS[tuner]
+    if tuner == "hyperband":
+        options = {**options, "max_epochs": max_epochs}
+    tuner = budgeted(tuner_class)(
         keras_tuner.applications.HyperResNet(input_shape=data.input_shape, classes=10),
         objective="val_accuracy",
-        max_trials=1000,
+        **options,
         max_consecutive_failed_trials=1000,
         directory=directory,
         budget=budget,
@@ -90,14 +107,15 @@ def hyperresnet(data: kr.Dataset, budget: float, directory: str) -> dict:
 
 
 def toolkit(
-    dataset: str, budget: float, directory: str, share: float, final: int, dtype: str
+    dataset: str, budget: float, directory: str, share: float, final: int | str, dtype: str
 ) -> dict:
     result = run_search(
         dataset,
         directory,
         max_trials=1000,
-        time_budget=budget * share,
+        time_budget=budget if final == "auto" else budget * share,
         final_epochs=final,
+        trial_share=share,
         dtype=dtype,
         verbose=2,
     )
@@ -117,24 +135,38 @@ def main() -> None:
     parser.add_argument("--dataset", choices=("mnist", "cifar10"), default="mnist")
     parser.add_argument("--budget", default="10m")
     parser.add_argument("--trial-share", type=float, default=0.5)
-    parser.add_argument("--final-epochs", type=int, default=3)
+    parser.add_argument(
+        "--final-epochs", type=lambda t: t if t == "auto" else int(t), default="auto"
+    )
     parser.add_argument("--dtype", default="auto", help="dtype policy of both searches")
+    parser.add_argument("--hyperresnet-tuners", default="random,hyperband")
+    parser.add_argument("--hyperband-epochs", type=int, default=3, help="Hyperband's max_epochs")
     args = parser.parse_args()
     budget = parse_duration(args.budget)
     dtype = kr.resolve_dtype(args.dtype)
     print(f"dtype policy: {dtype}", flush=True)
     data = kr.load_dataset(args.dataset)
     rows = []
-    for name, run in (
+    searches = [
         (
             "keras_residual",
             lambda d: toolkit(args.dataset, budget, d, args.trial_share, args.final_epochs, dtype),
-        ),
+        )
+    ]
+    for tuner in args.hyperresnet_tuners.split(","):
+        _checks.choice("--hyperresnet-tuners", tuner, HYPERRESNET_TUNERS)
         # HyperResNet gets the budget, or all the time the toolkit took if that was more.
-        ("HyperResNet", lambda d: hyperresnet(data, max(budget, rows[0]["wall_s"]), d)),
-    ):
+        searches.append(
+            (
+                f"HyperResNet + {HYPERRESNET_TUNERS[tuner][0].__name__}",
+                lambda d, t=tuner: hyperresnet(
+                    data, max(budget, rows[0]["wall_s"]), d, t, args.hyperband_epochs
+                ),
+            )
+        )
+    for name, run in searches:
         keras.config.set_dtype_policy(dtype)  # HyperResNet's layers follow the global policy
-        directory = tempfile.mkdtemp(prefix=f"{name}-")
+        directory = tempfile.mkdtemp(prefix="search-")
         keras.backend.clear_session()
         start = time.monotonic()
         row = {"search": name, **run(directory)}

@@ -184,12 +184,22 @@ def _search(args) -> int:
         image_size=args.image_size,
         max_params=args.max_params,
         max_mflops=args.max_mflops,
+        trial_share=args.trial_share,
         space=space,
         seed=args.seed,
         dtype=_resolve_dtype(args.dtype),
         **dimensions,
     )
     return 0
+
+
+def _epochs_or_auto(text: str) -> int | str:
+    """`--final-epochs`: a number of epochs or `auto`."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"expected a number of epochs or 'auto', got {text!r}")
+    return int(text)
 
 
 def _parse_value(text: str):
@@ -320,7 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--tuner", choices=("random", "bayesian", "hyperband"), help="default: random"
     )
-    search.add_argument("--max-trials", type=int, help="default: MNIST 9, else 4")
+    search.add_argument(
+        "--max-trials", type=int, help="default: MNIST 9, else 32 (the budget decides)"
+    )
     search.add_argument("--epochs", type=int, help="epochs per trial (default 1)")
     search.add_argument(
         "--time-budget",
@@ -329,9 +341,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument(
         "--final-epochs",
-        type=int,
+        type=_epochs_or_auto,
         help="retrain the best configuration this long for best_model.keras (0: keep its "
-        "weights; default: MNIST 3, else 2)",
+        "weights; auto: as long as the budget leaves; default: MNIST 3, else auto)",
+    )
+    search.add_argument(
+        "--trial-share",
+        type=float,
+        default=0.5,
+        help="with --final-epochs auto: the budget's share for trials (default 0.5)",
     )
     search.add_argument("--out", help="output directory (default runs/search-DATASET)")
     search.add_argument("--resume", action="store_true", help="continue a killed search")

@@ -15,7 +15,7 @@ from conftest import learnable_images
 
 import keras_residual as kr
 from keras_residual._files import write_text_atomically
-from keras_residual.cli import main
+from keras_residual.cli import build_parser, main
 from keras_residual.search import run_search
 from keras_residual.search.run import SearchFailed
 from keras_residual.training import TrainingDiverged
@@ -199,6 +199,10 @@ CLI_CASES = {
     "space_cubic": (["search", "--space", "{cubic}"], "`weight_decay.sampling`"),
     "budget_inf": (["search", "--time-budget", "inf"], "`time_budget`"),
     "width_zero": (["search", "--width", "0"], "`width`"),
+    "trial_share_one": (
+        ["search", "--final-epochs", "auto", "--trial-share", "1"],
+        "`trial_share`",
+    ),
     "search_out_under_a_file": (["search", "--out", "/dev/null/x"], "/dev/null is not a folder"),
     "corrupt_model": (["evaluate", "{corrupt}"], "is not a .keras model"),
     "missing_model": (["evaluate", "{missing}"], "no such file"),
@@ -232,6 +236,16 @@ def test_cli_mistakes_are_one_line_exit_2_and_leave_nothing(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("keras-residual: error:") and message in err[0]
     assert set(os.listdir(tmp_path)) == before  # nothing written
+
+
+def test_cli_final_epochs_are_a_number_or_auto(capsys):
+    parser = build_parser()
+    assert parser.parse_args(["search", "--final-epochs", "auto"]).final_epochs == "auto"
+    assert parser.parse_args(["search", "--final-epochs", "5"]).final_epochs == 5
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args(["search", "--final-epochs", "soon"])
+    assert exit_info.value.code == 2
+    assert "--final-epochs: expected a number of epochs or 'auto'" in capsys.readouterr().err
 
 
 def test_cli_bad_dtype_environment_is_an_argument_error(monkeypatch, capsys):

@@ -15,7 +15,7 @@ from conftest import learnable_images
 
 import keras_residual as kr
 from keras_residual.search import ResidualHyperModel, resolve_space, run_search
-from keras_residual.search.run import Retraining, SearchFailed
+from keras_residual.search.run import AUTO_MARGIN, Retraining, SearchFailed
 from keras_residual.search.tuner import BudgetSpent, RandomSearch
 
 TINY = {"width": [4, 6, 8, 10], "blocks_per_stage": 1}
@@ -112,6 +112,19 @@ def test_failed_trials_are_recorded_and_the_search_goes_on(data_dir, tmp_path):
     assert not (out / "best_model.keras").exists()
 
 
+def test_cifar_space_trains_with_airbench_on_the_head_it_is_tuned_for():
+    hp = keras_tuner.HyperParameters()
+    hypermodel = ResidualHyperModel((32, 32, 3), 10)
+    spec = hypermodel.spec(hp)
+    head = kr.fast_cifar_spec("s")
+    assert (spec.pooling, spec.logit_scale, spec.norm) == (head.pooling, head.logit_scale,
+                                                           head.norm)  # fmt: skip
+    plain = ResidualHyperModel((32, 32, 3), 10, recipe="fast_cifar").spec(hp)
+    assert (plain.pooling, plain.logit_scale, plain.norm) == ("avg", 1.0, kr.Norm())
+    momentum = ResidualHyperModel((32, 32, 3), 10, norm=kr.Norm(momentum=0.8)).spec(hp)
+    assert momentum.norm.momentum == 0.8 and momentum.logit_scale == head.logit_scale
+
+
 def test_constraints_reject_networks_before_they_train():
     hypermodel = ResidualHyperModel((16, 16, 1), 3, width=[4, 16], blocks_per_stage=1,
                                     max_params=10_000)  # fmt: skip
@@ -138,6 +151,18 @@ def test_time_budget_stops_launching_trials(data_dir, tmp_path, capsys):
     (row,) = read_csv(out / "results.csv")
     assert int(row["train_examples"]) == len(kr.load_dataset("mnist", data_dir).y_train)
     assert "time budget of 1 s spent" in capsys.readouterr().out
+
+
+def test_auto_final_epochs_retrain_in_the_time_the_trials_leave(data_dir, tmp_path, capsys):
+    out, budget, began = tmp_path / "auto", 30.0, time.time()
+    result = run_search("mnist", out, max_trials=50, time_budget=budget, final_epochs="auto",
+                        trial_share=0.4, data_dir=data_dir, verbose=0, **TINY)  # fmt: skip
+    printed = capsys.readouterr().out
+    rows = json.loads((out / "results.json").read_text())["trials"]
+    assert rows and all(r["started_at"] - began < 0.4 * budget for r in rows)
+    epochs = result["best"]["retrained_epochs"]
+    assert isinstance(epochs, int) and epochs >= 1
+    assert f"for {epochs} epochs, as many as fit in the" in printed
 
 
 def _in_process_tuner(directory, width) -> RandomSearch:
@@ -177,6 +202,16 @@ def test_no_trial_starts_that_the_budget_cannot_fit(tmp_path):
     tuner.time_budget = tuner.next_trial_seconds() + estimate / 2
     with pytest.raises(BudgetSpent, match="the final retraining of any trial so far"):
         tuner.pre_create_trial()
+    # final_epochs="auto": as many epochs as fit in the time, less the margin, at least one.
+    one, start = (
+        retraining.seconds(trial, 1) - retraining.seconds(trial, 0),
+        retraining.seconds(trial, 0),
+    )
+    assert start == pytest.approx(trial.metrics.get_last_value("overhead_seconds"))
+    for epochs in (1, 4, 9):
+        seconds = (start + (epochs + 0.5) * one) / (1 - AUTO_MARGIN)
+        assert Retraining(1, images).epochs_within(trial, seconds) == epochs
+    assert Retraining(1, images).epochs_within(trial, start / 2) == 1
 
 
 @pytest.mark.parametrize(
@@ -190,6 +225,9 @@ def test_no_trial_starts_that_the_budget_cannot_fit(tmp_path):
         ({"width": {"min": 16, "max": 8}}, "empty or inverted"),
         ({"max_params": 1000}, "No network of the search space meets the constraints"),
         ({"max_mflops": -1}, "`max_mflops`"),
+        ({"final_epochs": "auto"}, "give a `time_budget` too"),
+        ({"final_epochs": "lots"}, "non-negative integer or 'auto'"),
+        ({"final_epochs": "auto", "time_budget": "1m", "trial_share": 1}, "`trial_share`"),
     ],
 )
 def test_bad_input_fails_before_any_work(kwargs, message, tmp_path, data_dir):

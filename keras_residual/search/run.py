@@ -29,6 +29,9 @@ from keras_residual.training import evaluate
 
 PROJECT = "tuner"  # keras-tuner's project folder inside the output directory
 FINISHED = "finished.json"  # written last: the search ended and its best model is saved
+# `final_epochs="auto"` plans the retraining on all but this share of the time left: saving
+# the model and testing it (with the recipe's test-time augmentation) come after.
+AUTO_MARGIN = 0.1
 
 
 class SearchFailed(RuntimeError):
@@ -59,12 +62,12 @@ SEARCH_DEFAULTS = {
         "final_epochs": 3,
         "data_fraction": 0.2,
     },
-    "cifar10": {
+    "cifar10": {  # the budget decides: trials for half of it, the best retrained in the rest
         "tuner": "random",
-        "max_trials": 4,
+        "max_trials": 32,
         "epochs": 1,
         "time_budget": "20m",
-        "final_epochs": 2,
+        "final_epochs": "auto",
         "data_fraction": 1.0,
     },
 }
@@ -136,7 +139,8 @@ def run_search(
     max_trials: int = 6,
     epochs: int = 1,
     time_budget: str | float | None = None,
-    final_epochs: int = 0,
+    final_epochs: int | str = 0,
+    trial_share: float = 0.5,
     resume: bool = False,
     distributed_mode: bool = False,
     worker_timeout: float = 60.0,
@@ -160,7 +164,9 @@ def run_search(
     Writes into `out`: `results.csv`, `results.json`, `pareto.png`, `progress.png`
     (after every trial) and `best_model.keras` with its test accuracy (at the end).
     `final_epochs > 0` retrains the best configuration from scratch for that many
-    epochs; otherwise the best trial's own weights are kept. `dtype` is the trials'
+    epochs; `"auto"` (with a `time_budget`) launches trials for `trial_share` of the budget
+    and retrains the best for as many epochs as fit in the rest (from its trial's seconds
+    per image); 0 keeps the best trial's own weights. `dtype` is the trials'
     dtype policy, `"auto"` (resolved once, here, for this machine), None (Keras's global
     policy) or a policy name. `max_params` and `max_mflops` reject larger networks before
     they train (each such trial is recorded failed, with the reason, and uses a trial).
@@ -175,11 +181,22 @@ def run_search(
     _checks.choice("tuner", tuner, TUNERS)
     _checks.positive_int("max_trials", max_trials)
     _checks.positive_int("epochs", epochs)
-    _checks.non_negative_int("final_epochs", final_epochs)
+    auto = final_epochs == "auto"
+    if not auto and not (isinstance(final_epochs, int) and final_epochs >= 0):
+        raise ValueError(
+            f"`final_epochs` must be a non-negative integer or 'auto', got {final_epochs!r}."
+        )
+    if not (_checks.finite("trial_share", trial_share) and 0 < trial_share < 1):
+        raise ValueError(f"`trial_share` must lie in (0, 1), got {trial_share!r}.")
     _checks.positive("worker_timeout", worker_timeout)
     if not (_checks.finite("data_fraction", data_fraction) and 0 < data_fraction <= 1):
         raise ValueError(f"`data_fraction` must lie in (0, 1], got {data_fraction!r}.")
     budget = parse_duration(time_budget)
+    if auto and budget is None:
+        raise ValueError(
+            "`final_epochs='auto'` retrains for the time the trials leave: give a "
+            "`time_budget` too, or a number of final epochs."
+        )
     started = time.monotonic()
     role = distributed.check_environment() if distributed_mode else distributed.role()
     dtype = resolve_dtype(dtype)
@@ -222,7 +239,10 @@ def run_search(
             write_results(collect_rows(project), out, max_params=max_params)
         _print_trial_line(trial, tuner_object.oracle)
 
-    retraining = Retraining(final_epochs, len(data.y_train)) if data is not None else None
+    retraining = None
+    if data is not None and final_epochs and not auto:
+        retraining = Retraining(final_epochs, len(data.y_train))
+    trials_budget = None if budget is None else budget * (trial_share if auto else 1)
     options = {"max_epochs": epochs} if tuner == "hyperband" else {"max_trials": max_trials}
     tuner_object = TUNERS[tuner](
         hypermodel,
@@ -233,10 +253,10 @@ def run_search(
         seed=seed,
         max_consecutive_failed_trials=max_trials + 1,
         max_retries_per_trial=1 if role else 0,
-        time_budget=None if budget is None else budget - (time.monotonic() - started),
+        time_budget=None if budget is None else trials_budget - (time.monotonic() - started),
         on_trial_done=progress,
         # distributed workers share a remote oracle: they stop at the budget, nothing kept
-        reserve_seconds=retraining if final_epochs and not role else None,
+        reserve_seconds=None if role else retraining,
         **options,
     )
     if role == "chief":
@@ -282,15 +302,24 @@ class Retraining:
     def __init__(self, final_epochs: int, images: int):
         self.final_epochs, self.images = final_epochs, images
 
-    def seconds(self, trial) -> float:
+    def seconds(self, trial, epochs: int | None = None) -> float:
         """The trial's start-up seconds plus its steady seconds per image for the
-        retraining's images and epochs (0 for a trial that did not record them)."""
+        retraining's images and `epochs` (default `final_epochs`); 0 for a trial that did
+        not record them."""
         metrics = trial.metrics
         if not metrics.exists("seconds_per_image"):
             return 0.0
+        epochs = self.final_epochs if epochs is None else epochs
         per_image = metrics.get_last_value("seconds_per_image")
-        overhead = metrics.get_last_value("overhead_seconds")
-        return overhead + per_image * self.images * self.final_epochs
+        return metrics.get_last_value("overhead_seconds") + per_image * self.images * epochs
+
+    def epochs_within(self, trial, seconds: float) -> int:
+        """The most epochs (at least `final_epochs`) of the trial's retraining that fit
+        `seconds`, less `AUTO_MARGIN` of them for saving and testing the model."""
+        start, epoch = self.seconds(trial, 0), self.seconds(trial, 1) - self.seconds(trial, 0)
+        if epoch <= 0:  # nothing recorded to plan with
+            return self.final_epochs
+        return max(self.final_epochs, math.floor(((1 - AUTO_MARGIN) * seconds - start) / epoch))
 
     def pick(self, oracle, seconds_left: float | None = None):
         """The best completed trial whose retraining fits `seconds_left` (None: the best),
@@ -332,17 +361,19 @@ def _save_best(
     hypermodel,
     data: Dataset,
     out: Path,
-    final_epochs: int,
+    final_epochs: int | str,
     seed: int,
     verbose,
     seconds_left: float | None,
 ) -> dict:
     """Save the best trial's network: retrained for `final_epochs` (the best trial whose
-    retraining fits `seconds_left`, when a budget is set) or with its own weights."""
+    retraining fits `seconds_left`, when a budget is set; "auto": as many epochs as fit,
+    at least one) or with its own weights."""
     oracle = tuner_object.oracle
     best_trial = oracle.get_best_trials(1)[0]
     if final_epochs:
-        retraining = Retraining(final_epochs, len(data.y_train))
+        auto = final_epochs == "auto"
+        retraining = Retraining(1 if auto else final_epochs, len(data.y_train))
         fitting = retraining.pick(oracle, seconds_left)
         if fitting is None:
             print(
@@ -356,13 +387,17 @@ def _save_best(
                 f"{retraining.seconds(best_trial):.0f} s)"
             )
             best_trial = fitting
+        fill = ""
+        if auto:
+            final_epochs = retraining.epochs_within(best_trial, seconds_left)
+            fill = f", as many as fit in the {seconds_left:.0f} s left"
         hp = best_trial.hyperparameters
         keras.backend.clear_session()
         keras.utils.set_random_seed(seed)
         model = hypermodel.build(hp)
         print(
-            f"Retraining trial {best_trial.trial_id}'s configuration for {final_epochs} epochs "
-            f"(about {retraining.seconds(best_trial):.0f} s)"
+            f"Retraining trial {best_trial.trial_id}'s configuration for {final_epochs} epochs"
+            f"{fill} (about {retraining.seconds(best_trial, final_epochs):.0f} s)"
         )
         hypermodel.fit(hp, model, data, epochs=final_epochs, seed=seed, verbose=verbose)
     else:

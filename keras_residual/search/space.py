@@ -19,6 +19,7 @@ import numpy as np
 
 from keras_residual import _checks
 from keras_residual.data import Dataset
+from keras_residual.fast_cifar import FAST_CIFAR_HEAD
 from keras_residual.flops import count_flops
 from keras_residual.network import build_network
 from keras_residual.spec import BLOCKS, DOWNSAMPLES, Norm, ResNetSpec
@@ -58,8 +59,10 @@ MNIST_SPACE: dict = {
 }
 # The regime that trains best per CPU-second (the speed family's, `fast_cifar`): wide and
 # shallow, pooling downsampling (`--downsample pool,stride` compares striding: 4-16x the
-# FLOPs at these widths), trained with the `fast_cifar` recipe's settings (Nesterov at 0.4
-# for batch 512, decoupled decay 5e-3). 50 to 970 MFLOPs an image (`fast_cifar_s`: 206).
+# FLOPs at these widths), trained with the `airbench` recipe's settings (Nesterov at 1.5
+# for batch 1024, decoupled decay 0.0089) and the speed family's head they are tuned for
+# (`RECIPE_HEADS`). 50 to 970 MFLOPs an image (`fast_cifar_s`: 206).
+_AIRBENCH = RECIPES["airbench"]
 CIFAR10_SPACE: dict = {
     "stages": 3,
     "blocks_per_stage": [1, 2],
@@ -71,10 +74,10 @@ CIFAR10_SPACE: dict = {
     "shortcut": "B",
     "se": [False, True],
     "drop_path_rate": 0.0,
-    "optimizer": "nesterov",
-    "learning_rate": 0.4,
-    "weight_decay": 5e-3,
-    "batch_size": 512,
+    "optimizer": _AIRBENCH.optimizer,
+    "learning_rate": _AIRBENCH.learning_rate,
+    "weight_decay": _AIRBENCH.weight_decay,
+    "batch_size": _AIRBENCH.batch_size,
 }
 DEFAULT_SPACES = {
     "mnist": MNIST_SPACE,
@@ -83,8 +86,11 @@ DEFAULT_SPACES = {
     "cifar100": CIFAR10_SPACE,
 }
 # The recipe each default space's trials train with (the search's own fields laid over it).
-SPACE_RECIPES = {"mnist": "fast", "fashion_mnist": "fast", "cifar10": "fast_cifar",
-                 "cifar100": "fast_cifar"}  # fmt: skip
+SPACE_RECIPES = {"mnist": "fast", "fashion_mnist": "fast", "cifar10": "airbench",
+                 "cifar100": "airbench"}  # fmt: skip
+# The head (pooling, logit scale, batch-norm settings) a recipe's learning rate is tuned
+# for: airbench's logits x 1/9 take a rate that would blow up unscaled logits.
+RECIPE_HEADS = {"airbench": FAST_CIFAR_HEAD}
 _ALLOWED = {
     "block": BLOCKS,
     "downsample": DOWNSAMPLES,
@@ -247,8 +253,11 @@ class ResidualHyperModel(keras_tuner.HyperModel):
         dataset: whose default space to start from (a key of `DEFAULT_SPACES`; None: by
             the input shape, `default_space_for`).
         space: dimensions laid over the default space (see the module docstring).
-        recipe: the named recipe trials train with (None: the space's, `SPACE_RECIPES`).
-        norm: batch-norm settings of the searched networks (default `Norm()`).
+        recipe: the named recipe trials train with (None: the space's, `SPACE_RECIPES`);
+            the networks take the head it is tuned for (`RECIPE_HEADS`, e.g. `airbench`:
+            max pooling, logits x 1/9, batch-norm momentum 0.6).
+        norm: batch-norm settings of the searched networks (default: the recipe's head's,
+            else `Norm()`).
         max_params, max_mflops: constraints: a trial whose network has more parameters or
             forward MFLOPs per image fails before it trains, the reason in its record; a
             space whose smallest network is over them is refused here.
@@ -283,7 +292,9 @@ class ResidualHyperModel(keras_tuner.HyperModel):
         dataset = default_space_for(self.input_shape) if dataset is None else dataset
         self.space = resolve_space(dataset, space, **dimensions)
         self.recipe = _checks.choice("recipe", recipe or SPACE_RECIPES[dataset], RECIPES)
-        self.norm = norm or Norm()
+        head = RECIPE_HEADS.get(self.recipe, {})
+        self.norm = norm or head.get("norm", Norm())
+        self.head = {k: v for k, v in head.items() if k != "norm"}  # pooling, logit scale
         self.dtype = dtype
         self.max_params = (
             None if max_params is None else _checks.positive_int("max_params", max_params)
@@ -375,6 +386,7 @@ class ResidualHyperModel(keras_tuner.HyperModel):
             se_ratio=SE_RATIO if v["se"] else 0.0,
             drop_path_rate=v["drop_path_rate"],
             norm=self.norm,
+            **self.head,
         )
 
     def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
