@@ -227,6 +227,7 @@ def test_no_trial_starts_that_the_budget_cannot_fit(tmp_path):
         ({"max_mflops": -1}, "`max_mflops`"),
         ({"final_epochs": "auto"}, "give a `time_budget` too"),
         ({"final_epochs": "lots"}, "non-negative integer or 'auto'"),
+        ({"final_epochs": True}, "non-negative integer or 'auto'"),
         ({"final_epochs": "auto", "time_budget": "1m", "trial_share": 1}, "`trial_share`"),
     ],
 )

@@ -182,7 +182,8 @@ def run_search(
     _checks.positive_int("max_trials", max_trials)
     _checks.positive_int("epochs", epochs)
     auto = final_epochs == "auto"
-    if not auto and not (isinstance(final_epochs, int) and final_epochs >= 0):
+    whole = isinstance(final_epochs, int) and not isinstance(final_epochs, bool)
+    if not auto and not (whole and final_epochs >= 0):  # as _checks.non_negative_int
         raise ValueError(
             f"`final_epochs` must be a non-negative integer or 'auto', got {final_epochs!r}."
         )
@@ -316,7 +317,8 @@ class Retraining:
     def epochs_within(self, trial, seconds: float) -> int:
         """The most epochs (at least `final_epochs`) of the trial's retraining that fit
         `seconds`, less `AUTO_MARGIN` of them for saving and testing the model."""
-        start, epoch = self.seconds(trial, 0), self.seconds(trial, 1) - self.seconds(trial, 0)
+        start = self.seconds(trial, 0)
+        epoch = self.seconds(trial, 1) - start
         if epoch <= 0:  # nothing recorded to plan with
             return self.final_epochs
         return max(self.final_epochs, math.floor(((1 - AUTO_MARGIN) * seconds - start) / epoch))
