@@ -6,8 +6,9 @@ with the same wall-clock budget (`--hyperresnet-tuners` picks). HyperResNet
 launches trials for the whole budget (or for all the time the toolkit took, if that was longer),
 a trial still training when the budget ends stops there (and is validated on what it learnt),
 and its best trial's weights are scored on the real test set. This toolkit launches trials for
-`--trial-share` of the budget and spends the rest retraining the best configuration
-(`--final-epochs auto`: as many epochs as fit; or a number), as its command line does.
+`--trial-share` of the budget and spends the rest retraining the best configuration for as
+many epochs as fit (`--final-epochs auto`), or keeps the time a number of final epochs
+takes and fills the rest with trials, as its command line does.
 
 Run: KERAS_RESIDUAL_DATA=... python benchmarks/search_vs_hyperresnet.py --dataset mnist --budget 10m
 """
@@ -33,6 +34,7 @@ from _report import emit  # noqa: E402
 import keras_residual as kr  # noqa: E402
 from keras_residual import _checks  # noqa: E402
 from keras_residual.search import parse_duration, run_search  # noqa: E402
+from keras_residual_cli import epochs_or_auto  # noqa: E402
 
 
 def budgeted(tuner_class: type) -> type:
@@ -113,7 +115,7 @@ def toolkit(
         dataset,
         directory,
         max_trials=1000,
-        time_budget=budget if final == "auto" else budget * share,
+        time_budget=budget,
         final_epochs=final,
         trial_share=share,
         dtype=dtype,
@@ -135,9 +137,7 @@ def main() -> None:
     parser.add_argument("--dataset", choices=("mnist", "cifar10"), default="mnist")
     parser.add_argument("--budget", default="10m")
     parser.add_argument("--trial-share", type=float, default=0.5)
-    parser.add_argument(
-        "--final-epochs", type=lambda t: t if t == "auto" else int(t), default="auto"
-    )
+    parser.add_argument("--final-epochs", type=epochs_or_auto, default="auto")
     parser.add_argument("--dtype", default="auto", help="dtype policy of both searches")
     parser.add_argument("--hyperresnet-tuners", default="random,hyperband")
     parser.add_argument("--hyperband-epochs", type=int, default=3, help="Hyperband's max_epochs")

@@ -193,7 +193,7 @@ def _search(args) -> int:
     return 0
 
 
-def _epochs_or_auto(text: str) -> int | str:
+def epochs_or_auto(text: str) -> int | str:
     """`--final-epochs`: a number of epochs or `auto`."""
     if text.strip().lower() == "auto":
         return "auto"
@@ -341,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument(
         "--final-epochs",
-        type=_epochs_or_auto,
+        type=epochs_or_auto,
         help="retrain the best configuration this long for best_model.keras (0: keep its "
         "weights; auto: as long as the budget leaves; default: MNIST 3, else auto)",
     )

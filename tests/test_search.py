@@ -14,7 +14,7 @@ import pytest
 from conftest import learnable_images
 
 import keras_residual as kr
-from keras_residual.search import ResidualHyperModel, resolve_space, run_search
+from keras_residual.search import ResidualHyperModel, resolve_space, retrain, run_search
 from keras_residual.search.run import AUTO_MARGIN, Retraining, SearchFailed
 from keras_residual.search.tuner import BudgetSpent, RandomSearch
 
@@ -163,6 +163,19 @@ def test_auto_final_epochs_retrain_in_the_time_the_trials_leave(data_dir, tmp_pa
     epochs = result["best"]["retrained_epochs"]
     assert isinstance(epochs, int) and epochs >= 1
     assert f"for {epochs} epochs, as many as fit in the" in printed
+
+
+def test_retrain_trains_a_trials_configuration_afresh_for_the_epochs_given(tmp_path):
+    tuner, data = _in_process_tuner(tmp_path, [4, 6]), _tiny_data()
+    tuner.search(data, epochs=1, verbose=0)
+    (trial,) = tuner.oracle.trials.values()
+    hp = trial.hyperparameters
+    model = retrain(tuner.hypermodel, hp, data, 3, verbose=0)
+    assert model.count_params() == trial.metrics.get_last_value("params")
+    batch = tuner.hypermodel.recipe_for(hp).batch_size
+    assert int(model.optimizer.iterations) == 3 * -(-len(data.y_train) // batch)
+    with pytest.raises(ValueError, match="epochs"):
+        retrain(tuner.hypermodel, hp, data, 0)
 
 
 def _in_process_tuner(directory, width) -> RandomSearch:

@@ -9,7 +9,7 @@ from keras_residual.search.results import (
     promotion_ladder,
     write_results,
 )
-from keras_residual.search.run import parse_duration, run_search
+from keras_residual.search.run import parse_duration, retrain, run_search
 from keras_residual.search.space import (
     DEFAULT_SPACES,
     ResidualHyperModel,
@@ -34,6 +34,7 @@ __all__ = [
     "progress_figure",
     "promotion_ladder",
     "resolve_space",
+    "retrain",
     "run_search",
     "parse_duration",
     "write_results",

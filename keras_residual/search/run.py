@@ -358,6 +358,32 @@ def _finished(out: Path, config: dict) -> dict | None:
     return results
 
 
+def retrain(
+    hypermodel: ResidualHyperModel,
+    hyperparameters: keras_tuner.HyperParameters,
+    data: Dataset,
+    epochs: int,
+    *,
+    seed: int = 0,
+    verbose: int | str = "auto",
+) -> keras.Model:
+    """A trial's configuration built afresh and trained on all of `data` for `epochs`
+    with its recipe (the schedule spread over those epochs), as the search retrains its
+    best. The model is returned untested.
+
+    Example:
+    >>> hypermodel = ResidualHyperModel((28, 28, 1), 10, width=8, blocks_per_stage=1)
+    >>> hp = keras_tuner.HyperParameters()
+    >>> model = retrain(hypermodel, hp, load_dataset("mnist"), 1)  # doctest: +SKIP
+    """
+    _checks.positive_int("epochs", epochs)
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+    model = hypermodel.build(hyperparameters)
+    hypermodel.fit(hyperparameters, model, data, epochs=epochs, seed=seed, verbose=verbose)
+    return model
+
+
 def _save_best(
     tuner_object,
     hypermodel,
@@ -394,14 +420,11 @@ def _save_best(
             final_epochs = retraining.epochs_within(best_trial, seconds_left)
             fill = f", as many as fit in the {seconds_left:.0f} s left"
         hp = best_trial.hyperparameters
-        keras.backend.clear_session()
-        keras.utils.set_random_seed(seed)
-        model = hypermodel.build(hp)
         print(
             f"Retraining trial {best_trial.trial_id}'s configuration for {final_epochs} epochs"
             f"{fill} (about {retraining.seconds(best_trial, final_epochs):.0f} s)"
         )
-        hypermodel.fit(hp, model, data, epochs=final_epochs, seed=seed, verbose=verbose)
+        model = retrain(hypermodel, hp, data, final_epochs, seed=seed, verbose=verbose)
     else:
         hp = best_trial.hyperparameters
         model = tuner_object.load_model(best_trial)
