@@ -33,7 +33,9 @@ from _report import cpu_flags, emit  # noqa: E402
 
 import keras_residual as kr  # noqa: E402
 from keras_residual.search import ResidualHyperModel, default_space_for, retrain, run_search  # noqa: E402
+from keras_residual.search.results import varying_names  # noqa: E402
 from keras_residual.search.run import PROJECT  # noqa: E402
+from keras_residual.search.state import read_json  # noqa: E402
 
 
 def ranks(values) -> np.ndarray:
@@ -62,7 +64,7 @@ def kendall_tau_b(a, b) -> float:
 
 def searched(out: Path, data_dir: str | None):
     """The search's settings, data, hypermodel and completed trials (best score first)."""
-    config = json.loads((out / "search.json").read_text())
+    config = read_json(out / "search.json", "the search's settings")
     data = kr.load_dataset(config["dataset"], data_dir, seed=config["seed"])
     name = config["dataset"]
     space = name if name in kr.data.DATASETS else default_space_for(data.input_shape)
@@ -75,12 +77,6 @@ def searched(out: Path, data_dir: str | None):
     ]
     completed = [t for t in trials if t.status == "COMPLETED" and t.score is not None]
     return config, data, hypermodel, sorted(completed, key=lambda t: -t.score)
-
-
-def varying(trials) -> list[str]:
-    """The hyperparameters whose values differ between `trials`."""
-    names = trials[0].hyperparameters.values
-    return [n for n in names if len({str(t.hyperparameters.values.get(n)) for t in trials}) > 1]
 
 
 def quick_search(directory: Path) -> Path:
@@ -113,13 +109,14 @@ def main() -> None:
         out = Path(args.search_dir)
     else:
         parser.error(f"{args.search_dir!r} holds no finished search (no results.json)")
-    best = json.loads((out / "results.json").read_text()).get("best", {})
+    best = read_json(out / "results.json", "the search's results").get("best", {})
     epochs = args.epochs or best.get("retrained_epochs") or 1
     config, data, hypermodel, trials = searched(out, args.data_dir)
     if len(trials) < 3:
         sys.exit(f"{out} has {len(trials)} completed trials: a rank correlation needs 3")
     print(f"Retraining {len(trials)} configurations of {out} for {epochs} epochs each", flush=True)
-    names, rows = varying(trials), []
+    values = [t.hyperparameters.values for t in trials]
+    names, rows = varying_names(values, list(values[0])), []
     for trial in trials:
         start = time.perf_counter()
         hp = trial.hyperparameters
@@ -144,7 +141,7 @@ def main() -> None:
         "kendall_tau_b": round(kendall_tau_b(scores, finals), 3),
         "pick_rank_after_retraining": int(sum(f > pick["retrained_test"] for f in finals)) + 1,
         "pick_gap_to_best": round(max(finals) - pick["retrained_test"], 4),
-        "test_tta": hypermodel.recipe_for(trials[0].hyperparameters).tta,
+        "test_tta": tta,  # the space's recipe: the same for every trial
         "cpu_flags": cpu_flags(),
     }
     emit("Trial score vs retrained accuracy", rows, **result)

@@ -170,13 +170,18 @@ def progress_figure(rows: list[dict]):
     return figure
 
 
+def varying_names(rows: list[dict], names: list[str]) -> list[str]:
+    """Those of `names` whose values differ between `rows`."""
+    return [n for n in names if len({str(r.get(n)) for r in rows}) > 1]
+
+
 def format_table(rows: list[dict], limit: int | None = None) -> str:
     """A text table of the trials, best first; hyperparameters shown where they vary."""
     if not rows:
         return "(no trials)"
     hidden = (*RECORD_METRICS, *OBJECTIVES, "reason", "spec")
     hp_names = [c for c in _columns(rows)[2:] if c not in hidden and not c.startswith("tuner/")]
-    varying = [n for n in hp_names if len({str(r.get(n)) for r in rows}) > 1] or hp_names[:2]
+    varying = varying_names(rows, hp_names) or hp_names[:2]
     fidelity = [n for n in ("epochs", "train_examples") if len({r.get(n) for r in rows}) > 1]
     rungs = any(r.get("tuner/bracket") is not None for r in rows)
     header = ["trial", "status", *(["rung", "from"] if rungs else []), *varying]
