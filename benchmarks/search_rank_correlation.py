@@ -65,9 +65,9 @@ def kendall_tau_b(a, b) -> float:
 def searched(out: Path, data_dir: str | None):
     """The search's settings, data, hypermodel and completed trials (best score first)."""
     config = read_json(out / "search.json", "the search's settings")
-    data = kr.load_dataset(config["dataset"], data_dir, seed=config["seed"])
-    name = config["dataset"]
-    space = name if name in kr.data.DATASETS else default_space_for(data.input_shape)
+    size = config.get("image_size")  # a folder of images is resized as the search resized it
+    data = kr.load_dataset(config["dataset"], data_dir, seed=config["seed"], image_size=size)
+    space = default_space_for(data.input_shape, config["dataset"])
     hypermodel = ResidualHyperModel(
         data.input_shape, data.num_classes, space, config["space"], dtype=config["dtype"]
     )

@@ -40,6 +40,7 @@ class SearchFailed(RuntimeError):
 
 IDENTITY = (
     "dataset",
+    "image_size",
     "tuner",
     "epochs",
     "seed",
@@ -205,19 +206,19 @@ def run_search(
     data = None
     if dataset in DATASETS:  # shape and classes known without reading the data
         shape, classes = DATASETS[dataset]["shape"], len(DATASETS[dataset]["classes"])
-        space_name = dataset
     else:  # the user's own data: read (and checked) before anything is written
         data = load_dataset(dataset, data_dir, seed=seed, image_size=image_size)
         shape, classes = data.input_shape, data.num_classes
-        space_name = default_space_for(shape)
+    space_name = default_space_for(shape, dataset)
     resolved = resolve_space(space_name, space, **dimensions)
     constraints = {"max_params": max_params, "max_mflops": max_mflops}
     hypermodel = ResidualHyperModel(
         shape, classes, space_name, resolved, dtype=dtype, **constraints
     )
     hypermodel.spec(keras_tuner.HyperParameters())  # every dimension declares: fail now
-    config = {"dataset": dataset, "tuner": tuner, "epochs": epochs, "seed": seed}
-    config |= {"dtype": dtype, "space": resolved, "max_trials": max_trials}
+    size = list(image_size) if isinstance(image_size, tuple | list) else image_size  # as JSON
+    config = {"dataset": dataset, "image_size": size, "tuner": tuner, "epochs": epochs}
+    config |= {"seed": seed, "dtype": dtype, "space": resolved, "max_trials": max_trials}
     config |= {"time_budget": budget, **constraints, "data_fraction": data_fraction}
     if role != "worker":
         _check_directory(out, config, resume)

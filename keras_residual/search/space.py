@@ -143,14 +143,16 @@ def _check_dimension(name: str, spec):
             _checks.positive(name, value)
 
 
-def default_space_for(input_shape) -> str:
-    """The default space for data of `input_shape`: MNIST's for small one-channel images,
-    CIFAR-10's for anything else.
+def default_space_for(input_shape, dataset: str | None = None) -> str:
+    """The default space for `dataset`: a built-in dataset's own; for data of your own,
+    by `input_shape`: MNIST's for small one-channel images, CIFAR-10's for anything else.
 
     Example:
-    >>> default_space_for((96, 96, 3))
-    'cifar10'
+    >>> default_space_for((96, 96, 3)), default_space_for((28, 28, 1), "fashion_mnist")
+    ('cifar10', 'fashion_mnist')
     """
+    if dataset in DEFAULT_SPACES:
+        return dataset
     *size, channels = input_shape
     small = all(side is not None and side <= 32 for side in size)
     return "mnist" if channels == 1 and small else "cifar10"
