@@ -1,6 +1,7 @@
 """Time to accuracy on CIFAR-10: train a preset with its recipe on all 50,000 training
 images, evaluate the test set after every epoch (with the recipe's test-time augmentation),
-report when `--target` was first reached.
+report when `--target` was first reached (`--test-every N`: every N-th epoch and the
+last, for long runs of deep networks whose test-time augmentation costs as much as training).
 
 Prints the CPU flags and dtype, a per-epoch table, and a final JSON line with `preset`,
 `epochs`, `final_test_accuracy`, `epochs_to_target`, `seconds_to_target` (training time
@@ -37,14 +38,15 @@ from keras_residual.techniques import TTA_MODES  # noqa: E402
 
 
 class TestEveryEpoch(keras.callbacks.Callback):
-    """Test accuracy after each epoch, and the training time up to it (evaluation excluded).
+    """Test accuracy after every `every`-th epoch and the last, and the training time up to
+    it (evaluation excluded).
 
     Each row has the accuracy with the recipe's test-time augmentation and, from the same
     predictions, without it; the last epoch's row has every TTA mode."""
 
-    def __init__(self, data: kr.Dataset, tta: str, epochs: int):
+    def __init__(self, data: kr.Dataset, tta: str, epochs: int, every: int = 1):
         super().__init__()
-        self.data, self.tta, self.epochs = data, tta, epochs
+        self.data, self.tta, self.epochs, self.every = data, tta, epochs, every
         self.rows, self.training_seconds = [], 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -52,6 +54,8 @@ class TestEveryEpoch(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.training_seconds += time.perf_counter() - self.started
+        if (epoch + 1) % self.every and epoch + 1 != self.epochs:
+            return
         modes = TTA_MODES if epoch + 1 == self.epochs else {"none", self.tta}
         accuracy = self.accuracy_by_tta(modes)
         row = {
@@ -117,6 +121,10 @@ def main() -> None:
     parser.add_argument("--recipe", help="default: fast_cifar for the speed family, else fast")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--target", type=float, default=0.94)
+    parser.add_argument(
+        "--test-every", type=int, default=1, metavar="N",
+        help="test after every N-th epoch and the last (epochs_to_target: the first tested)",
+    )  # fmt: skip
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
     parser.add_argument("--spec", action="append", default=[], metavar="FIELD=VALUE")
     parser.add_argument("--dtype", default="auto")
@@ -127,6 +135,8 @@ def main() -> None:
     args = parser.parse_args()
     if not 0 < args.target < 1:
         parser.error(f"--target must lie in (0, 1), got {args.target}")
+    if args.test_every < 1:
+        parser.error(f"--test-every must be a positive number of epochs, got {args.test_every}")
     recipe = kr.get_recipe(args.recipe or kr.default_recipe(args.preset), **parse_changes(args.set))
     spec = kr.get_spec(args.preset).replace(**parse_changes(args.spec))
     dtype = kr.resolve_dtype(args.dtype)
@@ -139,7 +149,7 @@ def main() -> None:
     model = kr.build_network(spec.replace(num_classes=data.num_classes), dtype=dtype)
     print(f"{model.name}: {model.count_params():,} parameters; {kr.count_flops(model) / 1e6:.0f}"
           f" MFLOPs/image; recipe: {recipe}", flush=True)  # fmt: skip
-    tester = TestEveryEpoch(data, recipe.tta, epochs)
+    tester = TestEveryEpoch(data, recipe.tta, epochs, args.test_every)
     kr.train(model, data, epochs=epochs, recipe=recipe, seed=args.seed, verbose=0,
              callbacks=[tester])  # fmt: skip
 
@@ -159,6 +169,7 @@ def main() -> None:
         "dtype": dtype,
         "cpu_flags": cpu_flags(),
         "epochs": epochs,
+        "test_every": args.test_every,
         "final_test_accuracy": rows[-1]["test_accuracy"],
         "target": args.target,
         "epochs_to_target": reached and reached["epoch"],
