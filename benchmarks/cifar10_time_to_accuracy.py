@@ -1,7 +1,7 @@
 """Time to accuracy on CIFAR-10: train a preset with its recipe on all 50,000 training
 images, evaluate the test set after every epoch (with the recipe's test-time augmentation),
 report when `--target` was first reached (`--test-every N`: every N-th epoch and the
-last, for long runs of deep networks whose test-time augmentation costs as much as training).
+last, for deep networks whose test-time augmentation costs nearly an epoch of training).
 
 Prints the CPU flags and dtype, a per-epoch table, and a final JSON line with `preset`,
 `epochs`, `final_test_accuracy`, `epochs_to_target`, `seconds_to_target` (training time

@@ -211,6 +211,7 @@ def test_search_a_folder_end_to_end(tmp_path, capsys):
     assert model.input_shape == (None, 16, 16, 3)
     resized = [*argv[:4], "24", *argv[5:], "--resume"]  # another size: another search
     assert main(resized) == 2 and "image_size differ" in capsys.readouterr().err
+    assert (out / "best_model.keras").exists()  # refused, nothing lost
 
 
 def test_images_too_small_for_a_model_are_refused_before_training(tmp_path, capsys):
