@@ -216,10 +216,10 @@ def run_search(
         shape, classes, space_name, resolved, dtype=dtype, **constraints
     )
     hypermodel.spec(keras_tuner.HyperParameters())  # every dimension declares: fail now
-    size = list(image_size) if isinstance(image_size, tuple | list) else image_size  # as JSON
-    config = {"dataset": dataset, "image_size": size, "tuner": tuner, "epochs": epochs}
+    config = {"dataset": dataset, "image_size": image_size, "tuner": tuner, "epochs": epochs}
     config |= {"seed": seed, "dtype": dtype, "space": resolved, "max_trials": max_trials}
     config |= {"time_budget": budget, **constraints, "data_fraction": data_fraction}
+    config = json.loads(json.dumps(config))  # as search.json reads back: lists for tuples
     if role != "worker":
         _check_directory(out, config, resume)
         finished = _finished(out, config) if resume else None
@@ -348,8 +348,7 @@ def _fraction(data: Dataset, fraction: float) -> Dataset:
 def _finished(out: Path, config: dict) -> dict | None:
     """The results of the search in `out` if it already ended with these settings."""
     marker = out / FINISHED
-    same = json.loads(json.dumps(config))  # as it reads back: lists for tuples
-    if not marker.exists() or read_json(marker, "the finished search's settings") != same:
+    if not marker.exists() or read_json(marker, "the finished search's settings") != config:
         return None
     results = read_json(out / "results.json", "the search's results")
     print(
