@@ -54,9 +54,10 @@ class TestEveryEpoch(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.training_seconds += time.perf_counter() - self.started
-        if (epoch + 1) % self.every and epoch + 1 != self.epochs:
+        last = epoch + 1 == self.epochs
+        if (epoch + 1) % self.every and not last:
             return
-        modes = TTA_MODES if epoch + 1 == self.epochs else {"none", self.tta}
+        modes = TTA_MODES if last else {"none", self.tta}
         accuracy = self.accuracy_by_tta(modes)
         row = {
             "epoch": epoch + 1,

@@ -4,7 +4,8 @@ The toolkit searches as its command line does; HyperResNet runs under keras-tune
 `RandomSearch` (one epoch per trial) and `Hyperband` (`--hyperband-epochs`, factor 3), each
 with the same wall-clock budget (`--hyperresnet-tuners` picks). HyperResNet
 launches trials for the whole budget (or for all the time the toolkit took, if that was longer),
-a trial still training when the budget ends stops there (and is validated on what it learnt),
+a trial still training when the budget ends stops there (and is validated on what it learnt;
+keras-tuner counts it completed, and `trials_cut` counts it again),
 and its best trial's weights are scored on the real test set. This toolkit launches trials for
 `--trial-share` of the budget and spends the rest retraining the best configuration for as
 many epochs as fit (`--final-epochs auto`), or keeps the time a number of final epochs
@@ -38,16 +39,22 @@ from keras_residual_cli import epochs_or_auto  # noqa: E402
 
 
 def budgeted(tuner_class: type) -> type:
-    """`tuner_class` (a keras-tuner tuner) that stops launching trials after `budget` s."""
+    """`tuner_class` (a keras-tuner tuner) that stops launching trials after `budget` s and
+    keeps the ids of the trials that ended past it in `cut`."""
 
     class Budgeted(tuner_class):
         def __init__(self, *args, budget: float, **kwargs):
             super().__init__(*args, **kwargs)
-            self.budget, self.started = budget, time.monotonic()
+            self.budget, self.started, self.cut = budget, time.monotonic(), set()
 
         def pre_create_trial(self):
             if time.monotonic() - self.started >= self.budget:
                 raise StopIteration
+
+        def on_trial_end(self, trial):
+            if time.monotonic() - self.started >= self.budget:
+                self.cut.add(trial.trial_id)
+            super().on_trial_end(trial)
 
     return Budgeted
 
@@ -96,6 +103,7 @@ def hyperresnet(
     trials = tuner.oracle.trials.values()
     completed = [t for t in trials if t.status == "COMPLETED"]
     row = {"trials_completed": len(completed), "trials_failed": len(trials) - len(completed)}
+    row["trials_cut"] = sum(t.trial_id in tuner.cut for t in completed)
     if completed:
         best = tuner.get_best_models(1)[0]
         best.compile(loss="categorical_crossentropy", metrics=["accuracy"])
@@ -125,6 +133,7 @@ def toolkit(
     best = result.get("best", {})
     return {
         "trials_completed": sum(r["status"] == "completed" for r in rows),
+        "trials_cut": 0,  # it stops no trial: one forecast to end past the budget never starts
         "trials_failed": sum(r["status"] != "completed" for r in rows),
         "best_val_accuracy": round(best.get("val_accuracy", 0), 4),
         "test_accuracy": round(best.get("test_accuracy", 0), 4),
@@ -173,7 +182,7 @@ def main() -> None:
         row["wall_s"] = round(time.monotonic() - start)
         rows.append(row)
         shutil.rmtree(directory, ignore_errors=True)
-    columns = ("search", "trials_completed", "trials_failed", "best_val_accuracy")
+    columns = ("search", "trials_completed", "trials_cut", "trials_failed", "best_val_accuracy")
     columns += ("test_accuracy", "params", "wall_s")
     rows = [{c: row.get(c, "-") for c in columns} for row in rows]
     emit(f"search on {args.dataset}, budget {args.budget}", rows, dataset=args.dataset, dtype=dtype)

@@ -169,6 +169,13 @@ def test_exhausted_space_is_said_and_a_finished_search_is_not_retrained(data_dir
     )
     assert "finished" in capsys.readouterr().out and len(again["trials"]) == 2
     assert (out / "best_model.keras").stat().st_mtime_ns == saved  # not retrained
+    # A search finished before `image_size` was recorded is still this search, finished.
+    recorded = json.loads((out / "finished.json").read_text())
+    del recorded["image_size"]
+    (out / "finished.json").write_text(json.dumps(recorded))
+    run_search("mnist", out, max_trials=5, data_dir=data_dir, verbose=0, space=space, resume=True)
+    assert "finished" in capsys.readouterr().out
+    assert (out / "best_model.keras").stat().st_mtime_ns == saved
 
 
 # --- Command line ---------------------------------------------------------------------

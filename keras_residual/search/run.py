@@ -348,7 +348,11 @@ def _fraction(data: Dataset, fraction: float) -> Dataset:
 def _finished(out: Path, config: dict) -> dict | None:
     """The results of the search in `out` if it already ended with these settings."""
     marker = out / FINISHED
-    if not marker.exists() or read_json(marker, "the finished search's settings") != config:
+    if not marker.exists():
+        return None
+    recorded = read_json(marker, "the finished search's settings")
+    # A setting added after the search ended reads as None, as in _check_directory.
+    if any(recorded.get(k) != config.get(k) for k in recorded.keys() | config.keys()):
         return None
     results = read_json(out / "results.json", "the search's results")
     print(
