@@ -295,15 +295,17 @@ def _search(data_dir, out, **kwargs):
     return run_search("mnist", out, max_trials=2, data_dir=data_dir, verbose=0, **TINY, **kwargs)
 
 
-def test_a_truncated_trial_file_is_named_and_its_trial_reruns(data_dir, tmp_path, capsys):
+@pytest.mark.parametrize("damage", [lambda text: text[:100], lambda text: "null"])
+def test_a_truncated_trial_file_is_named_and_its_trial_reruns(data_dir, tmp_path, capsys, damage):
     out = tmp_path / "s"
     _search(data_dir, out)
     (out / "finished.json").unlink()  # as if killed before the end
     trial = out / "tuner" / "trial_1" / "trial.json"
-    trial.write_text(trial.read_text()[:100])
+    trial.write_text(damage(trial.read_text()))
     assert main(["report", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "unreadable" in printed and f"{trial} is truncated or corrupt" in printed
+    assert "unreadable" in printed
+    assert f"{trial} (the trial's state) is truncated or corrupt" in printed
     result = _search(data_dir, out, resume=True)
     printed = capsys.readouterr().out
     assert f"{trial} was truncated or corrupt" in printed and "trial 1 runs again" in printed
@@ -312,16 +314,20 @@ def test_a_truncated_trial_file_is_named_and_its_trial_reruns(data_dir, tmp_path
 
 
 @pytest.mark.parametrize(
-    ("damaged", "message"),
-    [("tuner/oracle.json", "keras-tuner's oracle state"), ("search.json", "the search's settings")],
+    ("damaged", "message", "text"),
+    [
+        ("tuner/oracle.json", "keras-tuner's oracle state", ""),
+        ("search.json", "the search's settings", ""),
+        ("search.json", "the search's settings", "null"),  # JSON, but not settings
+    ],
 )
 def test_a_damaged_search_state_file_is_named_with_the_way_out(
-    data_dir, tmp_path, capsys, damaged, message
+    data_dir, tmp_path, capsys, damaged, message, text
 ):
     out = tmp_path / "s"
     _search(data_dir, out)
     (out / "finished.json").unlink()
-    (out / damaged).write_text("")
+    (out / damaged).write_text(text)
     with pytest.raises(ValueError, match=f"{out / damaged} \\({message}\\) is truncated") as e:
         _search(data_dir, out, resume=True)
     assert "keras-residual report" in str(e.value) and "new --out" in str(e.value)

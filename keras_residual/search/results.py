@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_residual._plots import new_figure
+from keras_residual.search.state import StateError, read_json
 
 RECORD_METRICS = (
     "params",
@@ -42,8 +43,8 @@ def collect_rows(project_dir: str | Path) -> list[dict]:
     rows = []
     for path in sorted(Path(project_dir).glob("trial_*/trial.json")):
         try:
-            state = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            state = read_json(path, "the trial's state")
+        except StateError as error:
             rows.append(_unreadable_row(path, error))
             continue
         metrics = state.get("metrics", {}).get("metrics", {})
@@ -64,9 +65,9 @@ def collect_rows(project_dir: str | Path) -> list[dict]:
     return rows
 
 
-def _unreadable_row(path: Path, error: Exception) -> dict:
+def _unreadable_row(path: Path, error: StateError) -> dict:
     row = {"trial_id": path.parent.name.removeprefix("trial_"), "status": "unreadable"}
-    row["reason"] = f"{path} is truncated or corrupt ({error}); --resume reruns this trial"
+    row["reason"] = f"{str(error).rstrip('.')}; --resume reruns this trial"
     return row | dict.fromkeys((*OBJECTIVES, *RECORD_METRICS, "spec"))
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from keras_residual import _thirdparty
 from keras_residual._files import write_text_atomically
@@ -24,20 +23,26 @@ class StateError(ValueError):
     """A state file of a search directory cannot be read; the message says what to do."""
 
 
-def read_json(path: str | Path, what: str, way_out: str = "") -> Any:
-    """The JSON in `path`, or a `StateError` naming the file, what it is and `way_out`."""
+def read_json(path: str | Path, what: str, way_out: str = "") -> dict:
+    """The JSON object in `path`, or a `StateError` naming the file, what it is and `way_out`."""
     path = Path(path)
     try:
-        return json.loads(path.read_text())
+        value = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         reason = "is missing" if isinstance(error, FileNotFoundError) else "is truncated or corrupt"
         raise StateError(f"{path} ({what}) {reason} ({error}).{way_out}") from None
+    if not isinstance(value, dict):
+        raise StateError(
+            f"{path} ({what}) is truncated or corrupt (it holds {json.dumps(value)[:40]}, "
+            f"not a JSON object).{way_out}"
+        )
+    return value
 
 
 def readable(path: Path) -> bool:
     try:
-        json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        read_json(path, "")
+    except StateError:
         return False
     return True
 
