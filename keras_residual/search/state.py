@@ -41,7 +41,7 @@ def read_json(path: str | Path, what: str, way_out: str = "") -> dict:
 
 def readable(path: Path) -> bool:
     try:
-        read_json(path, "")
+        read_json(path, "the trial's state")
     except StateError:
         return False
     return True
