@@ -109,6 +109,12 @@ def parse_duration(text: str | float | None) -> float | None:
     return seconds
 
 
+def _differing(recorded: dict, config: dict, keys) -> list[str]:
+    """The settings among `keys` that `recorded` holds otherwise than `config`; a setting
+    recorded before it existed reads as None."""
+    return [k for k in keys if recorded.get(k) != config.get(k)]
+
+
 def _check_directory(out: Path, config: dict, resume: bool) -> None:
     """Refuse a directory that holds another search, or this one without `resume`."""
     marker = out / "search.json"
@@ -118,9 +124,9 @@ def _check_directory(out: Path, config: dict, resume: bool) -> None:
             "start a new --out."
         )
         previous = read_json(marker, "the search's settings", way_out)
-        differs = [k for k in IDENTITY if k != "space" and previous.get(k) != config[k]]
+        differs = _differing(previous, config, [k for k in IDENTITY if k != "space"])
         space = previous.get("space", {})
-        differs += [f"{k} dimension" for k in config["space"] if space.get(k) != config["space"][k]]
+        differs += [f"{k} dimension" for k in _differing(space, config["space"], config["space"])]
         if differs:
             raise ValueError(
                 f"{out} belongs to a different search (its {', '.join(differs)} differ); "
@@ -351,8 +357,7 @@ def _finished(out: Path, config: dict) -> dict | None:
     if not marker.exists():
         return None
     recorded = read_json(marker, "the finished search's settings")
-    # A setting added after the search ended reads as None, as in _check_directory.
-    if any(recorded.get(k) != config.get(k) for k in recorded.keys() | config.keys()):
+    if _differing(recorded, config, recorded.keys() | config.keys()):
         return None
     results = read_json(out / "results.json", "the search's results")
     print(
