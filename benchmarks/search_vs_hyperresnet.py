@@ -17,6 +17,7 @@ Run: KERAS_RESIDUAL_DATA=... python benchmarks/search_vs_hyperresnet.py --datase
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
@@ -25,8 +26,6 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(__file__))
-
-import contextlib
 
 import keras  # noqa: E402
 import keras_tuner  # noqa: E402
@@ -39,22 +38,24 @@ from keras_residual_cli import epochs_or_auto  # noqa: E402
 
 
 def budgeted(tuner_class: type) -> type:
-    """`tuner_class` (a keras-tuner tuner) that stops launching trials after `budget` s and
-    keeps the ids of the trials that ended past it in `cut`."""
+    """`tuner_class` (a keras-tuner tuner) under a wall-clock budget of `budget` s: once it is
+    spent, it launches no trial and stops the training of the trial still training (that trial
+    is validated on what it learnt and counted completed) and keeps that trial's id in `cut`."""
 
     class Budgeted(tuner_class):
         def __init__(self, *args, budget: float, **kwargs):
             super().__init__(*args, **kwargs)
-            self.budget, self.started, self.cut = budget, time.monotonic(), set()
+            self.deadline, self.cut = time.monotonic() + budget, set()
 
         def pre_create_trial(self):
-            if time.monotonic() - self.started >= self.budget:
+            if time.monotonic() >= self.deadline:
                 raise StopIteration
 
-        def on_trial_end(self, trial):
-            if time.monotonic() - self.started >= self.budget:
+        def on_batch_end(self, trial, model, batch, logs=None):
+            if time.monotonic() >= self.deadline:
+                model.stop_training = True
                 self.cut.add(trial.trial_id)
-            super().on_trial_end(trial)
+            super().on_batch_end(trial, model, batch, logs)
 
     return Budgeted
 
@@ -63,18 +64,6 @@ HYPERRESNET_TUNERS = {
     "random": (keras_tuner.RandomSearch, {"max_trials": 1000}),
     "hyperband": (keras_tuner.Hyperband, {"factor": 3}),
 }
-
-
-class Deadline(keras.callbacks.Callback):
-    """Stop training at a wall-clock deadline (`time.monotonic()`); validation still runs."""
-
-    def __init__(self, deadline: float):
-        super().__init__()
-        self.deadline = deadline
-
-    def on_train_batch_end(self, batch, logs=None):
-        if time.monotonic() >= self.deadline:
-            self.model.stop_training = True
 
 
 def hyperresnet(
@@ -97,9 +86,8 @@ def hyperresnet(
         budget=budget,
         seed=1,  # keras-tuner draws a random seed for 0
     )
-    deadline = Deadline(tuner.started + budget)
     with contextlib.suppress(StopIteration):
-        tuner.search(x, y, validation_data=validation, epochs=1, verbose=2, callbacks=[deadline])
+        tuner.search(x, y, validation_data=validation, epochs=1, verbose=2)
     trials = tuner.oracle.trials.values()
     completed = [t for t in trials if t.status == "COMPLETED"]
     row = {"trials_completed": len(completed), "trials_failed": len(trials) - len(completed)}

@@ -199,14 +199,16 @@ def test_pooling_networks_take_the_speed_familys_layout_on_small_images(shape, f
 # --- the command line ------------------------------------------------------------------
 
 
-def test_search_a_folder_end_to_end(tmp_path, capsys):
+def test_search_a_folder_end_to_end(tmp_path, capsys, recwarn):
     folder = write_images(tmp_path / "pets", count=20)
     out = tmp_path / "run"
     argv = ["search", "--dataset", str(folder), "--image-size", "16", "--max-trials", "1"]
     argv += ["--width", "4", "--blocks-per-stage", "1", "--out", str(out), "--dtype", "float32"]
+    argv += ["--final-epochs", "1"]  # retrained with the recipe's frozen norm scales
     assert main(argv) == 0
     assert (out / "best_model.keras").exists()
     assert "test accuracy" in capsys.readouterr().out.lower()
+    assert not [w for w in recwarn if "Skipping variable loading" in str(w.message)]
     model = keras.saving.load_model(out / "best_model.keras")
     assert model.input_shape == (None, 16, 16, 3)
     resized = [*argv[:4], "24", *argv[5:], "--resume"]  # another size: another search
