@@ -440,9 +440,9 @@ def _save_best(
     path = out / "best_model.keras"
     model.save(path)
     tta = hypermodel.recipe_for(hp).tta  # the recipe's test-time augmentation, if any
-    # The saved file is what is tested. Uncompiled: the optimizer's state is not needed to
-    # test, and a recipe's frozen batch-norm scales reload trainable (Keras does not save
-    # that flag), which would leave it out with a warning at the end of every such search.
+    # The saved file is what is tested, reloaded uncompiled: testing needs no optimizer
+    # state, and a recipe's frozen batch-norm scales reload trainable (Keras does not save
+    # that flag), so Keras would skip the saved optimizer's variables with a warning.
     saved = keras.saving.load_model(path, safe_mode=True, compile=False)
     metrics = evaluate(saved, data, tta=tta)
     best = {
