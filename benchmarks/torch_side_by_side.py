@@ -34,15 +34,22 @@ from torch.nn import functional  # noqa: E402
 import keras_residual as kr  # noqa: E402
 
 
+def batch_norm(channels: int, norm: kr.Norm) -> nn.BatchNorm2d:
+    """The toolkit's batch norm with `norm`'s settings; `Norm(scale=False)`: a frozen scale."""
+    layer = nn.BatchNorm2d(channels, momentum=1 - norm.momentum, eps=norm.epsilon)
+    layer.weight.requires_grad_(norm.scale)
+    return layer
+
+
 class Block(nn.Module):
     """The toolkit's post-activation BasicBlock with shortcut option A or B."""
 
-    def __init__(self, channels_in: int, channels: int, stride: int, shortcut: str):
+    def __init__(self, channels_in: int, channels: int, stride: int, shortcut: str, norm):
         super().__init__()
         self.conv1 = nn.Conv2d(channels_in, channels, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(channels, momentum=0.1, eps=1e-3)
+        self.bn1 = batch_norm(channels, norm)
         self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(channels, momentum=0.1, eps=1e-3)
+        self.bn2 = batch_norm(channels, norm)
         self.reshape = stride != 1 or channels_in != channels
         self.pad = channels - channels_in
         self.stride = stride
@@ -50,7 +57,7 @@ class Block(nn.Module):
         if self.reshape and shortcut == "B":
             self.projection = nn.Sequential(
                 nn.Conv2d(channels_in, channels, 1, stride, bias=False),
-                nn.BatchNorm2d(channels, momentum=0.1, eps=1e-3),
+                batch_norm(channels, norm),
             )
 
     def forward(self, x):
@@ -73,16 +80,18 @@ def torch_twin(spec: kr.ResNetSpec) -> nn.Module:
         layers, channels = [whiten, nn.ReLU()], 8 * channels
     else:
         stem = nn.Conv2d(channels, spec.stem_filters, 3, padding=1, bias=False)
-        layers = [stem, nn.BatchNorm2d(spec.stem_filters, eps=1e-3), nn.ReLU()]
+        layers = [stem, batch_norm(spec.stem_filters, spec.norm), nn.ReLU()]
         channels = spec.stem_filters
     for depth, filters, stride in zip(spec.depths, spec.filters, spec.strides, strict=True):
         if spec.downsample == "pool":
             layers += [nn.Conv2d(channels, filters, 3, padding=1, bias=False)]
             layers += [nn.MaxPool2d(stride)] if stride > 1 else []
-            layers += [nn.BatchNorm2d(filters, eps=1e-3), nn.ReLU()]
+            layers += [batch_norm(filters, spec.norm), nn.ReLU()]
             channels, stride = filters, 1
         for b in range(depth):
-            layers.append(Block(channels, filters, stride if b == 0 else 1, spec.shortcut))
+            layers.append(
+                Block(channels, filters, stride if b == 0 else 1, spec.shortcut, spec.norm)
+            )
             channels = filters
     pool = nn.AdaptiveMaxPool2d(1) if spec.pooling == "max" else nn.AdaptiveAvgPool2d(1)
     layers += [pool, nn.Flatten(), nn.Linear(channels, spec.num_classes)]

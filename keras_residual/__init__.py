@@ -9,6 +9,7 @@ import importlib
 import importlib.util
 
 from keras_residual.fast_cifar import FAST_CIFAR_SIZES, fast_cifar, fast_cifar_spec
+from keras_residual.initializers import Dirac
 from keras_residual.layers import (
     BasicBlock,
     BottleneckBlock,
@@ -112,6 +113,7 @@ __all__ = [
     "DegradationResult",
     "DenseBlock",
     "DenseNetSpec",
+    "Dirac",
     "DropPath",
     "FAST_CIFAR_SIZES",
     "FusedBatchNormalization",

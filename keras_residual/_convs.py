@@ -20,7 +20,8 @@ def conv2d(
     name: str | None = None,
     dtype=None,
 ) -> keras.layers.Conv2D:
-    """A Conv2D that expects `symmetric_pad` in front of it when strided.
+    """A Conv2D that expects `symmetric_pad` in front of it when strided, with its own
+    instance of `kernel_initializer` (`fresh_initializer`).
 
     Strided convolutions pad symmetrically (torchvision and keras.applications do),
     not TensorFlow's bottom-right-heavy "same" padding, so weights port across.
@@ -33,10 +34,25 @@ def conv2d(
         padding=padding,
         groups=groups,
         use_bias=use_bias,
-        kernel_initializer=kernel_initializer,
+        kernel_initializer=fresh_initializer(kernel_initializer),
         name=name,
         dtype=dtype,
     )
+
+
+def fresh_initializer(initializer):
+    """A new instance of `initializer` (an instance, name or config). Keras 3's unseeded
+    initializer draws the same values on every call, so one instance shared by a block's
+    convolutions would start same-shaped kernels identical; a seeded one stays seeded.
+
+    Example:
+    >>> shared = keras.initializers.HeNormal()
+    >>> a, b = fresh_initializer(shared)((3, 3)), fresh_initializer(shared)((3, 3))
+    >>> bool(ops.all(a == b))
+    False
+    """
+    initializer = keras.initializers.get(initializer)
+    return type(initializer).from_config(initializer.get_config())
 
 
 def symmetric_pad(x, conv: keras.layers.Conv2D):
@@ -63,6 +79,7 @@ def batch_norm(
     return FusedBatchNormalization(
         momentum=norm.momentum,
         epsilon=norm.epsilon,
+        scale=norm.scale,
         gamma_initializer="zeros" if zero_gamma else "ones",
         name=name,
         dtype=dtype,

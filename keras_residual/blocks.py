@@ -47,7 +47,7 @@ class ResidualBlock(keras.layers.Layer):
         avg_down: a projection average-pools, then applies a stride-1 1x1 conv (ResNet-D).
         activation: the branch's activation.
         use_bias: conv biases: `False`, `True`, or `"auto"` (only where no norm follows).
-        bn_momentum, bn_epsilon: batch-norm settings (a `Norm` spelled out).
+        bn_momentum, bn_epsilon, bn_scale: batch-norm settings (a `Norm` spelled out).
         kernel_initializer: of the convolutions.
     """
 
@@ -70,6 +70,7 @@ class ResidualBlock(keras.layers.Layer):
         use_bias: bool | str = False,
         bn_momentum: float = 0.9,
         bn_epsilon: float = 1e-3,
+        bn_scale: bool = True,
         kernel_initializer="he_normal",
         **kwargs,
     ):
@@ -90,6 +91,12 @@ class ResidualBlock(keras.layers.Layer):
         self.use_bias = _checks.choice("use_bias", use_bias, BIAS_MODES)
         self.bn_momentum = _checks.rate("bn_momentum", bn_momentum)
         self.bn_epsilon = _checks.positive("bn_epsilon", bn_epsilon)
+        self.bn_scale = _checks.flag("bn_scale", bn_scale)
+        if self.zero_init_residual and not self.preact and not self.bn_scale:
+            raise ValueError(
+                "`zero_init_residual` starts the block's last batch-norm scale at 0, which "
+                "`bn_scale=False` leaves out: set one of them differently."
+            )
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bottleneck_width = int(self.filters * self.base_width / 64) * self.groups
         if self.bottleneck_width < self.groups:
@@ -145,7 +152,7 @@ class ResidualBlock(keras.layers.Layer):
 
     def _norm(self, name: str, shape, *, zero_gamma: bool = False):
         norm = _convs.batch_norm(
-            Norm(self.bn_momentum, self.bn_epsilon),
+            Norm(self.bn_momentum, self.bn_epsilon, self.bn_scale),
             zero_gamma=zero_gamma,
             name=f"{self.name}_{name}",
             dtype=self.dtype_policy,
@@ -234,6 +241,7 @@ class ResidualBlock(keras.layers.Layer):
                 use_bias=self._conv_bias(followed_by_bn=not self.preact),
                 bn_momentum=self.bn_momentum,
                 bn_epsilon=self.bn_epsilon,
+                bn_scale=self.bn_scale,
                 kernel_initializer=self.kernel_initializer,
                 name=f"{self.name}_shortcut",
                 dtype=dtype,
@@ -297,6 +305,7 @@ class ResidualBlock(keras.layers.Layer):
             "use_bias": self.use_bias,
             "bn_momentum": self.bn_momentum,
             "bn_epsilon": self.bn_epsilon,
+            "bn_scale": self.bn_scale,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
         }
 

@@ -17,6 +17,7 @@ class _DenseBase(keras.layers.Layer):
         activation: str = "relu",
         bn_momentum: float = 0.9,
         bn_epsilon: float = 1e-3,
+        bn_scale: bool = True,
         kernel_initializer="he_normal",
         **kwargs,
     ):
@@ -25,12 +26,13 @@ class _DenseBase(keras.layers.Layer):
         self._act = keras.activations.get(activation)
         self.bn_momentum = _checks.rate("bn_momentum", bn_momentum)
         self.bn_epsilon = _checks.positive("bn_epsilon", bn_epsilon)
+        self.bn_scale = _checks.flag("bn_scale", bn_scale)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.input_spec = keras.InputSpec(ndim=4)
 
     def _norm(self, name, shape):
         norm = _convs.batch_norm(
-            Norm(self.bn_momentum, self.bn_epsilon),
+            Norm(self.bn_momentum, self.bn_epsilon, self.bn_scale),
             name=f"{self.name}_{name}",
             dtype=self.dtype_policy,
         )
@@ -54,6 +56,7 @@ class _DenseBase(keras.layers.Layer):
             "activation": self.activation,
             "bn_momentum": self.bn_momentum,
             "bn_epsilon": self.bn_epsilon,
+            "bn_scale": self.bn_scale,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
         }
 
@@ -70,7 +73,8 @@ class DenseBlock(_DenseBase):
         bottleneck: each unit first reduces to `4 * growth_rate` channels with a 1x1
             convolution (DenseNet-B).
         dropout_rate: dropout after each convolution.
-        activation, bn_momentum, bn_epsilon, kernel_initializer: as in `ResidualBlock`.
+        activation, bn_momentum, bn_epsilon, bn_scale, kernel_initializer: as in
+            `ResidualBlock`.
 
     Example:
     >>> import numpy as np
@@ -140,7 +144,8 @@ class Transition(_DenseBase):
 
     Args:
         compression: the fraction of channels kept, in (0, 1] (DenseNet-C).
-        activation, bn_momentum, bn_epsilon, kernel_initializer: as in `ResidualBlock`.
+        activation, bn_momentum, bn_epsilon, bn_scale, kernel_initializer: as in
+            `ResidualBlock`.
 
     Example:
     >>> import numpy as np

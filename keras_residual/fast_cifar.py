@@ -4,8 +4,10 @@ in few epochs (Page's ResNet-9, airbench), built from the toolkit's own layers.
 A network of the family: a `PatchWhitening` stem set from the data, then three stages that
 each open with conv, 2x2 max-pool, norm and ReLU and go on with a few basic residual
 blocks at that resolution, then global max pooling and the classifier, whose logits are
-scaled by 1/9 (airbench's head), with batch-norm momentum 0.6. Trained with the `airbench`
-recipe (airbench94's hyperparameters, frozen norm scales, Lookahead; `default_recipe`).
+scaled by 1/9 (airbench's head), with batch-norm momentum 0.6, no batch-norm scales
+(airbench keeps them at 1) and convolutions that start as the identity
+(`conv_init="dirac"`). Trained with the `airbench` recipe (airbench94's hyperparameters,
+Lookahead; `default_recipe`).
 """
 
 from __future__ import annotations
@@ -23,8 +25,14 @@ FAST_CIFAR_SIZES: dict[str, dict[str, tuple[int, ...]]] = {
     "m": {"filters": (128, 256, 512), "depths": (1, 0, 1)},
     "l": {"filters": (128, 384, 512), "depths": (1, 1, 1)},
 }
-# airbench's head and norms: the `airbench` recipe's learning rate is tuned for them.
-FAST_CIFAR_HEAD = {"pooling": "max", "logit_scale": 1 / 9, "norm": Norm(momentum=0.6, epsilon=1e-5)}
+# airbench's head, norms (scales fixed at 1) and initialisation (identity kernels): the
+# `airbench` recipe's learning rate is tuned for them.
+FAST_CIFAR_HEAD = {
+    "pooling": "max",
+    "logit_scale": 1 / 9,
+    "norm": Norm(momentum=0.6, epsilon=1e-5, scale=False),
+    "conv_init": "dirac",
+}
 
 
 def fast_cifar_spec(

@@ -15,6 +15,7 @@ import keras
 from keras_residual import _convs
 from keras_residual.blocks import BasicBlock, BottleneckBlock
 from keras_residual.dense import DenseBlock, Transition
+from keras_residual.initializers import conv_initializer
 from keras_residual.precision import dtype_policy_scope
 from keras_residual.spec import DenseNetSpec, ResNetSpec, Spec
 from keras_residual.whitening import PatchWhitening
@@ -48,13 +49,13 @@ def build_network(spec: Spec, dtype: str | None = None) -> keras.Model:
         return keras.Model(inputs, _head(x, spec), name=spec.name)
 
 
-def _conv_stem(x, filters: int, *, use_bias: bool = False):
+def _conv_stem(x, filters: int, *, use_bias: bool = False, conv_init: str = "he_normal"):
     return keras.layers.Conv2D(
         filters,
         3,
         padding="same",
         use_bias=use_bias,
-        kernel_initializer="he_normal",
+        kernel_initializer=conv_initializer(conv_init),
         name="stem_conv",
     )(x)
 
@@ -71,7 +72,7 @@ def _stem(x, spec: ResNetSpec):
         x = PatchWhitening(kernel_size=2, name="stem_whiten")(x)
         return keras.layers.Activation("relu", name="stem_relu")(x)
     if spec.stem == "cifar":
-        x = _conv_stem(x, spec.stem_filters, use_bias=spec.stem_bias)
+        x = _conv_stem(x, spec.stem_filters, use_bias=spec.stem_bias, conv_init=spec.conv_init)
         return x if spec.preact else _norm_relu(x, spec)
     if spec.stem == "deep":
         half = spec.stem_filters // 2
@@ -79,7 +80,12 @@ def _stem(x, spec: ResNetSpec):
             if strides > 1:
                 x = keras.layers.ZeroPadding2D(1, name=f"stem_pad{i}")(x)
             x = _convs.conv2d(
-                width, 3, strides=strides, use_bias=spec.stem_bias, name=f"stem_conv{i}"
+                width,
+                3,
+                strides=strides,
+                use_bias=spec.stem_bias,
+                kernel_initializer=conv_initializer(spec.conv_init),
+                name=f"stem_conv{i}",
             )(x)
             if i < 3 or not spec.preact:
                 x = _norm_relu(x, spec, suffix=str(i))
@@ -90,7 +96,7 @@ def _stem(x, spec: ResNetSpec):
             7,
             strides=2,
             use_bias=spec.stem_bias,
-            kernel_initializer="he_normal",
+            kernel_initializer=conv_initializer(spec.conv_init),
             name="stem_conv",
         )(x)
         if not spec.preact:
@@ -102,6 +108,7 @@ def _stem(x, spec: ResNetSpec):
 def _residual_stages(x, spec: ResNetSpec):
     """Stack the stages; drop-path grows linearly with depth (Huang et al., 2016)."""
     block_layer, shared = BLOCK_LAYERS[spec.block], spec.block_kwargs()
+    shared["kernel_initializer"] = conv_initializer(spec.conv_init)
     total, index = sum(spec.depths), 0
     for s, (count, filters, stage_strides) in enumerate(
         zip(spec.depths, spec.filters, spec.strides, strict=True), 1
@@ -129,7 +136,12 @@ def _residual_stages(x, spec: ResNetSpec):
 def _pool_entry(x, spec: ResNetSpec, stage: int, filters: int, strides: int):
     """Conv to the stage's channels, max-pool by its stride, norm, ReLU (ResNet-9's layers)."""
     channels = filters * (spec.expansion if spec.block == "bottleneck" else 1)
-    x = _convs.conv2d(channels, 3, name=f"stage{stage}_entry_conv")(x)
+    x = _convs.conv2d(
+        channels,
+        3,
+        kernel_initializer=conv_initializer(spec.conv_init),
+        name=f"stage{stage}_entry_conv",
+    )(x)
     if strides > 1:
         x = keras.layers.MaxPooling2D(strides, name=f"stage{stage}_pool")(x)
     x = _convs.batch_norm(spec.norm, name=f"stage{stage}_entry_bn")(x)

@@ -36,7 +36,6 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
             and len(inputs.shape) == 4
             and self.axis in (-1, 3)
             and self.center
-            and self.scale
             and not self.renorm
             and not self.synchronized
         )
@@ -47,10 +46,12 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
             # oneDNN's bfloat16 kernel is fast only for multiples of 16 channels (8 channels:
             # 10x slower than float32); other widths normalise in float32.
             x = tf.cast(x, tf.float32)
+        beta = tf.convert_to_tensor(self.beta)
+        gamma = tf.convert_to_tensor(self.gamma) if self.scale else tf.ones_like(beta)
         outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
             x,
-            tf.convert_to_tensor(self.gamma),
-            tf.convert_to_tensor(self.beta),
+            gamma,
+            beta,
             epsilon=self.epsilon,
             data_format="NHWC",
             is_training=True,

@@ -92,7 +92,7 @@ class ProjectionShortcut(keras.layers.Layer):
         avg_down: the ResNet-D variant: average-pool by `strides`, then a stride-1 1x1.
         use_bn: follow the convolution with batch norm (False in pre-activation blocks).
         use_bias: give the convolution a bias.
-        bn_momentum, bn_epsilon: batch-norm settings.
+        bn_momentum, bn_epsilon, bn_scale: batch-norm settings.
         kernel_initializer: of the convolution.
 
     Example:
@@ -110,6 +110,7 @@ class ProjectionShortcut(keras.layers.Layer):
         use_bias: bool = False,
         bn_momentum: float = 0.9,
         bn_epsilon: float = 1e-3,
+        bn_scale: bool = True,
         kernel_initializer="he_normal",
         **kwargs,
     ):
@@ -121,6 +122,7 @@ class ProjectionShortcut(keras.layers.Layer):
         self.use_bias = _checks.flag("use_bias", use_bias)
         self.bn_momentum = _checks.rate("bn_momentum", bn_momentum)
         self.bn_epsilon = _checks.positive("bn_epsilon", bn_epsilon)
+        self.bn_scale = _checks.flag("bn_scale", bn_scale)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.input_spec = keras.InputSpec(ndim=4)
 
@@ -138,14 +140,14 @@ class ProjectionShortcut(keras.layers.Layer):
             1,
             strides=1 if self.pool else self.strides,
             use_bias=self.use_bias,
-            kernel_initializer=self.kernel_initializer,
+            kernel_initializer=_convs.fresh_initializer(self.kernel_initializer),
             name="conv",
             dtype=dtype,
         )
         self.conv.build(shape)
         self.bn = None
         if self.use_bn:
-            norm = Norm(self.bn_momentum, self.bn_epsilon)
+            norm = Norm(self.bn_momentum, self.bn_epsilon, self.bn_scale)
             self.bn = _convs.batch_norm(norm, name="bn", dtype=dtype)
             self.bn.build(self.conv.compute_output_shape(shape))
 
@@ -173,6 +175,7 @@ class ProjectionShortcut(keras.layers.Layer):
             "use_bias": self.use_bias,
             "bn_momentum": self.bn_momentum,
             "bn_epsilon": self.bn_epsilon,
+            "bn_scale": self.bn_scale,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
         }
 

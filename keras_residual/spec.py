@@ -32,6 +32,7 @@ DOWNSAMPLES = ("stride", "pool")
 POOLINGS = (None, "avg", "max")
 STRIDE_AT = ("first", "last")
 BIAS_MODES = (False, True, "auto")
+CONV_INITS = ("he_normal", "dirac")  # keras_residual.initializers.conv_initializer
 # Names of the shortcut options before they were unified, for a helpful error message.
 _FORMER_SHORTCUTS = {
     "pad": "'A'",
@@ -65,22 +66,26 @@ class Norm:
         momentum: moving-statistics momentum in [0, 1). 0.9 (not Keras's 0.99), so the
             statistics keep up after a short epoch.
         epsilon: the variance floor, a finite number > 0.
+        scale: learn a scale (`gamma`) per channel; False: no scale, exactly a scale
+            frozen at 1 (airbench's batch norms), also after saving and reloading.
 
     Example:
     >>> Norm(epsilon=1e-5).layer_kwargs()
-    {'bn_momentum': 0.9, 'bn_epsilon': 1e-05}
+    {'bn_momentum': 0.9, 'bn_epsilon': 1e-05, 'bn_scale': True}
     """
 
     momentum: float = 0.9
     epsilon: float = 1e-3
+    scale: bool = True
 
     def __post_init__(self):
         object.__setattr__(self, "momentum", _checks.rate("momentum", self.momentum))
         object.__setattr__(self, "epsilon", _checks.positive("epsilon", self.epsilon))
+        object.__setattr__(self, "scale", _checks.flag("scale", self.scale))
 
-    def layer_kwargs(self) -> dict[str, float]:
+    def layer_kwargs(self) -> dict[str, float | bool]:
         """The same settings as the toolkit's layers take them."""
-        return {"bn_momentum": self.momentum, "bn_epsilon": self.epsilon}
+        return {"bn_momentum": self.momentum, "bn_epsilon": self.epsilon, "bn_scale": self.scale}
 
 
 def _positive_ints(name: str, values: Any, *, zero: bool = False) -> tuple[int, ...]:
@@ -206,6 +211,9 @@ class ResNetSpec(_Spec):
         dropout_rate: dropout between a block's convolutions (Wide ResNet).
         zero_init_residual: each block's last norm (or conv) starts at zero.
         use_bias: conv biases: `False`, `True` or `"auto"` (only where no norm follows).
+        conv_init: the convolutions' kernel initializer: `"he_normal"` or `"dirac"` (the
+            first filters start as the identity, the rest as PyTorch's default: airbench's
+            `initializers.Dirac`; needs `groups=1`).
 
     Example:
     >>> spec = ResNetSpec(depths=(1, 1), filters=(8, 16), strides=(1, 2), stem_filters=8)
@@ -235,6 +243,7 @@ class ResNetSpec(_Spec):
     dropout_rate: float = 0.0
     zero_init_residual: bool = False
     use_bias: bool | str = False
+    conv_init: str = "he_normal"
 
     def _validate(self) -> None:
         _checks.choice("stem", self.stem, STEMS)
@@ -263,6 +272,18 @@ class ResNetSpec(_Spec):
         self._set("drop_path_rate", _checks.rate("drop_path_rate", self.drop_path_rate))
         self._set("dropout_rate", _checks.rate("dropout_rate", self.dropout_rate))
         _checks.choice("use_bias", self.use_bias, BIAS_MODES)
+        _checks.choice("conv_init", self.conv_init, CONV_INITS)
+        if self.zero_init_residual and not self.preact and not self.norm.scale:
+            raise ValueError(
+                "`zero_init_residual` starts each block's last batch-norm scale at 0, and "
+                "norm=Norm(scale=False) has no scale: set one of them differently."
+            )
+        if self.conv_init == "dirac" and self.groups > 1:
+            raise ValueError(
+                f"conv_init='dirac' sets a filter to pass its own input channel through, "
+                f"which grouped convolutions (groups={self.groups}) do not see: use "
+                "conv_init='he_normal' or groups=1."
+            )
 
     @property
     def downsamples(self) -> int:

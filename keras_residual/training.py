@@ -55,7 +55,9 @@ class Recipe:
         label_smoothing: of the cross-entropy, in [0, 1).
         decay_norm_and_bias: decay batch-norm scales/shifts and biases too.
         freeze_norm_scale: keep batch-norm scales at their initial 1 (airbench); the
-            network then cannot use `zero_init_residual`.
+            network then cannot use `zero_init_residual`. A network built with
+            `Norm(scale=False)` (the speed family) has none: the same function, and it
+            stays so in a saved model, whose reload does not know a frozen scale.
         norm_shift_rate: learning-rate multiplier of batch-norm shifts (SGD optimizers;
             airbench 64).
         lookahead: steps between `Lookahead` synchronisations (airbench 5; 0: off).

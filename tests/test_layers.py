@@ -1,4 +1,5 @@
 import inspect
+import json
 
 import keras
 import numpy as np
@@ -24,6 +25,9 @@ CASES = {
     "basic_gated": (lambda: kr.BasicBlock(16, strides=2, shortcut="gated"), 8),
     "basic_plain": (lambda: kr.BasicBlock(16, strides=2, shortcut="none"), 8),
     "basic_se_droppath": (lambda: kr.BasicBlock(8, se_ratio=0.25, drop_path_rate=0.1), 8),
+    "basic_dirac": (lambda: kr.BasicBlock(16, strides=2, kernel_initializer=kr.Dirac()), 8),
+    "basic_no_scale": (lambda: kr.BasicBlock(16, strides=2, bn_scale=False), 8),
+    "dense_no_scale": (lambda: kr.DenseBlock(2, growth_rate=4, bn_scale=False), 8),
     "wide_dropout": (lambda: kr.BasicBlock(16, preact=True, dropout_rate=0.3), 8),
     "bottleneck": (lambda: kr.BottleneckBlock(4, strides=2), 8),
     "bottleneck_preact": (lambda: kr.BottleneckBlock(4, preact=True, use_bias="auto"), 16),
@@ -119,6 +123,8 @@ def test_mixed_float16(case):
         (lambda: kr.BasicBlock(16, dropout_rate=1), "dropout_rate"),
         (lambda: kr.BasicBlock(16, use_bias="sometimes"), "use_bias"),
         (lambda: kr.BasicBlock(16, bn_momentum=1.5), "bn_momentum"),
+        (lambda: kr.BasicBlock(16, bn_scale="off"), "bn_scale"),
+        (lambda: kr.BasicBlock(16, bn_scale=False, zero_init_residual=True), "zero_init_residual"),
         (lambda: kr.IdentityShortcut(mode="zeros"), "mode"),
         (lambda: kr.ProjectionShortcut(0), "filters"),
         (lambda: kr.GatedShortcut(gate_bias="low"), "gate_bias"),
@@ -205,6 +211,72 @@ def test_residual_branch_is_live_without_zero_init():
     assert np.abs(y - x).max() > 1e-3
 
 
+def _kernels(layer) -> list[np.ndarray]:
+    return [keras.ops.convert_to_numpy(w) for w in layer.weights if w.name == "kernel"]
+
+
+@pytest.mark.parametrize(
+    ("layer", "channels"),
+    [
+        (lambda: kr.BasicBlock(16), 16),
+        (lambda: kr.BasicBlock(16, kernel_initializer=keras.initializers.HeNormal()), 16),
+        (lambda: kr.DenseBlock(3, growth_rate=4), 8),  # every unit's 3x3 is 16 -> 4
+    ],
+)
+def test_a_blocks_convolutions_start_from_their_own_random_kernels(layer, channels):
+    # Keras 3's unseeded initializer instance draws the same values on every call: shared
+    # by a block's same-shaped convolutions, it would start them identical.
+    layer = layer()
+    layer.build((None, 8, 8, channels))
+    by_shape = {}
+    for kernel in _kernels(layer):
+        by_shape.setdefault(kernel.shape, []).append(kernel)
+    repeated = [kernels for kernels in by_shape.values() if len(kernels) > 1]
+    assert repeated  # the case has same-shaped kernels to compare
+    for kernels in repeated:
+        assert not any(np.array_equal(a, b) for i, a in enumerate(kernels) for b in kernels[:i])
+
+
+def test_a_seeded_initializer_still_seeds_the_block():
+    kernels = []
+    for _ in range(2):
+        block = kr.BasicBlock(16, kernel_initializer=keras.initializers.HeNormal(seed=3))
+        block.build((None, 8, 8, 16))
+        kernels.append(_kernels(block))
+    for a, b in zip(*kernels, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_dirac_convolution_passes_its_first_channels_through():
+    conv = keras.layers.Conv2D(48, 3, padding="same", kernel_initializer=kr.Dirac())
+    x = np.random.default_rng(0).normal(size=(2, 6, 6, 32)).astype("float32")
+    y = keras.ops.convert_to_numpy(conv(x))
+    np.testing.assert_allclose(y[..., :32], x, atol=1e-6)
+    drawn = keras.ops.convert_to_numpy(conv.kernel)[..., 32:]
+    bound = 1 / np.sqrt(3 * 3 * 32)  # PyTorch's default: U(+-1/sqrt(fan_in))
+    assert np.abs(drawn).max() <= bound and np.abs(drawn).max() > 0.9 * bound
+    narrowing = kr.Dirac()((1, 1, 4, 2))  # fewer filters than channels: all identity
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(narrowing)[0, 0], np.eye(4, 2))
+
+
+def test_dirac_rejects_a_kernel_that_is_not_2d():
+    with pytest.raises(ValueError, match="2-D convolution kernels.*got shape \\(3, 4\\)"):
+        kr.Dirac()((3, 4))
+
+
+def test_a_dirac_network_starts_its_convolutions_as_the_identity():
+    spec = kr.fast_cifar_spec("s", filters=(8, 16, 16)).replace(conv_init="dirac")
+    model = kr.build_network(spec)
+    convs = [layer for layer in model._flatten_layers() if type(layer) is keras.layers.Conv2D]
+    assert len(convs) == 7
+    for conv in convs:
+        kernel = keras.ops.convert_to_numpy(conv.kernel)
+        identity = min(kernel.shape[2:])  # 24 whitened channels -> 8 filters: 8 of them
+        np.testing.assert_array_equal(kernel[1, 1, :, :identity], np.eye(kernel.shape[2], identity))
+    reloaded = kr.spec_from_dict(json.loads(json.dumps(spec.to_dict())))
+    assert reloaded.conv_init == "dirac"
+
+
 def test_drop_path_drops_whole_samples_and_keeps_the_mean():
     layer = kr.DropPath(0.5, seed=3)
     x = np.ones((4000, 2, 2, 3), "float32")
@@ -249,21 +321,24 @@ def test_parameter_counts(block, params):
     assert layer.count_params() == params
 
 
-def test_fused_batch_norm_trains_like_keras_batch_norm():
+@pytest.mark.parametrize("scale", [True, False])
+def test_fused_batch_norm_trains_like_keras_batch_norm(scale):
     x = tf.constant(np.random.default_rng(0).normal(1, 2, (16, 8, 8, 5)).astype("float32"))
     results = []
     for layer in (
-        keras.layers.BatchNormalization(momentum=0.9),
-        kr.FusedBatchNormalization(momentum=0.9),
+        keras.layers.BatchNormalization(momentum=0.9, scale=scale),
+        kr.FusedBatchNormalization(momentum=0.9, scale=scale),
     ):
         layer.build(x.shape)
-        layer.gamma.assign(np.linspace(0.5, 2, 5))
+        if scale:
+            layer.gamma.assign(np.linspace(0.5, 2, 5))
         layer.beta.assign(np.linspace(-1, 1, 5))
         with tf.GradientTape() as tape:
             tape.watch(x)
             y = layer(x, training=True)
             loss = tf.reduce_sum(y * tf.sin(y))
-        gradients = tape.gradient(loss, [x, layer.gamma.value, layer.beta.value])
+        weights = [layer.gamma.value] if scale else []
+        gradients = tape.gradient(loss, [x, *weights, layer.beta.value])
         results.append((y, gradients, layer.moving_mean.numpy(), layer.moving_variance.numpy()))
     (y0, g0, mean0, var0), (y1, g1, mean1, var1) = results
     np.testing.assert_allclose(y1, y0, atol=1e-5)

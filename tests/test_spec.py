@@ -31,6 +31,9 @@ SMALL = ResNetSpec(depths=(1, 1), filters=(8, 16), strides=(1, 2), stem_filters=
         ({"num_classes": 0}, "`num_classes`"),
         ({"pooling": "median"}, "`pooling`"),
         ({"logit_scale": 0.0}, "`logit_scale`"),
+        ({"conv_init": "orthogonal"}, "`conv_init` must be one of 'he_normal', 'dirac'"),
+        ({"conv_init": "dirac", "groups": 2}, "conv_init='dirac'.*groups=2"),
+        ({"zero_init_residual": True, "norm": {"scale": False}}, "Norm\\(scale=False\\)"),
         ({"input_shape": (28, 28, 0)}, "`input_shape`"),
         ({"input_shape": (28, 28, None)}, "`input_shape`"),
         ({"input_shape": ("28", 28, 1)}, "`input_shape`"),
@@ -53,11 +56,21 @@ def test_spec_validation_names_the_field(changes, message):
         ({"epsilon": -1e-3}, "`epsilon`"),
         ({"epsilon": float("inf")}, "`epsilon`"),
         ({"momentum": 1.0}, "`momentum`"),
+        ({"scale": "no"}, "`scale`"),
     ],
 )
 def test_norm_settings_are_validated(arguments, message):
     with pytest.raises(ValueError, match=message):
         kr.Norm(**arguments)
+
+
+def test_a_norm_without_scale_builds_norms_with_shifts_only():
+    # Pre-activation zero-init zeroes the last conv, not a scale: allowed without scales.
+    spec = SMALL.replace(norm=kr.Norm(scale=False), preact=True, zero_init_residual=True)
+    model = kr.build_network(spec)
+    names = {w.name for w in model.weights}
+    assert "beta" in names and "gamma" not in names
+    assert kr.spec_from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
 
 
 def test_a_preset_spec_prints_changes_and_builds():

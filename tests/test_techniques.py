@@ -30,6 +30,7 @@ def test_speed_presets_are_specs_with_pooling_stages():
         assert (spec.filters, spec.depths) == (stages["filters"], stages["depths"])
         assert (spec.stem, spec.downsample) == ("whiten", "pool")
         assert (spec.pooling, spec.logit_scale, spec.norm.momentum) == ("max", 1 / 9, 0.6)
+        assert (spec.norm.scale, spec.conv_init) == (False, "dirac")  # airbench's
         assert kr.default_recipe(spec.name) == "airbench"
     model = kr.build("fast_cifar_s")
     # 32 -> 31 (2x2 whitening, valid) -> 15 -> 7 -> 3; blocks keep the shape of their stage.
@@ -206,9 +207,17 @@ def test_rate_scaled_sgd_multiplies_the_named_variables_rate():
         kr.RateScaledSGD({"beta": 0.0})
 
 
+def test_the_speed_family_has_no_norm_scales_to_train():
+    model = small_fast_cifar()
+    assert not any(w.name == "gamma" for w in model.weights)
+    assert model.get_layer("stage1_entry_bn").get_config()["scale"] is False
+
+
 def test_airbench_recipe_trains_norm_shifts_not_scales():
-    data, model = cifar_like(), small_fast_cifar()
+    # A network with batch-norm scales (not the speed family's, which has none): frozen.
+    data, model = cifar_like(), small_fast_cifar(norm=kr.Norm(0.6, 1e-5))
     scales = [np.asarray(w).copy() for w in model.weights if w.name == "gamma"]
+    assert scales
     shifts = [np.asarray(w).copy() for w in model.weights if w.name == "beta"]
     recipe = kr.get_recipe("airbench", batch_size=16)
     history = kr.train(model, data, epochs=1, recipe=recipe, verbose=0)
@@ -221,8 +230,22 @@ def test_airbench_recipe_trains_norm_shifts_not_scales():
     assert any(not np.array_equal(a, b) for a, b in zip(shifts, moved, strict=True))
 
 
+@pytest.mark.parametrize("scale", [False, True])
+def test_a_speed_family_model_reloads_compiled_as_it_trained(scale, tmp_path, recwarn):
+    # Keras saves no `trainable` flag: a frozen scale reloads trainable, and the saved
+    # optimizer's variables no longer match (Keras skips them with a warning). The family's
+    # norms have no scale, so its saved models reload whole.
+    data, model = cifar_like(), small_fast_cifar(norm=kr.Norm(0.6, 1e-5, scale=scale))
+    recipe = kr.get_recipe("airbench", batch_size=16)
+    kr.train(model, data, epochs=1, recipe=recipe, out_dir=tmp_path, verbose=0)
+    reloaded = keras.saving.load_model(tmp_path / "last_model.keras", safe_mode=True)
+    skipped = [w for w in recwarn if "Skipping variable loading" in str(w.message)]
+    thawed = len(reloaded.trainable_weights) - len(model.trainable_weights)  # scales
+    assert (bool(skipped), thawed > 0) == (scale, scale)
+
+
 def test_frozen_norm_scales_refuse_zero_initialised_blocks():
-    model = small_fast_cifar(zero_init_residual=True)
+    model = small_fast_cifar(zero_init_residual=True, norm=kr.Norm(0.6, 1e-5))
     with pytest.raises(ValueError, match="zero_init_residual"):
         kr.freeze_norm_scales(model)
 

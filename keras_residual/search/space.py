@@ -88,7 +88,7 @@ DEFAULT_SPACES = {
 # The recipe each default space's trials train with (the search's own fields laid over it).
 SPACE_RECIPES = {"mnist": "fast", "fashion_mnist": "fast", "cifar10": "airbench",
                  "cifar100": "airbench"}  # fmt: skip
-# The head (pooling, logit scale, batch-norm settings) a recipe's learning rate is tuned
+# The head (pooling, logit scale, batch-norm settings, init) a recipe's learning rate is tuned
 # for: airbench's logits x 1/9 take a rate that would blow up unscaled logits.
 RECIPE_HEADS = {"airbench": FAST_CIFAR_HEAD}
 _ALLOWED = {
@@ -257,7 +257,8 @@ class ResidualHyperModel(keras_tuner.HyperModel):
         space: dimensions laid over the default space (see the module docstring).
         recipe: the named recipe trials train with (None: the space's, `SPACE_RECIPES`);
             the networks take the head it is tuned for (`RECIPE_HEADS`, e.g. `airbench`:
-            max pooling, logits x 1/9, batch-norm momentum 0.6).
+            max pooling, logits x 1/9, batch-norm momentum 0.6 without scales, identity
+            (`"dirac"`) kernel initialisation).
         norm: batch-norm settings of the searched networks (default: the recipe's head's,
             else `Norm()`).
         max_params, max_mflops: constraints: a trial whose network has more parameters or
@@ -296,7 +297,7 @@ class ResidualHyperModel(keras_tuner.HyperModel):
         self.recipe = _checks.choice("recipe", recipe or SPACE_RECIPES[dataset], RECIPES)
         head = RECIPE_HEADS.get(self.recipe, {})
         self.norm = norm or head.get("norm", Norm())
-        self.head = {k: v for k, v in head.items() if k != "norm"}  # pooling, logit scale
+        self.head = {k: v for k, v in head.items() if k != "norm"}  # pooling, logits, init
         self.dtype = dtype
         self.max_params = (
             None if max_params is None else _checks.positive_int("max_params", max_params)
