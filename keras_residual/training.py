@@ -606,7 +606,7 @@ def evaluate(
 
     `tta="flip"` averages the predictions on each image and its mirror image,
     `"flip_translate"` also on 1-pixel shifts (`predict_with_tta`); the loss is then the
-    cross-entropy of the averaged prediction.
+    cross-entropy of the averaged prediction (a probability under 1e-12 counts as 1e-12).
 
     Example:
     >>> import numpy as np
