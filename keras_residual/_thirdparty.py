@@ -6,6 +6,7 @@ an upgrade that moves one fails there, naming the hook, instead of deep inside a
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import keras_tuner
@@ -55,6 +56,19 @@ def silence_tensorflow_deprecations():
 def called_function_graph(graph, op):
     """The graph of the function a `PartitionedCall` op calls."""
     return graph._get_function(op.get_attr("f").name).graph
+
+
+@contextlib.contextmanager
+def failed_trials_untraced():
+    """A context in which keras-tuner prints no failed trial's traceback (its `DEBUG`
+    default): the trial keeps it in its message, the search prints a line with the reason."""
+    from keras_tuner.src import config
+
+    debug, config.DEBUG = config.DEBUG, False
+    try:
+        yield
+    finally:
+        config.DEBUG = debug
 
 
 def make_keras_tuner_writes_atomic() -> None:

@@ -342,8 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--final-epochs",
         type=epochs_or_auto,
-        help="retrain the best configuration this long for best_model.keras (0: keep its "
-        "weights; auto: as long as the budget leaves; default: MNIST 3, else auto)",
+        help="retrain the best configuration this long for best_model.keras, longer when "
+        "the budget leaves time (0: keep its weights; auto: as long as the budget leaves; "
+        "default: MNIST 3, else auto)",
     )
     search.add_argument(
         "--trial-share",

@@ -15,7 +15,8 @@ from conftest import learnable_images
 
 import keras_residual as kr
 from keras_residual.search import ResidualHyperModel, resolve_space, retrain, run_search
-from keras_residual.search.run import AUTO_MARGIN, Retraining, SearchFailed
+from keras_residual.search.budget import AUTO_MARGIN, CostModel, Retraining, TimeLimit, Timing
+from keras_residual.search.run import SearchFailed
 from keras_residual.search.tuner import BudgetSpent, RandomSearch
 
 TINY = {"width": [4, 6, 8, 10], "blocks_per_stage": 1}
@@ -101,7 +102,7 @@ def test_search_records_trials_and_saves_the_best_model(data_dir, tmp_path, caps
     )
 
 
-def test_failed_trials_are_recorded_and_the_search_goes_on(data_dir, tmp_path):
+def test_failed_trials_are_recorded_and_the_search_goes_on(data_dir, tmp_path, capfd):
     out = tmp_path / "diverging"
     with pytest.raises(SearchFailed):  # every trial failed: said, after the results
         run_search("mnist", out, max_trials=2, data_dir=data_dir, verbose=0,
@@ -109,6 +110,10 @@ def test_failed_trials_are_recorded_and_the_search_goes_on(data_dir, tmp_path):
     rows = read_csv(out / "results.csv")
     assert len(rows) == 2 and all(r["status"] == "failed" for r in rows)
     assert all("diverged" in r["reason"] for r in rows)
+    printed = capfd.readouterr()
+    for row in rows:  # a line per trial with its reason; the traceback stays in its record
+        assert f"[trial {row['trial_id']}] failed ({row['reason']})" in printed.out
+    assert "Traceback" not in printed.out + printed.err
     assert not (out / "best_model.keras").exists()
 
 
@@ -162,7 +167,7 @@ def test_auto_final_epochs_retrain_in_the_time_the_trials_leave(data_dir, tmp_pa
     assert rows and all(r["started_at"] - began < 0.4 * budget for r in rows)
     epochs = result["best"]["retrained_epochs"]
     assert isinstance(epochs, int) and epochs >= 1
-    assert f"for {epochs} epochs, as many as fit in the" in printed
+    assert f"for {epochs} epochs (as many as fit in the" in printed
 
 
 def test_retrain_trains_a_trials_configuration_afresh_for_the_epochs_given(tmp_path):
@@ -197,23 +202,26 @@ def test_no_trial_starts_that_the_budget_cannot_fit(tmp_path):
     assert tuner.next_trial_seconds() == pytest.approx(seconds)  # 2 epochs, like this one
     tuner.time_budget, tuner._search_started = 1.5 * seconds, time.monotonic()
     tuner.pre_create_trial()  # 1.5x a trial left: one more fits
-    tuner.reserve_seconds = lambda oracle, left: seconds  # and a retraining as long
-    with pytest.raises(BudgetSpent, match="kept for the final retraining"):
-        tuner.pre_create_trial()
     # A retraining on 10x the images for 3 epochs: from the trial's steady cost per image.
     images = 10 * trial.metrics.get_last_value("train_examples")
     retraining = Retraining(final_epochs=3, images=images)
     estimate = retraining.seconds(trial)
-    per_image = trial.metrics.get_last_value("seconds_per_image")
-    assert estimate == pytest.approx(
-        trial.metrics.get_last_value("overhead_seconds") + per_image * retraining.images * 3
+    per_image, validation, start = (
+        trial.metrics.get_last_value(name)
+        for name in ("seconds_per_image", "validation_seconds", "overhead_seconds")
     )
-    assert 0 < per_image * 96 * 2 < trial.metrics.get_last_value("fit_seconds")
+    assert estimate == pytest.approx(start + (per_image * retraining.images + validation) * 3)
+    assert 0 < per_image * 96 * 2 + validation * 2 < trial.metrics.get_last_value("fit_seconds")
     assert retraining.pick(tuner.oracle, estimate) is trial
     assert retraining.pick(tuner.oracle, estimate / 2) is None
-    tuner.reserve_seconds = retraining
-    tuner.time_budget = tuner.next_trial_seconds() + estimate / 2
+    tuner.retraining = retraining
+    tuner.time_budget, tuner._search_started = estimate / 2, time.monotonic()
     with pytest.raises(BudgetSpent, match="the final retraining of any trial so far"):
+        tuner.pre_create_trial()
+    tuner.time_budget = 1.5 * seconds + estimate  # a trial and the retraining fit
+    tuner.pre_create_trial()
+    tuner.time_budget = 0.5 * seconds + estimate
+    with pytest.raises(BudgetSpent, match=f"and {estimate:.0f} s kept for the final retraining"):
         tuner.pre_create_trial()
     # final_epochs="auto": as many epochs as fit in the time, less the margin, at least one.
     one, start = (
@@ -225,6 +233,58 @@ def test_no_trial_starts_that_the_budget_cannot_fit(tmp_path):
         seconds = (start + (epochs + 0.5) * one) / (1 - AUTO_MARGIN)
         assert Retraining(1, images).epochs_within(trial, seconds) == epochs
     assert Retraining(1, images).epochs_within(trial, start / 2) == 1
+
+
+def test_each_trial_gets_the_time_limit_of_the_time_left(tmp_path):
+    tuner = _in_process_tuner(tmp_path, [4, 6])
+    tuner.search(_tiny_data(), epochs=2, verbose=0)
+    (trial,) = tuner.oracle.trials.values()
+    assert tuner.time_limit(trial) is None  # no budget
+    flops = trial.metrics.get_last_value("flops")
+    tuner.retraining = Retraining(final_epochs=3, images=960)
+    tuner.time_budget, tuner._search_started = 100.0, time.monotonic()
+    limit = tuner.time_limit(trial)
+    assert 99 < limit.seconds <= 100 and limit.reserved == tuner.retraining.seconds(trial)
+    assert (limit.trial_images, limit.trial_epochs) == (96, 2)
+    assert (limit.retrain_images, limit.retrain_epochs) == (960, 3)
+    # The trial's own network is estimated at its own timing.
+    assert limit.cost.timing(flops) == Timing.of(trial)
+    assert limit.check(flops) is None  # a network like it fits 100 s
+    assert "more than the" in limit.check(1e6 * flops)
+
+
+def test_cost_model_interpolates_between_the_trials_timed():
+    cost = CostModel(flops=(10.0, 30.0, 50.0), per_image=(1.0, 2.0, 2.0), validation=(0, 0, 4),
+                     overhead=5.0)  # fmt: skip
+    assert cost.timing(20.0) == Timing(5.0, 1.5, 0.0)  # between two trials
+    assert cost.timing(2.0) == Timing(5.0, 1.0, 0.0)  # below the smallest: as costly
+    # Above the largest: along the least-squares slopes (per image 0.025, validation 0.1).
+    assert cost.timing(90.0) == Timing(5.0, pytest.approx(3.0), pytest.approx(8.0))
+    single = CostModel(flops=(10.0,), per_image=(1.0,), validation=(2.0,), overhead=0.0)
+    assert single.timing(30.0) == Timing(0.0, 3.0, 6.0)  # one trial: by the FLOPs
+    assert Timing(5.0, 1.5, 2.0).seconds(images=10, epochs=2) == 5 + (15 + 2) * 2
+    fits = {"trial_images": 10, "trial_epochs": 1, "retrain_images": 20, "retrain_epochs": 1}
+    limit = TimeLimit(seconds=50, reserved=0, **fits, cost=cost)
+    assert limit.check(10.0) is None  # 15 s to train, 25 s to retrain
+    assert limit.check(30.0) == (
+        "about 25 s to train and about 45 s to retrain: more than the 50 s left"
+    )
+    kept = TimeLimit(seconds=50, reserved=40, **fits, cost=cost)
+    assert "40 s kept for the best so far's retraining" in kept.check(20.0)  # 20 + 40 > 50
+
+
+def test_a_network_too_slow_for_the_time_left_is_skipped_before_it_trains(tmp_path):
+    tuner = _in_process_tuner(tmp_path, [4, 6])
+    tuner.oracle.max_trials = 2
+    cost = CostModel(flops=(1.0,), per_image=(1.0,), validation=(0.0,), overhead=0.0)
+    slow = TimeLimit(10.0, 0.0, 96, 1, 0, 0, cost)  # 1 s an image: far too slow
+
+    tuner.time_limit = lambda trial: slow if trial.trial_id != "0" else None
+    tuner.search(_tiny_data(), epochs=1, verbose=0)
+    first, second = (tuner.oracle.trials[i] for i in ("0", "1"))
+    assert first.status == "COMPLETED"
+    assert second.status == "FAILED" and "skipped before training: about" in second.message
+    assert not second.metrics.exists("val_accuracy")  # it never trained
 
 
 @pytest.mark.parametrize(

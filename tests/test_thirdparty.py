@@ -53,3 +53,12 @@ def test_tensorflow_function_graph_hook():
     assert any(op.type == "MatMul" for op in called.get_operations())
     with _thirdparty.silence_tensorflow_deprecations():
         pass
+
+
+def test_keras_tuner_debug_switch():
+    from keras_tuner.src import config
+
+    before = config.DEBUG
+    with _thirdparty.failed_trials_untraced():
+        assert config.DEBUG is False  # read by keras-tuner when a trial fails
+    assert before == config.DEBUG

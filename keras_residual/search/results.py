@@ -25,6 +25,12 @@ OBJECTIVES = ("val_accuracy", "val_loss")
 SPEC_FILE = "spec.json"  # written by the toolkit's tuners beside each trial.json
 
 
+def failure_reason(message: str | None) -> str:
+    """Why a trial failed: the last line of its keras-tuner message (a traceback)."""
+    lines = (message or "").strip().splitlines()
+    return lines[-1] if lines else ""
+
+
 def _best(metric: dict):
     """Best recorded value of a keras-tuner metric history (stored as JSON)."""
     observations = metric.get("observations") or []
@@ -48,9 +54,8 @@ def collect_rows(project_dir: str | Path) -> list[dict]:
             rows.append(_unreadable_row(path, error))
             continue
         metrics = state.get("metrics", {}).get("metrics", {})
-        message = (state.get("message") or "").strip().splitlines()
         row = {"trial_id": state["trial_id"], "status": state["status"].lower()}
-        row["reason"] = message[-1] if message and row["status"] != "completed" else ""
+        row["reason"] = failure_reason(state.get("message")) if row["status"] != "completed" else ""
         row |= state["hyperparameters"]["values"]
         for name in (*OBJECTIVES, *RECORD_METRICS):
             row[name] = _best(metrics[name]) if name in metrics else None

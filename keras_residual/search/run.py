@@ -16,8 +16,10 @@ from keras_residual._files import check_output_dir, write_text_atomically
 from keras_residual.data import DATASETS, Dataset, load_dataset
 from keras_residual.precision import resolve_dtype
 from keras_residual.search import distributed
+from keras_residual.search.budget import Retraining
 from keras_residual.search.results import (
     collect_rows,
+    failure_reason,
     format_table,
     promotion_ladder,
     write_results,
@@ -29,9 +31,6 @@ from keras_residual.training import evaluate
 
 PROJECT = "tuner"  # keras-tuner's project folder inside the output directory
 FINISHED = "finished.json"  # written last: the search ended and its best model is saved
-# `final_epochs="auto"` plans the retraining on all but this share of the time left: saving
-# the model and testing it (with the recipe's test-time augmentation) come after.
-AUTO_MARGIN = 0.1
 
 
 class SearchFailed(RuntimeError):
@@ -171,9 +170,12 @@ def run_search(
     Writes into `out`: `results.csv`, `results.json`, `pareto.png`, `progress.png`
     (after every trial) and `best_model.keras` with its test accuracy (at the end).
     `final_epochs > 0` retrains the best configuration from scratch for that many
-    epochs; `"auto"` (with a `time_budget`) launches trials for `trial_share` of the budget
-    and retrains the best for as many epochs as fit in the rest (from its trial's seconds
-    per image); 0 keeps the best trial's own weights. `dtype` is the trials'
+    epochs; with a `time_budget`, the search keeps the time to do so (a trial is skipped
+    before it trains if its network could not be retrained in the time left) and the
+    retraining takes as many more epochs as the time the trials leave fits (from the
+    trial's seconds per image). `"auto"` (with a `time_budget`) launches trials for
+    `trial_share` of the budget and retrains the best for as many epochs as fit in the
+    rest, at least one; 0 keeps the best trial's own weights. `dtype` is the trials'
     dtype policy, `"auto"` (resolved once, here, for this machine), None (Keras's global
     policy) or a policy name. `max_params` and `max_mflops` reject larger networks before
     they train (each such trial is recorded failed, with the reason, and uses a trial).
@@ -264,7 +266,7 @@ def run_search(
         time_budget=None if budget is None else trials_budget - (time.monotonic() - started),
         on_trial_done=progress,
         # distributed workers share a remote oracle: they stop at the budget, nothing kept
-        reserve_seconds=None if role else retraining,
+        retraining=None if role else retraining,
         **options,
     )
     if role == "chief":
@@ -297,51 +299,6 @@ def run_search(
     write_results(rows, out, summary, max_params=max_params)
     write_text_atomically(out / FINISHED, json.dumps(config, indent=2))
     return {"trials": rows, **summary}
-
-
-class Retraining:
-    """Seconds to retrain a trial's network for `final_epochs` on `images` training
-    images, from the trial's own seconds per epoch and image, and which trial to retrain
-    when the time left is short.
-
-    Called as `reserve_seconds(oracle, seconds_left)` by the tuners: the time to keep for
-    the retraining of `pick(oracle, seconds_left)` (infinite when none fits)."""
-
-    def __init__(self, final_epochs: int, images: int):
-        self.final_epochs, self.images = final_epochs, images
-
-    def seconds(self, trial, epochs: int | None = None) -> float:
-        """The trial's start-up seconds plus its steady seconds per image for the
-        retraining's images and `epochs` (default `final_epochs`); 0 for a trial that did
-        not record them."""
-        metrics = trial.metrics
-        if not metrics.exists("seconds_per_image"):
-            return 0.0
-        epochs = self.final_epochs if epochs is None else epochs
-        per_image = metrics.get_last_value("seconds_per_image")
-        return metrics.get_last_value("overhead_seconds") + per_image * self.images * epochs
-
-    def epochs_within(self, trial, seconds: float) -> int:
-        """The most epochs (at least `final_epochs`) of the trial's retraining that fit
-        `seconds`, less `AUTO_MARGIN` of them for saving and testing the model."""
-        start = self.seconds(trial, 0)
-        epoch = self.seconds(trial, 1) - start
-        if epoch <= 0:  # nothing recorded to plan with
-            return self.final_epochs
-        return max(self.final_epochs, math.floor(((1 - AUTO_MARGIN) * seconds - start) / epoch))
-
-    def pick(self, oracle, seconds_left: float | None = None):
-        """The best completed trial whose retraining fits `seconds_left` (None: the best),
-        or None."""
-        ranked = oracle.get_best_trials(len(oracle.trials))
-        fits = [t for t in ranked if seconds_left is None or self.seconds(t) <= seconds_left]
-        return (fits or [None])[0]
-
-    def __call__(self, oracle, seconds_left: float) -> float:
-        if not oracle.get_best_trials(1):
-            return 0.0
-        pick = self.pick(oracle, seconds_left)
-        return math.inf if pick is None else self.seconds(pick)
 
 
 def _fraction(data: Dataset, fraction: float) -> Dataset:
@@ -403,9 +360,9 @@ def _save_best(
     verbose,
     seconds_left: float | None,
 ) -> dict:
-    """Save the best trial's network: retrained for `final_epochs` (the best trial whose
-    retraining fits `seconds_left`, when a budget is set; "auto": as many epochs as fit,
-    at least one) or with its own weights."""
+    """Save the best trial's network: retrained for `final_epochs` ("auto": 1) or, when a
+    budget leaves `seconds_left`, for as many more epochs as fit (the best trial whose
+    retraining fits), or with its own weights."""
     oracle = tuner_object.oracle
     best_trial = oracle.get_best_trials(1)[0]
     if final_epochs:
@@ -425,13 +382,14 @@ def _save_best(
             )
             best_trial = fitting
         fill = ""
-        if auto:
+        if seconds_left is not None:  # the time the trials leave goes to the retraining
+            least = "" if auto else f", at least {final_epochs}"
             final_epochs = retraining.epochs_within(best_trial, seconds_left)
-            fill = f", as many as fit in the {seconds_left:.0f} s left"
+            fill = f" (as many as fit in the {seconds_left:.0f} s left{least})"
         hp = best_trial.hyperparameters
         print(
             f"Retraining trial {best_trial.trial_id}'s configuration for {final_epochs} epochs"
-            f"{fill} (about {retraining.seconds(best_trial, final_epochs):.0f} s)"
+            f"{fill}: about {retraining.seconds(best_trial, final_epochs):.0f} s"
         )
         model = retrain(hypermodel, hp, data, final_epochs, seed=seed, verbose=verbose)
     else:
@@ -473,8 +431,9 @@ def _print_trial_line(trial, oracle) -> None:
         for k, v in trial.hyperparameters.values.items()
         if not k.startswith("tuner/")
     )
+    why = "" if trial.status == "COMPLETED" else f" ({failure_reason(trial.message)})"
     print(
-        f"[trial {trial.trial_id}] {trial.status.lower()}  val_accuracy={score}  "
+        f"[trial {trial.trial_id}] {trial.status.lower()}{why}  val_accuracy={score}  "
         f"best so far={best_score}  |  {values}",
         flush=True,
     )

@@ -22,6 +22,7 @@ from keras_residual.data import Dataset
 from keras_residual.fast_cifar import FAST_CIFAR_HEAD
 from keras_residual.flops import count_flops
 from keras_residual.network import build_network
+from keras_residual.search.budget import TimeLimit
 from keras_residual.spec import BLOCKS, DOWNSAMPLES, Norm, ResNetSpec
 from keras_residual.training import (
     OPTIMIZERS,
@@ -274,6 +275,8 @@ class ResidualHyperModel(keras_tuner.HyperModel):
     ((1, 1, 1), (8, 16, 32))
     """
 
+    takes_time_limit = True  # the toolkit's tuners send each trial's `TimeLimit` to `fit`
+
     def __init__(
         self,
         input_shape,
@@ -407,15 +410,31 @@ class ResidualHyperModel(keras_tuner.HyperModel):
             weight_decay=v["weight_decay"],
         )
 
-    def fit(self, hp, model, x, y=None, *, epochs: int = 1, callbacks=(), **kwargs):
+    def fit(
+        self,
+        hp,
+        model,
+        x,
+        y=None,
+        *,
+        epochs: int = 1,
+        callbacks=(),
+        time_limit: TimeLimit | None = None,
+        **kwargs,
+    ):
         """Train a trial's model: on a `Dataset` with `train` (the toolkit's pipelines),
         else on `x`, `y`, `validation_data` as `model.fit` takes them with
         `fit_with_recipe`. Returns the trial's record: the best of each metric over the
-        epochs, parameters, FLOPs, seconds and the next epoch."""
+        epochs, parameters, FLOPs, seconds and the next epoch. A network over the
+        constraints, or (given a `time_limit`) too slow for the time left, fails before
+        it trains."""
         params, flops = model.count_params(), count_flops(model)
         why = self.over_budget(params, flops)
         if why:
             raise keras_tuner.errors.FailedTrialError(f"rejected before training: {why}")
+        why = time_limit and time_limit.check(flops)
+        if why:
+            raise keras_tuner.errors.FailedTrialError(f"skipped before training: {why}")
         recipe = self.recipe_for(hp)
         if "batch_size" in kwargs:  # a keras-tuner user's fixed batch size
             recipe = replace(recipe, batch_size=kwargs.pop("batch_size"))
@@ -452,26 +471,34 @@ class ResidualHyperModel(keras_tuner.HyperModel):
         }
         if isinstance(x, Dataset) or hasattr(x, "shape"):  # a tf.data dataset does not say
             record["train_examples"] = len(x.y_train if isinstance(x, Dataset) else x)
-        if steady.steps:  # the cost of more training: per image once running, and to start
+        if steady.steps:  # the cost of more training: per image and validation, and to start
             record["seconds_per_image"] = steady.seconds / (steady.steps * recipe.batch_size)
-            record["overhead_seconds"] = max(0.0, fit_seconds - steady.seconds)
+            record["validation_seconds"] = steady.validation
+            steady_total = steady.seconds + steady.validation * len(history.epoch)
+            record["overhead_seconds"] = max(0.0, fit_seconds - steady_total)
         return record
 
 
 class _SteadyTime(keras.callbacks.Callback):
-    """Seconds and steps of training after its first step (tracing, the pipeline's start),
-    validation included: what a longer run of the same network costs per step."""
+    """Seconds of the training steps after the first (tracing, the pipeline's start) and
+    of the last validation pass: what more epochs of the same network cost."""
 
     def __init__(self):
         super().__init__()
-        self.seconds, self.steps, self._start = 0.0, 0, None
+        self.seconds, self.steps, self.validation = 0.0, 0, 0.0
+        self._began = self._testing = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._began = (self._began is not None, time.perf_counter())
 
     def on_train_batch_end(self, batch, logs=None):
-        if self._start is None:
-            self._start = time.perf_counter()
-        else:
+        counted, began = self._began
+        if counted:
+            self.seconds += time.perf_counter() - began
             self.steps += 1
 
-    def on_epoch_end(self, epoch, logs=None):
-        if self._start is not None:
-            self.seconds = time.perf_counter() - self._start
+    def on_test_begin(self, logs=None):
+        self._testing = time.perf_counter()
+
+    def on_test_end(self, logs=None):
+        self.validation = time.perf_counter() - self._testing

@@ -14,6 +14,7 @@ import keras_tuner
 
 from keras_residual import _thirdparty
 from keras_residual._files import write_text_atomically
+from keras_residual.search.budget import CostModel, Retraining, TimeLimit
 from keras_residual.search.isolation import TrialProcesses
 from keras_residual.search.results import SPEC_FILE
 from keras_residual.search.state import HYPERPARAMETERS_FILE
@@ -34,9 +35,10 @@ class _RecordingTuner:
     stays flat over any number of trials and a crashed trial fails alone; the hypermodel
     and the search's arguments must then be picklable. `isolate_trials=False` trains in
     this process (for a debugger, say). No trial starts that might not end within
-    `time_budget` (by the slowest seconds per epoch so far), keeping back
-    `reserve_seconds(oracle, seconds_left)` seconds for work after the search (a final
-    retraining).
+    `time_budget`, keeping back the time of the final `retraining` (a `Retraining`) of the
+    best trial so far. A hypermodel that takes a `time_limit` (`ResidualHyperModel`) gets
+    one with each trial (a `TimeLimit`, from the seconds per image of the trials so far)
+    and skips a network that could not train, and then be retrained, in the time left.
     `seed` (default 0) fixes the sequence of trials; unlike in keras-tuner, 0 is a seed
     like any other.
     """
@@ -47,11 +49,11 @@ class _RecordingTuner:
         time_budget: float | None = None,
         on_trial_done: Callable | None = None,
         isolate_trials: bool = True,
-        reserve_seconds: Callable | None = None,
+        retraining: Retraining | None = None,
         **kwargs,
     ):
         self.time_budget = time_budget
-        self.reserve_seconds = reserve_seconds
+        self.retraining = retraining
         self._epochs = 1
         self.on_trial_done = on_trial_done
         self._processes = TrialProcesses() if isolate_trials else None
@@ -90,6 +92,9 @@ class _RecordingTuner:
 
     def run_trial(self, trial, *args, **kwargs):
         started = time.time()
+        limit = self.time_limit(trial)
+        if limit is not None:
+            kwargs["time_limit"] = limit
         folder = self.get_trial_dir(trial.trial_id)
         # The trial's values, to rerun it if keras-tuner's trial.json is ever damaged.
         hyperparameters = json.dumps(trial.hyperparameters.get_config())
@@ -104,7 +109,8 @@ class _RecordingTuner:
         metrics = {k: record[k] for k in keys}
         # The trial's fidelity: epochs its network trained in all, and on how many images.
         metrics["epochs"] = record["next_epoch"]
-        for name in ("train_examples", "seconds_per_image", "overhead_seconds"):
+        timing = ("seconds_per_image", "validation_seconds", "overhead_seconds")
+        for name in ("train_examples", *timing):
             if record.get(name) is not None:
                 metrics[name] = record[name]
         metrics |= {
@@ -116,36 +122,76 @@ class _RecordingTuner:
         self.oracle.update_trial(trial.trial_id, metrics, step=record["next_epoch"])
         return results
 
+    def _seconds_left(self) -> float:
+        return self.time_budget - (time.monotonic() - self._search_started)
+
+    def _reserved(self, seconds_left: float) -> float:
+        return self.retraining(self.oracle, seconds_left) if self.retraining else 0.0
+
     def pre_create_trial(self):
         if self.time_budget is None:
             return
-        left = self.time_budget - (time.monotonic() - self._search_started)
+        left = self._seconds_left()
         if left <= 0:
             raise BudgetSpent(f"time budget of {self.time_budget:.0f} s spent")
-        trial = self.next_trial_seconds()
-        reserved = self.reserve_seconds(self.oracle, left) if self.reserve_seconds else 0.0
+        trial, reserved = self.next_trial_seconds(), self._reserved(left)
         if trial + reserved > left:
             final = f" and {reserved:.0f} s kept for the final retraining" if reserved else ""
             if math.isinf(reserved):
                 final = " and the final retraining of any trial so far"
+            which = "quickest" if self._checks_candidates() else "slowest"
             raise BudgetSpent(
                 f"{left:.0f} s of the {self.time_budget:.0f} s budget left: not enough for "
-                f"another trial (up to {trial:.0f} s, as the slowest so far){final}"
+                f"another trial ({trial:.0f} s, as the {which} so far){final}"
             )
 
-    def next_trial_seconds(self) -> float:
-        """A trial's seconds at most, from the slowest seconds per epoch so far (0 before
-        any trial ended) times the most epochs a trial can train here."""
+    def _checks_candidates(self) -> bool:
+        return bool(getattr(self.hypermodel, "takes_time_limit", False))
+
+    def _completed(self) -> list:
         trials = getattr(self.oracle, "trials", {})  # a distributed worker's oracle is remote
-        per_epoch = [
-            t.metrics.get_last_value("trial_seconds") / epochs_trained(t)
+        return [
+            t
             for t in trials.values()
             if t.status == "COMPLETED" and t.metrics.exists("trial_seconds")
         ]
-        return max(per_epoch, default=0.0) * self._max_trial_epochs()
 
-    def _max_trial_epochs(self) -> int:
-        return getattr(self.oracle, "max_epochs", None) or self._epochs
+    def next_trial_seconds(self) -> float:
+        """The next trial's seconds (0 before any trial ended): at most, the slowest
+        seconds per epoch so far times the most epochs a trial can train here; at least,
+        the quickest times the fewest, when each candidate's own time is checked once it
+        is built (`time_limit`)."""
+        per_epoch = [
+            t.metrics.get_last_value("trial_seconds") / epochs_trained(t) for t in self._completed()
+        ]
+        hyperband_epochs = getattr(self.oracle, "max_epochs", None)
+        if self._checks_candidates():
+            return min(per_epoch, default=0.0) * (1 if hyperband_epochs else self._epochs)
+        return max(per_epoch, default=0.0) * (hyperband_epochs or self._epochs)
+
+    def time_limit(self, trial) -> TimeLimit | None:
+        """The `TimeLimit` `trial` must fit, or None: no budget, a hypermodel that takes
+        none, or no trial timed yet."""
+        if self.time_budget is None or not self._checks_candidates():
+            return None
+        timed = [t for t in self._completed() if t.metrics.exists("train_examples")]
+        cost = CostModel.from_trials(timed)
+        if cost is None:
+            return None
+        images = timed[-1].metrics.get_last_value("train_examples")
+        values = trial.hyperparameters.values  # Hyperband's trials say their epochs
+        epochs = int(values.get("tuner/epochs") or self._epochs)
+        start = int(values.get("tuner/initial_epoch") or 0)
+        left = self._seconds_left()
+        return TimeLimit(
+            seconds=left,
+            reserved=self._reserved(left),
+            trial_images=int(images),
+            trial_epochs=max(1, epochs - start),
+            retrain_images=self.retraining.images if self.retraining else 0,
+            retrain_epochs=self.retraining.final_epochs if self.retraining else 0,
+            cost=cost,
+        )
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
@@ -156,7 +202,8 @@ class _RecordingTuner:
         self._search_started = time.monotonic()
         self._epochs = kwargs.get("epochs") or 1
         try:
-            super().search(*args, **kwargs)
+            with _thirdparty.failed_trials_untraced():
+                super().search(*args, **kwargs)
         except BudgetSpent as spent:
             self.budget_spent = True
             print(f"Search stopped: {spent}; no new trials launched.")

@@ -1,0 +1,166 @@
+"""A time-budgeted search's plan: what a trial and the final retraining of a network cost,
+from the trials already timed, and whether a candidate fits the time left."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+# A retraining that fills the time left plans on all but this share of it: saving the model
+# and testing it (with the recipe's test-time augmentation) come after.
+AUTO_MARGIN = 0.1
+
+
+@dataclass(frozen=True)
+class Timing:
+    """A network's measured cost: seconds to start (tracing, the pipeline), per training
+    image once running, and per validation pass (one an epoch)."""
+
+    overhead: float
+    per_image: float
+    validation: float = 0.0
+
+    @classmethod
+    def of(cls, trial) -> Timing | None:
+        """A completed trial's timing, if it recorded one."""
+        metrics = trial.metrics
+        if not metrics.exists("seconds_per_image"):
+            return None
+        validation = metrics.exists("validation_seconds")
+        return cls(
+            metrics.get_last_value("overhead_seconds"),
+            metrics.get_last_value("seconds_per_image"),
+            metrics.get_last_value("validation_seconds") if validation else 0.0,
+        )
+
+    def seconds(self, images: int, epochs: int) -> float:
+        """Seconds to train `epochs` epochs of `images` images each."""
+        return self.overhead + (self.per_image * images + self.validation) * epochs
+
+
+def _at(flops: float, xs: np.ndarray, ys: np.ndarray) -> float:
+    """`ys` at `flops`, interpolated between `xs`; above the largest, along the
+    least-squares slope (through the origin from a single point); below, the smallest's."""
+    if flops <= xs[-1]:
+        return float(np.interp(flops, xs, ys))
+    slope = max(0.0, np.polyfit(xs, ys, 1)[0]) if len(xs) > 1 else ys[-1] / xs[-1]
+    return float(ys[-1] + slope * (flops - xs[-1]))
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """The `Timing` of a network of given forward FLOPs per image, from timed trials: its
+    seconds per image and per validation interpolated between the trials' FLOPs (along
+    their least-squares slope above the largest; as the smallest's below it), with the
+    longest start-up.
+
+    Example:
+    >>> cost = CostModel(flops=(1e6, 4e6), per_image=(1e-4, 3e-4), validation=(1, 1), overhead=2)
+    >>> round(cost.timing(2.5e6).seconds(images=10_000, epochs=1), 1)
+    5.0
+    """
+
+    flops: tuple[float, ...]  # increasing
+    per_image: tuple[float, ...]
+    validation: tuple[float, ...]
+    overhead: float
+
+    @classmethod
+    def from_trials(cls, trials) -> CostModel | None:
+        """The model of the completed trials that recorded their timing; None if none did."""
+        timings, overheads = {}, []
+        for trial in trials:
+            timing = Timing.of(trial) if trial.status == "COMPLETED" else None
+            if timing is None or not trial.metrics.exists("flops"):
+                continue
+            flops = float(trial.metrics.get_last_value("flops"))
+            known = timings.get(flops, timing)  # a configuration trained twice: its slower
+            timings[flops] = max(known, timing, key=lambda t: t.per_image)
+            overheads.append(timing.overhead)
+        if not timings:
+            return None
+        flops = tuple(sorted(timings))
+        per_image = tuple(timings[f].per_image for f in flops)
+        return cls(flops, per_image, tuple(timings[f].validation for f in flops), max(overheads))
+
+    def timing(self, flops: float) -> Timing:
+        """The estimated timing of a network of `flops` forward FLOPs per image."""
+        xs = np.asarray(self.flops)
+        return Timing(
+            self.overhead,
+            _at(flops, xs, np.asarray(self.per_image)),
+            _at(flops, xs, np.asarray(self.validation)),
+        )
+
+
+@dataclass(frozen=True)
+class TimeLimit:
+    """What a trial must fit once its network is built: its own training for
+    `trial_epochs` epochs of `trial_images`, then (should it turn out best) a retraining for
+    `retrain_epochs` of `retrain_images`, or the retraining already `reserved` for the best
+    so far, whichever is longer, all within `seconds`. Sent with the trial to
+    `ResidualHyperModel.fit`, which skips a network that does not fit before it trains."""
+
+    seconds: float
+    reserved: float
+    trial_images: int
+    trial_epochs: int
+    retrain_images: int
+    retrain_epochs: int
+    cost: CostModel
+
+    def check(self, flops: float) -> str | None:
+        """Why a network of `flops` forward FLOPs per image does not fit, or None."""
+        timing = self.cost.timing(flops)
+        trial = timing.seconds(self.trial_images, self.trial_epochs)
+        retrain = timing.seconds(self.retrain_images, self.retrain_epochs)
+        retrain *= self.retrain_epochs > 0
+        if trial + max(self.reserved, retrain) <= self.seconds:
+            return None
+        then = f" and about {retrain:.0f} s to retrain" if retrain else ""
+        if self.reserved > retrain:
+            then = f" with {self.reserved:.0f} s kept for the best so far's retraining"
+        return f"about {trial:.0f} s to train{then}: more than the {self.seconds:.0f} s left"
+
+
+class Retraining:
+    """Seconds to retrain a trial's network for `final_epochs` on `images` training
+    images, from the trial's own seconds per epoch and image, and which trial to retrain
+    when the time left is short.
+
+    Called as `retraining(oracle, seconds_left)` by the tuners: the time to keep for
+    the retraining of `pick(oracle, seconds_left)` (infinite when none fits)."""
+
+    def __init__(self, final_epochs: int, images: int):
+        self.final_epochs, self.images = final_epochs, images
+
+    def seconds(self, trial, epochs: int | None = None) -> float:
+        """The trial's `Timing` for the retraining's images and `epochs` (default
+        `final_epochs`); 0 for a trial that did not record one."""
+        timing = Timing.of(trial)
+        epochs = self.final_epochs if epochs is None else epochs
+        return 0.0 if timing is None else timing.seconds(self.images, epochs)
+
+    def epochs_within(self, trial, seconds: float) -> int:
+        """The most epochs (at least `final_epochs`) of the trial's retraining that fit
+        `seconds`, less `AUTO_MARGIN` of them for saving and testing the model."""
+        start = self.seconds(trial, 0)
+        epoch = self.seconds(trial, 1) - start
+        if epoch <= 0:  # nothing recorded to plan with
+            return self.final_epochs
+        return max(self.final_epochs, math.floor(((1 - AUTO_MARGIN) * seconds - start) / epoch))
+
+    def pick(self, oracle, seconds_left: float | None = None):
+        """The best completed trial whose retraining fits `seconds_left` (None: the best),
+        or None."""
+        ranked = oracle.get_best_trials(len(oracle.trials))
+        fits = [t for t in ranked if seconds_left is None or self.seconds(t) <= seconds_left]
+        return (fits or [None])[0]
+
+    def __call__(self, oracle, seconds_left: float) -> float:
+        if not oracle.get_best_trials(1):
+            return 0.0
+        pick = self.pick(oracle, seconds_left)
+        return math.inf if pick is None else self.seconds(pick)
