@@ -285,6 +285,8 @@ def test_a_network_too_slow_for_the_time_left_is_skipped_before_it_trains(tmp_pa
     assert first.status == "COMPLETED"
     assert second.status == "FAILED" and "skipped before training: about" in second.message
     assert not second.metrics.exists("val_accuracy")  # it never trained
+    rows = {r["trial_id"]: r for r in kr.search.collect_rows(tuner.project_dir)}
+    assert (rows["0"]["status"], rows["1"]["status"]) == ("completed", "skipped")
 
 
 @pytest.mark.parametrize(

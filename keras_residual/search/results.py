@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_residual._plots import new_figure
+from keras_residual.search.space import NOT_TRAINED
 from keras_residual.search.state import StateError, read_json
 
 RECORD_METRICS = (
@@ -44,8 +45,9 @@ def collect_rows(project_dir: str | Path) -> list[dict]:
     """One row per trial: `trial_id`, `status`, `reason`, hyperparameters, metrics and
     `spec`, the trial's architecture as `ResNetSpec.to_dict()` (None if not recorded).
 
-    A trial whose `trial.json` cannot be read is listed with status `unreadable` and the
-    file in `reason` (`--resume` reruns it)."""
+    A trial refused before it trained has status `rejected` (over a constraint) or
+    `skipped` (too slow for the time left); one whose `trial.json` cannot be read is
+    listed with status `unreadable` and the file in `reason` (`--resume` reruns it)."""
     rows = []
     for path in sorted(Path(project_dir).glob("trial_*/trial.json")):
         try:
@@ -56,6 +58,9 @@ def collect_rows(project_dir: str | Path) -> list[dict]:
         metrics = state.get("metrics", {}).get("metrics", {})
         row = {"trial_id": state["trial_id"], "status": state["status"].lower()}
         row["reason"] = failure_reason(state.get("message")) if row["status"] != "completed" else ""
+        for status, words in NOT_TRAINED.items():  # failed before training, on purpose
+            if row["status"] == "failed" and words in row["reason"]:
+                row["status"] = status
         row |= state["hyperparameters"]["values"]
         for name in (*OBJECTIVES, *RECORD_METRICS):
             row[name] = _best(metrics[name]) if name in metrics else None

@@ -39,6 +39,9 @@ SE_RATIO = 1 / 16
 # learning-rate range per optimizer family: a conditional hyperparameter
 LEARNING_RATES = {"sgd": (0.02, 0.4), "adaptive": (3e-4, 1e-2)}
 _ADAPTIVE = ("rmsprop", "adam", "adamw")
+# What a trial refused before it trains says, by the status its results row then takes:
+# over a constraint, or too slow for the time left.
+NOT_TRAINED = {"rejected": "rejected before training", "skipped": "skipped before training"}
 
 # Depth x width, quick on 2 CPU cores: a trial on a quarter of MNIST takes 6 s (ResNet-8,
 # width 8) to 41 s (ResNet-20, width 32) in bfloat16 without AMX.
@@ -431,10 +434,10 @@ class ResidualHyperModel(keras_tuner.HyperModel):
         params, flops = model.count_params(), count_flops(model)
         why = self.over_budget(params, flops)
         if why:
-            raise keras_tuner.errors.FailedTrialError(f"rejected before training: {why}")
+            raise keras_tuner.errors.FailedTrialError(f"{NOT_TRAINED['rejected']}: {why}")
         why = time_limit and time_limit.check(flops)
         if why:
-            raise keras_tuner.errors.FailedTrialError(f"skipped before training: {why}")
+            raise keras_tuner.errors.FailedTrialError(f"{NOT_TRAINED['skipped']}: {why}")
         recipe = self.recipe_for(hp)
         if "batch_size" in kwargs:  # a keras-tuner user's fixed batch size
             recipe = replace(recipe, batch_size=kwargs.pop("batch_size"))
