@@ -295,22 +295,25 @@ def _search(data_dir, out, **kwargs):
     return run_search("mnist", out, max_trials=2, data_dir=data_dir, verbose=0, **TINY, **kwargs)
 
 
-@pytest.mark.parametrize("damage", [lambda text: text[:100], lambda text: "null"])
-def test_a_truncated_trial_file_is_named_and_its_trial_reruns(data_dir, tmp_path, capsys, damage):
+def test_damaged_trial_files_are_named_and_their_trials_rerun(data_dir, tmp_path, capsys):
     out = tmp_path / "s"
     _search(data_dir, out)
     (out / "finished.json").unlink()  # as if killed before the end
-    trial = out / "tuner" / "trial_1" / "trial.json"
-    trial.write_text(damage(trial.read_text()))
+    trials = [out / "tuner" / f"trial_{i}" / "trial.json" for i in (0, 1)]
+    trials[0].write_text("null")  # JSON, but not a trial's state
+    trials[1].write_text(trials[1].read_text()[:100])  # truncated
     assert main(["report", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "unreadable" in printed
-    assert f"{trial} (the trial's state) is truncated or corrupt" in printed
+    assert printed.count("unreadable") >= 2
+    for trial in trials:
+        assert f"{trial} (the trial's state) is truncated or corrupt" in printed
     result = _search(data_dir, out, resume=True)
     printed = capsys.readouterr().out
-    assert f"{trial} was truncated or corrupt" in printed and "trial 1 runs again" in printed
+    for trial_id, trial in enumerate(trials):
+        assert f"{trial} was truncated or corrupt" in printed
+        assert f"trial {trial_id} runs again" in printed
+        assert trial.with_name("trial.json.corrupt").exists()
     assert [r["status"] for r in result["trials"]] == ["completed", "completed"]
-    assert trial.with_name("trial.json.corrupt").exists()
 
 
 @pytest.mark.parametrize(

@@ -178,7 +178,7 @@ def run_search(
     rest, at least one; 0 keeps the best trial's own weights. `dtype` is the trials'
     dtype policy, `"auto"` (resolved once, here, for this machine), None (Keras's global
     policy) or a policy name. `max_params` and `max_mflops` reject larger networks before
-    they train (each such trial is recorded failed, with the reason, and uses a trial).
+    they train (each such trial is recorded `rejected`, with the reason, and uses a trial).
     `data_fraction` < 1 trains the trials on that share of the training set (a cheaper,
     lower-fidelity proxy; validation, the final retraining and the test use all of it).
     Returns the results.
