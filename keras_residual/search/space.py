@@ -489,16 +489,16 @@ class _SteadyTime(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
         self.seconds, self.steps, self.validation = 0.0, 0, 0.0
-        self._began = self._testing = None
+        self._traced, self._began, self._testing = False, None, None
 
     def on_train_batch_begin(self, batch, logs=None):
-        self._began = (self._began is not None, time.perf_counter())
+        self._began = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
-        counted, began = self._began
-        if counted:
-            self.seconds += time.perf_counter() - began
+        if self._traced:
+            self.seconds += time.perf_counter() - self._began
             self.steps += 1
+        self._traced = True
 
     def on_test_begin(self, logs=None):
         self._testing = time.perf_counter()
