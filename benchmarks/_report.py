@@ -24,3 +24,17 @@ def emit(title: str, rows: list[dict], **meta) -> None:
     print("|" + "---|" * len(columns))
     for row in rows:
         print("| " + " | ".join(str(row[c]) for c in columns) + " |")
+
+
+def parse_changes(pairs: list[str]) -> dict:
+    """`field=value` pairs (values as JSON, else strings) for `get_recipe` or a spec."""
+    changes = {}
+    for pair in pairs:
+        field, separator, value = pair.partition("=")
+        if not separator:
+            raise SystemExit(f"--set and --spec take field=value, got {pair!r}")
+        try:
+            changes[field] = json.loads(value)
+        except json.JSONDecodeError:
+            changes[field] = value
+    return changes

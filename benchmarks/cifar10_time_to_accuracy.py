@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import keras  # noqa: E402
 from _data import random_dataset  # noqa: E402
-from _report import cpu_flags, emit  # noqa: E402
+from _report import cpu_flags, emit, parse_changes  # noqa: E402
 
 import keras_residual as kr  # noqa: E402
 from keras_residual.techniques import TTA_MODES  # noqa: E402
@@ -84,20 +84,6 @@ class TestEveryEpoch(keras.callbacks.Callback):
             hits = probabilities.argmax(axis=1) == self.data.y_test
             accuracy[mode] = round(float(hits.mean()), 4)
         return accuracy
-
-
-def parse_changes(pairs: list[str]) -> dict:
-    """`field=value` pairs (values as JSON, else strings) for `get_recipe` or a spec."""
-    changes = {}
-    for pair in pairs:
-        field, separator, value = pair.partition("=")
-        if not separator:
-            raise SystemExit(f"--set takes field=value, got {pair!r}")
-        try:
-            changes[field] = json.loads(value)
-        except json.JSONDecodeError:
-            changes[field] = value
-    return changes
 
 
 def plot(rows: list[dict], target: float, title: str, path: Path) -> None:

@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from _data import random_dataset  # noqa: E402
-from _report import cpu_flags, emit  # noqa: E402
+from _report import cpu_flags, emit, parse_changes  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn import functional  # noqa: E402
 
@@ -41,11 +41,17 @@ def batch_norm(channels: int, norm: kr.Norm) -> nn.BatchNorm2d:
     return layer
 
 
+def activation(spec: kr.ResNetSpec) -> nn.Module:
+    """The spec's hidden activation (Keras's "gelu" is the exact, erf form, as nn.GELU)."""
+    return {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}[spec.activation]()
+
+
 class Block(nn.Module):
     """The toolkit's post-activation BasicBlock with shortcut option A or B."""
 
-    def __init__(self, channels_in: int, channels: int, stride: int, shortcut: str, norm):
+    def __init__(self, channels_in: int, channels: int, stride: int, spec: kr.ResNetSpec):
         super().__init__()
+        shortcut, norm, self.act = spec.shortcut, spec.norm, activation(spec)
         self.conv1 = nn.Conv2d(channels_in, channels, 3, stride, 1, bias=False)
         self.bn1 = batch_norm(channels, norm)
         self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1, bias=False)
@@ -61,12 +67,12 @@ class Block(nn.Module):
             )
 
     def forward(self, x):
-        y = self.bn2(self.conv2(functional.relu(self.bn1(self.conv1(x)))))
+        y = self.bn2(self.conv2(self.act(self.bn1(self.conv1(x)))))
         if self.projection is not None:
             x = self.projection(x)
         elif self.reshape:  # option A: subsample, zero-pad the new channels
             x = functional.pad(x[:, :, :: self.stride, :: self.stride], (0, 0, 0, 0, 0, self.pad))
-        return functional.relu(y + x)
+        return self.act(y + x)
 
 
 def torch_twin(spec: kr.ResNetSpec) -> nn.Module:
@@ -77,21 +83,19 @@ def torch_twin(spec: kr.ResNetSpec) -> nn.Module:
     if spec.stem == "whiten":
         whiten = nn.Conv2d(channels, 8 * channels, 2, bias=True)
         whiten.weight.requires_grad_(False)
-        layers, channels = [whiten, nn.ReLU()], 8 * channels
+        layers, channels = [whiten, activation(spec)], 8 * channels
     else:
         stem = nn.Conv2d(channels, spec.stem_filters, 3, padding=1, bias=False)
-        layers = [stem, batch_norm(spec.stem_filters, spec.norm), nn.ReLU()]
+        layers = [stem, batch_norm(spec.stem_filters, spec.norm), activation(spec)]
         channels = spec.stem_filters
     for depth, filters, stride in zip(spec.depths, spec.filters, spec.strides, strict=True):
         if spec.downsample == "pool":
             layers += [nn.Conv2d(channels, filters, 3, padding=1, bias=False)]
             layers += [nn.MaxPool2d(stride)] if stride > 1 else []
-            layers += [batch_norm(filters, spec.norm), nn.ReLU()]
+            layers += [batch_norm(filters, spec.norm), activation(spec)]
             channels, stride = filters, 1
         for b in range(depth):
-            layers.append(
-                Block(channels, filters, stride if b == 0 else 1, spec.shortcut, spec.norm)
-            )
+            layers.append(Block(channels, filters, stride if b == 0 else 1, spec))
             channels = filters
     pool = nn.AdaptiveMaxPool2d(1) if spec.pooling == "max" else nn.AdaptiveAvgPool2d(1)
     layers += [pool, nn.Flatten(), nn.Linear(channels, spec.num_classes)]
@@ -158,9 +162,10 @@ def main() -> None:
     parser.add_argument("--recipe", help="default: fast_cifar for the speed family, else fast")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--spec", action="append", default=[], metavar="FIELD=VALUE")
     args = parser.parse_args()
     recipe = kr.get_recipe(args.recipe or kr.default_recipe(args.preset))
-    spec = kr.get_spec(args.preset)
+    spec = kr.get_spec(args.preset).replace(**parse_changes(args.spec))
     keras_model, keras_run = keras_rounds(spec, recipe, args.steps)
     torch_model, torch_run = torch_rounds(spec, recipe, args.steps)
     parameters = sum(p.numel() for p in torch_model.parameters() if p.requires_grad)
@@ -185,6 +190,7 @@ def main() -> None:
         ratio=round(medians["keras_residual"] / medians["pytorch"], 3),
         parameters=parameters,
         rounds=speeds,
+        changes=args.spec,
         cpu_flags=cpu_flags(),
         cores=os.cpu_count(),
         torch=torch.__version__,

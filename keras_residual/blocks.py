@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 import keras
 
-from keras_residual import _checks, _convs
+from keras_residual import _checks, _convs, activations
 from keras_residual.drop_path import DropPath
 from keras_residual.shortcuts import GatedShortcut, IdentityShortcut, ProjectionShortcut
 from keras_residual.spec import BIAS_MODES, Norm, check_shortcut
@@ -87,7 +87,7 @@ class ResidualBlock(keras.layers.Layer):
         self.shortcut = check_shortcut(shortcut)
         self.avg_down = _checks.flag("avg_down", avg_down)
         self.activation = activation
-        self._act = keras.activations.get(activation)
+        self._act = activations.get(activation)
         self.use_bias = _checks.choice("use_bias", use_bias, BIAS_MODES)
         self.bn_momentum = _checks.rate("bn_momentum", bn_momentum)
         self.bn_epsilon = _checks.positive("bn_epsilon", bn_epsilon)

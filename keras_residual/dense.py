@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from keras_residual import _checks, _convs
+from keras_residual import _checks, _convs, activations
 from keras_residual.spec import Norm
 
 
@@ -23,7 +23,7 @@ class _DenseBase(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.activation = activation
-        self._act = keras.activations.get(activation)
+        self._act = activations.get(activation)
         self.bn_momentum = _checks.rate("bn_momentum", bn_momentum)
         self.bn_epsilon = _checks.positive("bn_epsilon", bn_epsilon)
         self.bn_scale = _checks.flag("bn_scale", bn_scale)

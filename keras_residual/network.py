@@ -2,7 +2,8 @@
 
 The model is assembled from small named pieces with stable layer names: `inputs`,
 `stem_conv` (`stem_bn`, `stem_relu`, ...) or `stem_whiten`, with `downsample="pool"` each
-stage's `stage{s}_entry_conv`, `stage{s}_pool`, `stage{s}_entry_bn`, `stage{s}_entry_relu`,
+stage's `stage{s}_entry_conv`, `stage{s}_pool`, `stage{s}_entry_bn`, `stage{s}_entry_relu`
+(activations are named for `spec.activation`: `stem_gelu` with GELU),
 then `stage{s}_block{b}` (whose sublayers are `stage{s}_block{b}_conv1`, ...), or
 `stage{s}_dense` / `stage{s}_transition`, then
 `post_bn`, `avg_pool`, `predictions`.
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_residual import _convs
+from keras_residual import _convs, activations
 from keras_residual.blocks import BasicBlock, BottleneckBlock
 from keras_residual.dense import DenseBlock, Transition
 from keras_residual.initializers import conv_initializer
@@ -62,15 +63,20 @@ def _conv_stem(x, filters: int, *, use_bias: bool = False, conv_init: str = "he_
 
 def _norm_relu(x, spec: Spec, suffix: str = ""):
     x = _convs.batch_norm(spec.norm, name=f"stem_bn{suffix}")(x)
-    return keras.layers.Activation("relu", name=f"stem_relu{suffix}")(x)
+    return _activation(x, spec, f"stem_{spec.activation}{suffix}")
+
+
+def _activation(x, spec: Spec, name: str):
+    """The hidden activation, named for what it is (`stem_relu`, `stage2_entry_gelu`)."""
+    return keras.layers.Activation(activations.get(spec.activation), name=name)(x)
 
 
 def _stem(x, spec: ResNetSpec):
     """`cifar`: one 3x3 conv; `imagenet`: 7x7/2 conv + 3x3/2 max-pool; `deep`: 3x(3x3) + pool;
-    `whiten`: 2x2 patch whitening + ReLU."""
+    `whiten`: 2x2 patch whitening + the activation."""
     if spec.stem == "whiten":
         x = PatchWhitening(kernel_size=2, name="stem_whiten")(x)
-        return keras.layers.Activation("relu", name="stem_relu")(x)
+        return _activation(x, spec, f"stem_{spec.activation}")
     if spec.stem == "cifar":
         x = _conv_stem(x, spec.stem_filters, use_bias=spec.stem_bias, conv_init=spec.conv_init)
         return x if spec.preact else _norm_relu(x, spec)
@@ -134,7 +140,7 @@ def _residual_stages(x, spec: ResNetSpec):
 
 
 def _pool_entry(x, spec: ResNetSpec, stage: int, filters: int, strides: int):
-    """Conv to the stage's channels, max-pool by its stride, norm, ReLU (ResNet-9's layers)."""
+    """Conv to the stage's channels, max-pool by its stride, norm, activation (ResNet-9's)."""
     channels = filters * (spec.expansion if spec.block == "bottleneck" else 1)
     x = _convs.conv2d(
         channels,
@@ -145,7 +151,7 @@ def _pool_entry(x, spec: ResNetSpec, stage: int, filters: int, strides: int):
     if strides > 1:
         x = keras.layers.MaxPooling2D(strides, name=f"stage{stage}_pool")(x)
     x = _convs.batch_norm(spec.norm, name=f"stage{stage}_entry_bn")(x)
-    return keras.layers.Activation("relu", name=f"stage{stage}_entry_relu")(x)
+    return _activation(x, spec, f"stage{stage}_entry_{spec.activation}")
 
 
 def _dense_stages(x, spec: DenseNetSpec):
@@ -167,7 +173,7 @@ def _dense_stages(x, spec: DenseNetSpec):
 def _head(x, spec: Spec):
     if spec.post_norm:
         x = _convs.batch_norm(spec.norm, name="post_bn")(x)
-        x = keras.layers.Activation("relu", name="post_relu")(x)
+        x = _activation(x, spec, f"post_{spec.activation}")
     if spec.pooling == "max":
         x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
     elif spec.include_top or spec.pooling == "avg":

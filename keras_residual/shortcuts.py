@@ -135,12 +135,12 @@ class ProjectionShortcut(keras.layers.Layer):
                 self.strides, self.strides, padding="same", name="pool", dtype=dtype
             )
             shape = self.pool.compute_output_shape(shape)
-        self.conv = keras.layers.Conv2D(
+        self.conv = _convs.conv2d(
             self.filters,
             1,
             strides=1 if self.pool else self.strides,
             use_bias=self.use_bias,
-            kernel_initializer=_convs.fresh_initializer(self.kernel_initializer),
+            kernel_initializer=self.kernel_initializer,
             name="conv",
             dtype=dtype,
         )

@@ -32,6 +32,7 @@ DOWNSAMPLES = ("stride", "pool")
 POOLINGS = (None, "avg", "max")
 STRIDE_AT = ("first", "last")
 BIAS_MODES = (False, True, "auto")
+ACTIVATIONS = ("relu", "gelu", "silu")  # the hidden layers' activation (keras.activations)
 CONV_INITS = ("he_normal", "dirac")  # keras_residual.initializers.conv_initializer
 # Names of the shortcut options before they were unified, for a helpful error message.
 _FORMER_SHORTCUTS = {
@@ -113,6 +114,7 @@ class _Spec:
     classifier_activation: str | None = "softmax"
     logit_scale: float = 1.0
     norm: Norm = Norm()
+    activation: str = "relu"
 
     def _set(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
@@ -127,6 +129,7 @@ class _Spec:
         self._set("include_top", _checks.flag("include_top", self.include_top))
         _checks.choice("pooling", self.pooling, POOLINGS)
         self._set("logit_scale", _checks.positive("logit_scale", self.logit_scale))
+        _checks.choice("activation", self.activation, ACTIVATIONS)
         if self.include_top:
             _checks.positive_int("num_classes", self.num_classes)
         self._validate()
@@ -184,6 +187,8 @@ class ResNetSpec(_Spec):
         logit_scale: multiplies the logits before the activation (airbench 1/9: a
             softer softmax that suits its high learning rate).
         norm: batch-norm settings, a `Norm`.
+        activation: every hidden layer's activation: `"relu"`, `"gelu"` (airbench; the
+            exact, erf form) or `"silu"`.
         stem: `"cifar"` (one 3x3 conv), `"imagenet"` (7x7/2 conv and 3x3/2 max-pool),
             `"deep"` (three 3x3 convs and a max-pool: ResNet-C/D) or `"whiten"` (a
             `PatchWhitening` 2x2 layer and a ReLU, set from the data by `train`).
@@ -307,6 +312,7 @@ class ResNetSpec(_Spec):
             "zero_init_residual": self.zero_init_residual,
             "avg_down": self.avg_down,
             "use_bias": self.use_bias,
+            "activation": self.activation,
             **self.norm.layer_kwargs(),
         }
         if self.block == "bottleneck":
@@ -338,7 +344,7 @@ class DenseNetSpec(_Spec):
 
     Args:
         name, input_shape, num_classes, include_top, pooling, classifier_activation, logit_scale,
-            norm: as for `ResNetSpec`.
+            norm, activation: as for `ResNetSpec`.
         depths: units per dense block.
         growth_rate: channels each unit adds.
         bottleneck: units start with a 1x1 conv to `4 * growth_rate` (DenseNet-B).
@@ -381,7 +387,7 @@ class DenseNetSpec(_Spec):
 
     def block_kwargs(self) -> dict[str, Any]:
         """The layer arguments every dense block and transition of this network shares."""
-        return self.norm.layer_kwargs()
+        return {"activation": self.activation, **self.norm.layer_kwargs()}
 
     def scaled(self, multiplier: float) -> DenseNetSpec:
         """The same network with growth rate and stem filters times `multiplier`.

@@ -31,6 +31,7 @@ SMALL = ResNetSpec(depths=(1, 1), filters=(8, 16), strides=(1, 2), stem_filters=
         ({"num_classes": 0}, "`num_classes`"),
         ({"pooling": "median"}, "`pooling`"),
         ({"logit_scale": 0.0}, "`logit_scale`"),
+        ({"activation": "tanh"}, "`activation` must be one of 'relu', 'gelu', 'silu'"),
         ({"conv_init": "orthogonal"}, "`conv_init` must be one of 'he_normal', 'dirac'"),
         ({"conv_init": "dirac", "groups": 2}, "conv_init='dirac'.*groups=2"),
         ({"zero_init_residual": True, "norm": {"scale": False}}, "Norm\\(scale=False\\)"),
@@ -71,6 +72,29 @@ def test_a_norm_without_scale_builds_norms_with_shifts_only():
     names = {w.name for w in model.weights}
     assert "beta" in names and "gamma" not in names
     assert kr.spec_from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        SMALL.replace(downsample="pool", depths=(1, 0)),
+        kr.DenseNetSpec(depths=(2, 2), growth_rate=4, stem_filters=8),
+    ],
+    ids=["resnet", "densenet"],
+)
+def test_the_activation_reaches_every_hidden_layer(spec):
+    model = kr.build_network(spec.replace(activation="gelu", input_shape=(16, 16, 3)))
+    activations = [layer for layer in model.layers if isinstance(layer, keras.layers.Activation)]
+    hidden = [layer.name for layer in activations if layer.name != "predictions"]
+    assert hidden and all(name.endswith("_gelu") for name in hidden), hidden
+    blocks = [layer for layer in model.layers if isinstance(layer, kr.BasicBlock | kr.DenseBlock)]
+    assert blocks and all(layer.activation == "gelu" for layer in blocks)
+    # GELU passes part of a negative input through, which ReLU would zero.
+    negative = keras.ops.convert_to_numpy(activations[0](-np.ones((1, 2))))
+    np.testing.assert_allclose(negative, -0.1587, atol=1e-4)
+    relu = kr.build_network(spec.replace(input_shape=(16, 16, 3)))
+    assert [layer.name for layer in relu.layers if layer.name.endswith("_relu")]
+    assert relu.count_params() == model.count_params()
 
 
 def test_a_preset_spec_prints_changes_and_builds():
