@@ -12,14 +12,16 @@ if keras.config.backend() == "tensorflow":
 
     @tf.custom_gradient
     def _tf_gelu(x):
+        # The forward pass is tf.nn.gelu's own ops, which the TFLite converter turns into
+        # its GELU kernel (an erf written out here is not convertible).
         x32 = tf.cast(x, tf.float32)
-        cdf = 0.5 * (1.0 + tf.math.erf(x32 * (1 / math.sqrt(2))))
 
         def grad(upstream):
+            cdf = 0.5 * (1.0 + tf.math.erf(x32 * (1 / math.sqrt(2))))
             pdf = tf.exp(-0.5 * tf.square(x32)) * (1 / math.sqrt(2 * math.pi))
             return upstream * tf.cast(cdf + x32 * pdf, upstream.dtype)
 
-        return tf.cast(x32 * cdf, x.dtype), grad
+        return tf.cast(tf.nn.gelu(x32, approximate=False), x.dtype), grad
 
 
 @keras.saving.register_keras_serializable(package="keras_residual")

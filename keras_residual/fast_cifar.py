@@ -6,7 +6,7 @@ each open with conv, 2x2 max-pool, norm and activation and go on with a few basi
 blocks at that resolution, then global max pooling and the classifier, whose logits are
 scaled by 1/9 (airbench's head), with batch-norm momentum 0.6, no batch-norm scales
 (airbench keeps them at 1), convolutions that start as the identity (`conv_init="dirac"`)
-and airbench's GELU activation. Trained with the `airbench` recipe (airbench94's hyperparameters,
+and airbench's GELU. Trained with the `airbench` recipe (airbench94's hyperparameters,
 Lookahead; `default_recipe`).
 """
 

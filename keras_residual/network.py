@@ -61,7 +61,7 @@ def _conv_stem(x, filters: int, *, use_bias: bool = False, conv_init: str = "he_
     )(x)
 
 
-def _norm_relu(x, spec: Spec, suffix: str = ""):
+def _norm_activation(x, spec: Spec, suffix: str = ""):
     x = _convs.batch_norm(spec.norm, name=f"stem_bn{suffix}")(x)
     return _activation(x, spec, f"stem_{spec.activation}{suffix}")
 
@@ -79,7 +79,7 @@ def _stem(x, spec: ResNetSpec):
         return _activation(x, spec, f"stem_{spec.activation}")
     if spec.stem == "cifar":
         x = _conv_stem(x, spec.stem_filters, use_bias=spec.stem_bias, conv_init=spec.conv_init)
-        return x if spec.preact else _norm_relu(x, spec)
+        return x if spec.preact else _norm_activation(x, spec)
     if spec.stem == "deep":
         half = spec.stem_filters // 2
         for i, (width, strides) in enumerate(((half, 2), (half, 1), (spec.stem_filters, 1)), 1):
@@ -94,7 +94,7 @@ def _stem(x, spec: ResNetSpec):
                 name=f"stem_conv{i}",
             )(x)
             if i < 3 or not spec.preact:
-                x = _norm_relu(x, spec, suffix=str(i))
+                x = _norm_activation(x, spec, suffix=str(i))
     else:
         x = keras.layers.ZeroPadding2D(3, name="stem_pad")(x)
         x = keras.layers.Conv2D(
@@ -106,7 +106,7 @@ def _stem(x, spec: ResNetSpec):
             name="stem_conv",
         )(x)
         if not spec.preact:
-            x = _norm_relu(x, spec)
+            x = _norm_activation(x, spec)
     x = keras.layers.ZeroPadding2D(1, name="pool_pad")(x)
     return keras.layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
 
