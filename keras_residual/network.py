@@ -63,11 +63,12 @@ def _conv_stem(x, filters: int, *, use_bias: bool = False, conv_init: str = "he_
 
 def _norm_activation(x, spec: Spec, suffix: str = ""):
     x = _convs.batch_norm(spec.norm, name=f"stem_bn{suffix}")(x)
-    return _activation(x, spec, f"stem_{spec.activation}{suffix}")
+    return _activation(x, spec, "stem", suffix)
 
 
-def _activation(x, spec: Spec, name: str):
+def _activation(x, spec: Spec, prefix: str, suffix: str = ""):
     """The hidden activation, named for what it is (`stem_relu`, `stage2_entry_gelu`)."""
+    name = f"{prefix}_{spec.activation}{suffix}"
     return keras.layers.Activation(activations.get(spec.activation), name=name)(x)
 
 
@@ -76,7 +77,7 @@ def _stem(x, spec: ResNetSpec):
     `whiten`: 2x2 patch whitening + the activation."""
     if spec.stem == "whiten":
         x = PatchWhitening(kernel_size=2, name="stem_whiten")(x)
-        return _activation(x, spec, f"stem_{spec.activation}")
+        return _activation(x, spec, "stem")
     if spec.stem == "cifar":
         x = _conv_stem(x, spec.stem_filters, use_bias=spec.stem_bias, conv_init=spec.conv_init)
         return x if spec.preact else _norm_activation(x, spec)
@@ -151,7 +152,7 @@ def _pool_entry(x, spec: ResNetSpec, stage: int, filters: int, strides: int):
     if strides > 1:
         x = keras.layers.MaxPooling2D(strides, name=f"stage{stage}_pool")(x)
     x = _convs.batch_norm(spec.norm, name=f"stage{stage}_entry_bn")(x)
-    return _activation(x, spec, f"stage{stage}_entry_{spec.activation}")
+    return _activation(x, spec, f"stage{stage}_entry")
 
 
 def _dense_stages(x, spec: DenseNetSpec):
@@ -173,7 +174,7 @@ def _dense_stages(x, spec: DenseNetSpec):
 def _head(x, spec: Spec):
     if spec.post_norm:
         x = _convs.batch_norm(spec.norm, name="post_bn")(x)
-        x = _activation(x, spec, f"post_{spec.activation}")
+        x = _activation(x, spec, "post")
     if spec.pooling == "max":
         x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
     elif spec.include_top or spec.pooling == "avg":

@@ -191,7 +191,7 @@ class ResNetSpec(_Spec):
             exact, erf form) or `"silu"`.
         stem: `"cifar"` (one 3x3 conv), `"imagenet"` (7x7/2 conv and 3x3/2 max-pool),
             `"deep"` (three 3x3 convs and a max-pool: ResNet-C/D) or `"whiten"` (a
-            `PatchWhitening` 2x2 layer and a ReLU, set from the data by `train`).
+            `PatchWhitening` 2x2 layer and the activation, set from the data by `train`).
         stem_filters: filters of the stem's (last) convolution (the whitening stem has
             `8 * channels`, from the data).
         stem_bias: give the stem convolution a bias (keras.applications does).
