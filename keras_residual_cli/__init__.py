@@ -222,6 +222,7 @@ SEARCH_FLAGS = {  # search dimensions with a flag of their own, and an example
     "block": "basic,bottleneck",
     "preact": "false,true",
     "shortcut": "A,B",
+    "activation": "relu,gelu",
     "optimizer": "nesterov,adamw",
 }
 

@@ -206,6 +206,7 @@ CLI_CASES = {
     "space_cubic": (["search", "--space", "{cubic}"], "`weight_decay.sampling`"),
     "budget_inf": (["search", "--time-budget", "inf"], "`time_budget`"),
     "width_zero": (["search", "--width", "0"], "`width`"),
+    "activation_unknown": (["search", "--activation", "relu,swish"], "`activation`"),
     "trial_share_one": (
         ["search", "--final-epochs", "auto", "--trial-share", "1"],
         "`trial_share`",

@@ -35,6 +35,7 @@ def read_csv(path):
         ({"weight_decay": {"min": 0, "max": 1e-3, "sampling": "log"}}, "needs min > 0"),
         ({"block": ["basic", "huge"]}, "`block`"),
         ({"width": [8, -1]}, "`width`"),
+        ({"activation": ["relu", "tanh"]}, "`activation`"),
         ({"depth_of_field": 3}, "Unknown search dimensions"),
     ],
 )
@@ -128,6 +129,23 @@ def test_cifar_space_trains_with_airbench_on_the_head_it_is_tuned_for():
     assert (plain.pooling, plain.logit_scale, plain.norm) == ("avg", 1.0, kr.Norm())
     momentum = ResidualHyperModel((32, 32, 3), 10, norm=kr.Norm(momentum=0.8)).spec(hp)
     assert momentum.norm.momentum == 0.8 and momentum.logit_scale == head.logit_scale
+
+
+def test_activation_is_a_dimension_gelu_for_cifar_and_relu_for_mnist():
+    def activations(model):
+        return {layer.activation.__name__ for layer in model.layers if "_relu" in layer.name
+                or "_gelu" in layer.name}  # fmt: skip
+
+    cifar = ResidualHyperModel((32, 32, 3), 10, width=8, blocks_per_stage=1)
+    assert cifar.spec(keras_tuner.HyperParameters()).activation == kr.fast_cifar_spec().activation
+    assert activations(cifar.build(keras_tuner.HyperParameters())) == {"gelu"}
+    mnist = ResidualHyperModel((28, 28, 1), 10, width=8, blocks_per_stage=1)
+    assert activations(mnist.build(keras_tuner.HyperParameters())) == {"relu"}
+    both = ResidualHyperModel((28, 28, 1), 10, activation=["relu", "gelu"])
+    hp = keras_tuner.HyperParameters()
+    both.declare(hp)
+    hp.values["activation"] = "gelu"
+    assert both.spec(hp).activation == "gelu"
 
 
 def test_constraints_reject_networks_before_they_train():

@@ -19,11 +19,11 @@ import numpy as np
 
 from keras_residual import _checks
 from keras_residual.data import Dataset
-from keras_residual.fast_cifar import FAST_CIFAR_HEAD
+from keras_residual.fast_cifar import FAST_CIFAR_ACTIVATION, FAST_CIFAR_HEAD
 from keras_residual.flops import count_flops
 from keras_residual.network import build_network
 from keras_residual.search.budget import TimeLimit
-from keras_residual.spec import BLOCKS, DOWNSAMPLES, Norm, ResNetSpec
+from keras_residual.spec import ACTIVATIONS, BLOCKS, DOWNSAMPLES, Norm, ResNetSpec
 from keras_residual.training import (
     OPTIMIZERS,
     RECIPES,
@@ -55,6 +55,7 @@ MNIST_SPACE: dict = {
     "preact": False,
     "shortcut": "B",
     "se": False,
+    "activation": "relu",
     "drop_path_rate": 0.0,
     "optimizer": "nesterov",
     "learning_rate": 0.2,
@@ -65,7 +66,7 @@ MNIST_SPACE: dict = {
 # shallow, pooling downsampling (`--downsample pool,stride` compares striding: 4-16x the
 # FLOPs at these widths), trained with the `airbench` recipe's settings (Nesterov at 1.5
 # for batch 1024, decoupled decay 0.0089) and the speed family's head they are tuned for
-# (`RECIPE_HEADS`). 50 to 970 MFLOPs an image (`fast_cifar_s`: 206).
+# (`RECIPE_HEADS`), and its GELU. 50 to 970 MFLOPs an image (`fast_cifar_s`: 206).
 _AIRBENCH = RECIPES["airbench"]
 CIFAR10_SPACE: dict = {
     "stages": 3,
@@ -77,6 +78,7 @@ CIFAR10_SPACE: dict = {
     "preact": False,
     "shortcut": "B",
     "se": [False, True],
+    "activation": FAST_CIFAR_ACTIVATION,
     "drop_path_rate": 0.0,
     "optimizer": _AIRBENCH.optimizer,
     "learning_rate": _AIRBENCH.learning_rate,
@@ -96,6 +98,7 @@ SPACE_RECIPES = {"mnist": "fast", "fashion_mnist": "fast", "cifar10": "airbench"
 # for: airbench's logits x 1/9 take a rate that would blow up unscaled logits.
 RECIPE_HEADS = {"airbench": FAST_CIFAR_HEAD}
 _ALLOWED = {
+    "activation": ACTIVATIONS,
     "block": BLOCKS,
     "downsample": DOWNSAMPLES,
     "shortcut": SEARCHED_SHORTCUTS,
@@ -393,6 +396,7 @@ class ResidualHyperModel(keras_tuner.HyperModel):
             preact=v["preact"],
             shortcut=v["shortcut"],
             se_ratio=SE_RATIO if v["se"] else 0.0,
+            activation=v["activation"],
             drop_path_rate=v["drop_path_rate"],
             norm=self.norm,
             **self.head,
