@@ -276,10 +276,15 @@ def test_cost_model_interpolates_between_the_trials_timed():
                      overhead=5.0)  # fmt: skip
     assert cost.timing(20.0) == Timing(5.0, 1.5, 0.0)  # between two trials
     assert cost.timing(2.0) == Timing(5.0, 1.0, 0.0)  # below the smallest: as costly
-    # Above the largest: along the least-squares slopes (per image 0.025, validation 0.1).
-    assert cost.timing(90.0) == Timing(5.0, pytest.approx(3.0), pytest.approx(8.0))
+    # Above the largest: along the least-squares slopes (per image 0.025; validation's 0.1
+    # is steeper than in proportion to the FLOPs, 4 / 50, and capped there).
+    assert cost.timing(90.0) == Timing(5.0, pytest.approx(3.0), pytest.approx(7.2))
     single = CostModel(flops=(10.0,), per_image=(1.0,), validation=(2.0,), overhead=0.0)
     assert single.timing(30.0) == Timing(0.0, 3.0, 6.0)  # one trial: by the FLOPs
+    # Two trials of almost the same FLOPs (a squeeze-excitation apart), one timed slower:
+    # their slope (0.2 s per FLOP) would put a 3x network at 41 s; capped, it costs 3x.
+    twins = CostModel(flops=(100.0, 101.0), per_image=(1.0, 1.2), validation=(0, 0), overhead=0)
+    assert twins.timing(303.0).per_image == pytest.approx(3.6)
     assert Timing(5.0, 1.5, 2.0).seconds(images=10, epochs=2) == 5 + (15 + 2) * 2
     fits = {"trial_images": 10, "trial_epochs": 1, "retrain_images": 20, "retrain_epochs": 1}
     limit = TimeLimit(seconds=50, reserved=0, **fits, cost=cost)

@@ -41,11 +41,14 @@ class Timing:
 
 
 def _at(flops: float, xs: np.ndarray, ys: np.ndarray) -> float:
-    """`ys` at `flops`, interpolated between `xs`; above the largest, along the
-    least-squares slope (through the origin from a single point); below, the smallest's."""
+    """`ys` at `flops`, interpolated between `xs`; below the smallest, the smallest's;
+    above the largest, along the least-squares slope, but no steeper than in proportion to
+    the FLOPs (the slope through the origin, the rule for a single point): two trials of
+    almost the same FLOPs and noisy times would otherwise have any slope."""
     if flops <= xs[-1]:
         return float(np.interp(flops, xs, ys))
-    slope = max(0.0, np.polyfit(xs, ys, 1)[0]) if len(xs) > 1 else ys[-1] / xs[-1]
+    proportional = ys[-1] / xs[-1]
+    slope = np.clip(np.polyfit(xs, ys, 1)[0], 0.0, proportional) if len(xs) > 1 else proportional
     return float(ys[-1] + slope * (flops - xs[-1]))
 
 
@@ -53,8 +56,8 @@ def _at(flops: float, xs: np.ndarray, ys: np.ndarray) -> float:
 class CostModel:
     """The `Timing` of a network of given forward FLOPs per image, from timed trials: its
     seconds per image and per validation interpolated between the trials' FLOPs (along
-    their least-squares slope above the largest; as the smallest's below it), with the
-    longest start-up.
+    their least-squares slope above the largest, at most in proportion to the FLOPs; as
+    the smallest's below it), with the longest start-up.
 
     Example:
     >>> cost = CostModel(flops=(1e6, 4e6), per_image=(1e-4, 3e-4), validation=(1, 1), overhead=2)
