@@ -50,6 +50,9 @@ DATASETS = {
 # Training augmentation by default: the CIFAR sets' standard flip + 4-pixel shift; digits
 # and the user's own data (unknown: text, say) are neither flipped nor shifted.
 AUGMENTATION = {name: {"flip": True, "translate": 4} for name in ("cifar10", "cifar100")}
+# `flip`: none, random (each image, each epoch, half the time), or airbench's alternating
+# flips (a random half flipped in even epochs, the other half in odd ones).
+FLIPS = (False, True, "alternate")
 _KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
@@ -348,9 +351,10 @@ def load_dataset(
     )
 
 
-def _random_crop_flip(images, seed, pad: int, flip: bool):
-    """Vectorised pad-and-crop (+ horizontal flip) of a whole batch: no per-image map."""
-    if not pad and not flip:
+def _random_crop_flip(images, seed, pad: int, mirrored=None):
+    """Vectorised pad-and-crop of a whole batch, the images where `mirrored` (a boolean
+    per image, or None) flipped horizontally: no per-image map."""
+    if not pad and mirrored is None:
         return images
     batch = tf.shape(images)[0]
     height, width = images.shape[1], images.shape[2]
@@ -358,11 +362,18 @@ def _random_crop_flip(images, seed, pad: int, flip: bool):
     offsets = tf.random.stateless_uniform([2, batch], seed, 0, 2 * pad + 1, dtype=tf.int32)
     rows = offsets[0][:, None] + tf.range(height)[None, :]
     cols = offsets[1][:, None] + tf.range(width)[None, :]
-    if flip:
-        mirrored = tf.random.stateless_uniform([batch], seed + [0, 1]) < 0.5
+    if mirrored is not None:
         cols = tf.where(mirrored[:, None], tf.reverse(cols, axis=[1]), cols)
     cropped = tf.gather(padded, rows, axis=1, batch_dims=1)
     return tf.gather(cropped, cols, axis=2, batch_dims=1)
+
+
+def _odd_epochs() -> tf.data.Dataset:
+    """An endless dataset of one boolean, drawn afresh at each iteration of the pipeline
+    it is zipped into (each `fit` epoch): whether this is an odd one (0-based)."""
+    epoch = tf.Variable(-1, dtype=tf.int64, trainable=False)
+    odd = tf.data.Dataset.range(1).map(lambda _: epoch.assign_add(1) % 2 == 1)
+    return odd.flat_map(lambda value: tf.data.Dataset.from_tensors(value).repeat())
 
 
 def _cutout(images, seed, size: int):
@@ -389,7 +400,7 @@ def make_pipeline(
     shuffle: bool | None = None,
     seed: int = 0,
     one_hot: bool = True,
-    flip: bool | None = None,
+    flip: bool | str | None = None,
     translate: int | None = None,
     cutout: int = 0,
 ) -> tf.data.Dataset:
@@ -397,8 +408,10 @@ def make_pipeline(
 
     Training defaults: shuffled each epoch (seeded) and augmented with the dataset's
     default (`AUGMENTATION`: for CIFAR-10 the standard 4-pixel pad + random crop +
-    horizontal flip; MNIST is never flipped). `flip`, `translate` (pixels) and `cutout`
-    (square side, 0: none) override it when `augment` is on. Per-channel
+    horizontal flip; MNIST is never flipped). `flip` (one of `FLIPS`: `"alternate"` flips
+    a random half of the images in even epochs and the other half in odd ones, so each
+    is seen both ways every two epochs), `translate` (pixels) and `cutout` (square side,
+    0: none) override it when `augment` is on. Per-channel
     mean/std come from the training split. Cardinality is known, so `fit` sees the
     epoch's end without probing past it, and autotuning is off (see the comment below).
 
@@ -419,20 +432,30 @@ def make_pipeline(
     labels = tf.constant(getattr(data, f"y_{split}"))
     mean, std = tf.constant(data.mean), tf.constant(data.std)
     default = AUGMENTATION.get(data.name, {})
-    flip = augment and (default.get("flip", False) if flip is None else _checks.flag("flip", flip))
+    flip = default.get("flip", False) if flip is None else _checks.choice("flip", flip, FLIPS)
+    flip = flip if augment else False
     translate = default.get("translate", 0) if translate is None else translate
     translate = _checks.non_negative_int("translate", translate) if augment else 0
     cutout = _checks.non_negative_int("cutout", cutout) if augment else 0
 
-    def load(index, step_seed):
+    count = int(labels.shape[0])
+    if flip == "alternate":
+        first_flips = tf.constant(np.random.default_rng(seed).random(count) < 0.5)
+
+    def load(index, step_seed, odd_epoch=None):
         x = (tf.cast(tf.gather(images, index), tf.float32) - mean) / std
-        x = _random_crop_flip(x, step_seed, pad=translate, flip=flip)
+        if flip == "alternate":
+            mirrored = tf.gather(first_flips, index) != odd_epoch
+        elif flip:
+            mirrored = tf.random.stateless_uniform(tf.shape(index), step_seed + [0, 1]) < 0.5
+        else:
+            mirrored = None
+        x = _random_crop_flip(x, step_seed, pad=translate, mirrored=mirrored)
         if cutout:
             x = _cutout(x, step_seed, cutout)
         y = tf.gather(labels, index)
         return x, (tf.one_hot(y, data.num_classes) if one_hot else y)
 
-    count = int(labels.shape[0])
     # tf.data's autotuner sleeps in doubling periods (10 ms ... 5.12 s) and an iterator's
     # teardown waits out the current one: `fit` calls then end at 5.1/10.2/20.5 s whatever
     # the work. Fixed parallelism with autotuning off keeps the speed without the stall.
@@ -444,9 +467,11 @@ def make_pipeline(
         indices = indices.shuffle(count, seed=seed, reshuffle_each_iteration=True)
     indices = indices.batch(batch_size)
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    inputs = (indices, seeds, _odd_epochs()) if flip == "alternate" else (indices, seeds)
     return (
-        tf.data.Dataset.zip(indices, seeds)
+        tf.data.Dataset.zip(*inputs)
         .map(load, num_parallel_calls=workers, deterministic=True)
+        .apply(tf.data.experimental.assert_cardinality(-(-count // batch_size)))
         .prefetch(2)
         .with_options(options)
     )

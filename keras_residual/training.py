@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from keras_residual import _checks
 from keras_residual._files import check_output_dir, write_text_atomically
-from keras_residual.data import Dataset, check_labels, labels_as_indices, make_pipeline
+from keras_residual.data import FLIPS, Dataset, check_labels, labels_as_indices, make_pipeline
 from keras_residual.techniques import (
     Lookahead,
     OneCycle,
@@ -63,8 +63,9 @@ class Recipe:
         lookahead: steps between `Lookahead` synchronisations (airbench 5; 0: off).
         ema: momentum of an exponential moving average of the weights (Keras's
             `use_ema`), used for validation and kept at the end; 0 turns it off.
-        flip: random horizontal flips; None: the dataset's default (CIFAR-10 yes,
-            MNIST no).
+        flip: horizontal flips, random (True), none (False) or airbench's `"alternate"`
+            (a random half of the images in even epochs, the other half in odd ones);
+            None: the dataset's default (CIFAR-10 random, MNIST none).
         translate: random shifts of up to this many pixels (pad and crop); None: the
             dataset's default (CIFAR-10 4, MNIST 0).
         cutout: side of a square erased at a random place in each image (0: none).
@@ -92,7 +93,7 @@ class Recipe:
     norm_shift_rate: float = 1.0
     lookahead: int = 0
     ema: float = 0.0
-    flip: bool | None = None
+    flip: bool | str | None = None
     translate: int | None = None
     cutout: int = 0
     tta: str = "none"
@@ -123,7 +124,7 @@ class Recipe:
         _checks.flag("decay_norm_and_bias", self.decay_norm_and_bias)
         _checks.rate("ema", self.ema)
         if self.flip is not None:
-            _checks.flag("flip", self.flip)
+            _checks.choice("flip", self.flip, FLIPS)
         if self.translate is not None:
             _checks.non_negative_int("translate", self.translate)
         _checks.non_negative_int("cutout", self.cutout)

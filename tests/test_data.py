@@ -119,6 +119,36 @@ def test_cifar_augmentation_is_crop_and_flip_of_the_padded_image(data_dir):
     assert moved > 0.7 * len(x) and 0.3 * len(x) < flipped < 0.7 * len(x)
 
 
+def test_alternating_flips_mirror_each_image_every_other_epoch(data_dir):
+    data = kr.load_dataset("cifar10", data_dir)
+    plain = (data.x_train.astype("float32") - data.mean) / data.std
+
+    def rows(image):  # the pixel sums of each row: the same in the mirror image
+        return tuple(np.rint(image * data.std + data.mean).sum(axis=(1, 2)).astype(int))
+
+    index_of = {rows(image): i for i, image in enumerate(plain)}
+    assert len(index_of) == len(plain)
+
+    def flipped_by_index(pipeline):  # shuffled: find each image's index by its rows
+        flipped = np.zeros(len(plain), bool)
+        for image in np.concatenate([x for x, _ in _batches(pipeline)]):
+            index = index_of[rows(image)]
+            flipped[index] = not np.allclose(image, plain[index], atol=1e-5)
+            assert np.allclose(image, plain[index][:, ::-1] if flipped[index] else plain[index],
+                               atol=1e-5)  # fmt: skip
+        return flipped
+
+    pipeline = kr.make_pipeline(data, batch_size=32, seed=1, flip="alternate", translate=0)
+    first, second, third = (flipped_by_index(pipeline) for _ in range(3))
+    assert 0.3 * len(plain) < first.sum() < 0.7 * len(plain)
+    np.testing.assert_array_equal(second, ~first)
+    np.testing.assert_array_equal(third, first)
+    again = kr.make_pipeline(data, batch_size=32, seed=1, flip="alternate", translate=0)
+    np.testing.assert_array_equal(flipped_by_index(again), first)
+    with pytest.raises(ValueError, match="`flip`.*'alternate'"):
+        kr.make_pipeline(data, flip="sometimes")
+
+
 def test_mnist_is_neither_flipped_nor_cropped(data_dir):
     data = kr.load_dataset("mnist", data_dir)
     ((x, _),) = _batches(kr.make_pipeline(data, batch_size=1000, shuffle=False))

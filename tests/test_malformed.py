@@ -49,6 +49,7 @@ TINY = {"width": [4, 6], "blocks_per_stage": 1}
         (lambda: kr.get_recipe("fast_cifar", mixup=0.2), "no field 'mixup'; its fields: .*cutout"),
         (lambda: kr.Recipe(tta="crops"), "`tta` must be one of 'none', 'flip'"),
         (lambda: kr.Recipe(cutout=-8), "`cutout`"),
+        (lambda: kr.Recipe(flip="sometimes"), "`flip` must be one of False, True, 'alternate'"),
         (lambda: kr.Recipe(ema=float("nan")), "`ema`"),
         (lambda: kr.PatchWhitening(epsilon=0), "`epsilon`"),
         (lambda: kr.PatchWhitening(padding="full"), "`padding`"),
