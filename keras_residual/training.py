@@ -176,7 +176,8 @@ RECIPES: dict[str, Recipe] = {
     # max pooling). Its PyTorch SGD sums the loss over a batch of 1024 (lr 11.5/7851 per
     # example: 1.5 on the mean) and decays through the momentum (0.0133 a step at the
     # peak: 0.0089 decoupled); warm-up 23% from 0.2 of the peak, then down to 0.07;
-    # frozen batch-norm scales, shifts 64x faster; Lookahead every 5 steps; 6-view TTA.
+    # frozen batch-norm scales, shifts 64x faster; Lookahead every 5 steps; alternating
+    # flips; 6-view TTA.
     "airbench": Recipe(
         optimizer="nesterov",
         learning_rate=1.5,
@@ -193,6 +194,7 @@ RECIPES: dict[str, Recipe] = {
         freeze_norm_scale=True,
         norm_shift_rate=64.0,
         lookahead=5,
+        flip="alternate",
         translate=2,
         tta="flip_translate",
     ),

@@ -239,8 +239,8 @@ def _smallest(name: str, values):
 
 
 class ResidualHyperModel(keras_tuner.HyperModel):
-    """Searches depth, width, downsampling, block, pre-activation, shortcut, SE, drop-path
-    and training.
+    """Searches depth, width, downsampling, block, pre-activation, shortcut, SE,
+    activation, drop-path and training.
 
     Each trial's architecture is a `ResNetSpec` (`spec(hp)`), built by `build_network`;
     `fit` trains it with `train` and the named `recipe`, the trial's optimizer, learning
