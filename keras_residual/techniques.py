@@ -117,13 +117,15 @@ class Lookahead(keras.callbacks.Callback):
     (after one more synchronisation if steps are pending) the model keeps the slow
     weights. The decay grows over the run,
     `decay = base**every * (step / total_steps)**3`, so early steps are not averaged.
-    Batch-norm moving statistics are averaged with the weights.
+    Batch-norm moving statistics are averaged with the weights. The slow weights and the
+    step count start at `fit`'s first epoch, after callbacks such as
+    `keras.callbacks.BackupAndRestore` have restored the weights: a run started at epoch
+    `k` (`initial_epoch`, or a resumed one) counts from `k` epochs of steps.
 
     Args:
         total_steps: training steps of the whole run (the schedule's `total_steps`).
         every: steps between synchronisations (airbench 5).
         base: per-step decay at the end of the run (airbench 0.95).
-        initial_step: the step training starts from (a resumed run).
 
     Example:
     >>> callback = Lookahead(total_steps=100)
@@ -131,10 +133,9 @@ class Lookahead(keras.callbacks.Callback):
     (0.7738, 0.0)
     """
 
-    def __init__(self, total_steps: int, every: int = 5, base: float = 0.95, initial_step: int = 0):
+    def __init__(self, total_steps: int, every: int = 5, base: float = 0.95):
         super().__init__()
         self.total_steps = _checks.positive_int("total_steps", total_steps)
-        self.initial_step = _checks.non_negative_int("initial_step", initial_step)
         self.every = _checks.positive_int("every", every)
         self.base = _checks.rate("base", base)
 
@@ -145,8 +146,18 @@ class Lookahead(keras.callbacks.Callback):
         return [w for w in self.model.weights if "float" in str(w.dtype)]
 
     def on_train_begin(self, logs=None):
-        self.step = self.initial_step
-        self.slow = [ops.copy(w.value) for w in self._averaged()]
+        self.slow = None  # taken at the first epoch, once restored weights are in place
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.slow is None:
+            steps = self.params.get("steps")
+            if epoch and steps is None:
+                raise ValueError(
+                    f"Lookahead cannot start at epoch {epoch} of data of unknown length: "
+                    "give the dataset a known cardinality (`assert_cardinality`)."
+                )
+            self.step = epoch * steps if epoch else 0
+            self.slow = [ops.copy(w.value) for w in self._averaged()]
 
     def on_train_batch_end(self, batch, logs=None):
         self.step += 1

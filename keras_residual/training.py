@@ -478,13 +478,12 @@ def _fit(model, recipe: Recipe, steps_per_epoch: int, sample_images, **fit_argum
         adapt_whitening(model, sample_images)
     if recipe.freeze_norm_scale:
         freeze_norm_scales(model)
-    epochs, initial_epoch = fit_arguments["epochs"], fit_arguments["initial_epoch"]
-    compile_model(model, recipe, steps_per_epoch, epochs)
+    compile_model(model, recipe, steps_per_epoch, fit_arguments["epochs"])
     # The moving average of the weights is what validation and checkpoints see.
     averaging = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if recipe.ema else []
     if recipe.lookahead:
-        total, start = steps_per_epoch * epochs, steps_per_epoch * initial_epoch
-        averaging.append(Lookahead(total, every=recipe.lookahead, initial_step=start))
+        total = steps_per_epoch * fit_arguments["epochs"]
+        averaging.append(Lookahead(total, every=recipe.lookahead))
     callbacks = [*averaging, *fit_arguments.pop("callbacks"), keras.callbacks.TerminateOnNaN()]
     verbose = progress_verbosity(fit_arguments.pop("verbose"))
     history = model.fit(callbacks=callbacks, verbose=verbose, **fit_arguments)

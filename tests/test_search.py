@@ -1,6 +1,7 @@
 import csv
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -16,7 +17,7 @@ from conftest import learnable_images
 import keras_residual as kr
 from keras_residual.search import ResidualHyperModel, resolve_space, retrain, run_search
 from keras_residual.search.budget import AUTO_MARGIN, CostModel, Retraining, TimeLimit, Timing
-from keras_residual.search.run import SearchFailed
+from keras_residual.search.run import SearchFailed, _retraining
 from keras_residual.search.tuner import BudgetSpent, RandomSearch
 
 TINY = {"width": [4, 6, 8, 10], "blocks_per_stage": 1}
@@ -186,6 +187,15 @@ def test_auto_final_epochs_retrain_in_the_time_the_trials_leave(data_dir, tmp_pa
     epochs = result["best"]["retrained_epochs"]
     assert isinstance(epochs, int) and epochs >= 1
     assert f"for {epochs} epochs (as many as fit in the" in printed
+    assert re.search(r"s left\): about \d+ s, then about \d+ s to test", printed)
+
+
+def test_the_retraining_plans_its_test_in_validation_passes():
+    data = _tiny_data()  # 32 test and 32 validation images
+    for recipe, views in (("fast", 1), ("airbench", 6)):  # tta "none", "flip_translate"
+        hypermodel = ResidualHyperModel((28, 28, 1), 10, recipe=recipe)
+        assert _retraining(hypermodel, data, "auto").test_passes == views
+        assert _retraining(hypermodel, data.subset(test=8), 3).test_passes == views / 4
 
 
 def test_retrain_trains_a_trials_configuration_afresh_for_the_epochs_given(tmp_path):
@@ -251,6 +261,12 @@ def test_no_trial_starts_that_the_budget_cannot_fit(tmp_path):
         seconds = (start + (epochs + 0.5) * one) / (1 - AUTO_MARGIN)
         assert Retraining(1, images).epochs_within(trial, seconds) == epochs
     assert Retraining(1, images).epochs_within(trial, start / 2) == 1
+    # The test after it (say 10,000 images in 6 views against 5,000 validated: 12 passes)
+    # is planned for too, so the epochs it takes are not given to the retraining.
+    tested = Retraining(1, images, test_passes=12)
+    assert tested.seconds(trial, 0) == pytest.approx(start + 12 * validation)
+    seconds = (start + 12 * validation + 4.5 * one) / (1 - AUTO_MARGIN)
+    assert tested.epochs_within(trial, seconds) == 4
 
 
 def test_each_trial_gets_the_time_limit_of_the_time_left(tmp_path):
@@ -291,6 +307,12 @@ def test_cost_model_interpolates_between_the_trials_timed():
     assert limit.check(10.0) is None  # 15 s to train, 25 s to retrain
     assert limit.check(30.0) == (
         "about 25 s to train and about 45 s to retrain: more than the 50 s left"
+    )
+    # At 40 FLOPs: 27 s to train and 47 s to retrain; a test of 15 validation passes adds 30.
+    assert TimeLimit(seconds=100, reserved=0, **fits, cost=cost).check(40.0) is None
+    tested = TimeLimit(seconds=100, reserved=0, **fits, cost=cost, test_passes=15)
+    assert tested.check(40.0) == (
+        "about 27 s to train and about 77 s to retrain: more than the 100 s left"
     )
     kept = TimeLimit(seconds=50, reserved=40, **fits, cost=cost)
     assert "40 s kept for the best so far's retraining" in kept.check(20.0)  # 20 + 40 > 50

@@ -171,7 +171,9 @@ def test_lookahead_pulls_the_weights_back_to_the_slow_ones():
     kernel.assign(np.zeros((2, 1)))
     lookahead = kr.Lookahead(total_steps=4, every=2, base=0.5)
     lookahead.set_model(model)
-    lookahead.on_train_begin()  # slow = 0
+    lookahead.set_params({"epochs": 2, "steps": 2})
+    lookahead.on_train_begin()
+    lookahead.on_epoch_begin(0)  # slow = 0
     for batch in range(2):
         kernel.assign_add(np.ones((2, 1)))  # fast = 2 after two steps
         lookahead.on_train_batch_end(batch)
@@ -181,6 +183,27 @@ def test_lookahead_pulls_the_weights_back_to_the_slow_ones():
     kernel.assign_add(np.ones((2, 1)))
     lookahead.on_train_end()  # keeps the slow weights, not the last step's
     np.testing.assert_allclose(np.asarray(kernel), (1 - decay) * 2.0, rtol=1e-6)
+
+
+def test_lookahead_starts_from_restored_weights_and_the_resumed_step():
+    # BackupAndRestore restores weights and the epoch in its own on_train_begin, after
+    # Lookahead's (the recipe's callbacks come first): the slow weights and the step count
+    # must come from the restored run, not from the model as it was handed to fit.
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, use_bias=False)])
+    kernel = model.weights[0]
+    kernel.assign(np.zeros((2, 1)))
+    lookahead = kr.Lookahead(total_steps=8, every=2, base=0.5)
+    lookahead.set_model(model)
+    lookahead.set_params({"epochs": 4, "steps": 2})
+    lookahead.on_train_begin()
+    kernel.assign(np.full((2, 1), 3.0))  # restored after Lookahead's on_train_begin
+    lookahead.on_epoch_begin(2)  # resumed at epoch 2: step 4 of 8
+    for batch in range(2):
+        kernel.assign_add(np.ones((2, 1)))  # fast = 5 at step 6
+        lookahead.on_train_batch_end(batch)
+    decay = 0.5**2 * (6 / 8) ** 3
+    assert lookahead.step == 6
+    np.testing.assert_allclose(np.asarray(kernel), decay * 3.0 + (1 - decay) * 5.0, rtol=1e-6)
 
 
 def test_lookahead_recipe_trains_and_keeps_the_slow_weights():

@@ -88,7 +88,7 @@ class _Interrupt(keras.callbacks.Callback):
 
 def test_interrupted_run_resumes_from_its_last_epoch(data_dir, tmp_path):
     data = kr.load_dataset("mnist", data_dir)
-    recipe = kr.get_recipe("fast", batch_size=64)
+    recipe = kr.get_recipe("fast", batch_size=64, lookahead=5)  # Lookahead resumes at step
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         kr.train(tiny_model(data), data, epochs=4, recipe=recipe, out_dir=out,

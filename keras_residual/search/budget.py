@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# A retraining that fills the time left plans on all but this share of it: saving the model
-# and testing it (with the recipe's test-time augmentation) come after.
+# A retraining that fills the time left plans on all but this share of it (after its test,
+# estimated apart): an epoch of the retraining can run slower than the trial's timed steps.
 AUTO_MARGIN = 0.1
 
 
@@ -35,9 +35,11 @@ class Timing:
             metrics.get_last_value("validation_seconds") if validation else 0.0,
         )
 
-    def seconds(self, images: int, epochs: int) -> float:
-        """Seconds to train `epochs` epochs of `images` images each."""
-        return self.overhead + (self.per_image * images + self.validation) * epochs
+    def seconds(self, images: int, epochs: int, test_passes: float = 0.0) -> float:
+        """Seconds to train `epochs` epochs of `images` images each, then to test it for
+        as long as `test_passes` validation passes take."""
+        epoch = self.per_image * images + self.validation
+        return self.overhead + epoch * epochs + self.validation * test_passes
 
 
 def _at(flops: float, xs: np.ndarray, ys: np.ndarray) -> float:
@@ -103,8 +105,9 @@ class TimeLimit:
     """What a trial must fit once its network is built: its own training for
     `trial_epochs` epochs of `trial_images`, then (should it turn out best) a retraining for
     `retrain_epochs` of `retrain_images`, or the retraining already `reserved` for the best
-    so far, whichever is longer, all within `seconds`. Sent with the trial to
-    `ResidualHyperModel.fit`, which skips a network that does not fit before it trains."""
+    so far, whichever is longer, all within `seconds`; a retraining's test costs
+    `test_passes` validation passes. Sent with the trial to `ResidualHyperModel.fit`, which
+    skips a network that does not fit before it trains."""
 
     seconds: float
     reserved: float
@@ -113,12 +116,13 @@ class TimeLimit:
     retrain_images: int
     retrain_epochs: int
     cost: CostModel
+    test_passes: float = 0.0
 
     def check(self, flops: float) -> str | None:
         """Why a network of `flops` forward FLOPs per image does not fit, or None."""
         timing = self.cost.timing(flops)
         trial = timing.seconds(self.trial_images, self.trial_epochs)
-        retrain = timing.seconds(self.retrain_images, self.retrain_epochs)
+        retrain = timing.seconds(self.retrain_images, self.retrain_epochs, self.test_passes)
         retrain *= self.retrain_epochs > 0
         if trial + max(self.reserved, retrain) <= self.seconds:
             return None
@@ -130,26 +134,33 @@ class TimeLimit:
 
 class Retraining:
     """Seconds to retrain a trial's network for `final_epochs` on `images` training
-    images, from the trial's own seconds per epoch and image, and which trial to retrain
-    when the time left is short.
+    images and then test it, from the trial's own seconds per epoch and image and per
+    validation pass (the test costs `test_passes` of those: its images times the test-time
+    augmentation's views, over the validation images), and which trial to retrain when the
+    time left is short.
 
     Called as `retraining(oracle, seconds_left)` by the tuners: the time to keep for
     the retraining of `pick(oracle, seconds_left)` (infinite when none fits)."""
 
-    def __init__(self, final_epochs: int, images: int):
-        self.final_epochs, self.images = final_epochs, images
+    def __init__(self, final_epochs: int, images: int, test_passes: float = 0.0):
+        self.final_epochs, self.images, self.test_passes = final_epochs, images, test_passes
 
     def seconds(self, trial, epochs: int | None = None) -> float:
         """The trial's `Timing` for the retraining's images and `epochs` (default
-        `final_epochs`); 0 for a trial that did not record one."""
+        `final_epochs`) and the test; 0 for a trial that did not record one."""
         timing = Timing.of(trial)
         epochs = self.final_epochs if epochs is None else epochs
-        return 0.0 if timing is None else timing.seconds(self.images, epochs)
+        return 0.0 if timing is None else timing.seconds(self.images, epochs, self.test_passes)
+
+    def test_seconds(self, trial) -> float:
+        """The part of `seconds` that tests the retrained network."""
+        timing = Timing.of(trial)
+        return 0.0 if timing is None else timing.validation * self.test_passes
 
     def epochs_within(self, trial, seconds: float) -> int:
         """The most epochs (at least `final_epochs`) of the trial's retraining that fit
-        `seconds`, less `AUTO_MARGIN` of them for saving and testing the model."""
-        start = self.seconds(trial, 0)
+        `seconds` with its test, `AUTO_MARGIN` of them kept for slower epochs."""
+        start = self.seconds(trial, 0)  # starting, and testing once trained
         epoch = self.seconds(trial, 1) - start
         if epoch <= 0:  # nothing recorded to plan with
             return self.final_epochs

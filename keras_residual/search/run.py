@@ -27,7 +27,8 @@ from keras_residual.search.results import (
 from keras_residual.search.space import ResidualHyperModel, default_space_for, resolve_space
 from keras_residual.search.state import check_oracle, read_json, repair_trials
 from keras_residual.search.tuner import TUNERS
-from keras_residual.training import evaluate
+from keras_residual.techniques import tta_views
+from keras_residual.training import evaluate, get_recipe
 
 PROJECT = "tuner"  # keras-tuner's project folder inside the output directory
 FINISHED = "finished.json"  # written last: the search ended and its best model is saved
@@ -251,7 +252,7 @@ def run_search(
 
     retraining = None
     if data is not None and final_epochs and not auto:
-        retraining = Retraining(final_epochs, len(data.y_train))
+        retraining = _retraining(hypermodel, data, final_epochs)
     trials_budget = None if budget is None else budget * (trial_share if auto else 1)
     options = {"max_epochs": epochs} if tuner == "hyperband" else {"max_trials": max_trials}
     tuner_object = TUNERS[tuner](
@@ -299,6 +300,15 @@ def run_search(
     write_results(rows, out, summary, max_params=max_params)
     write_text_atomically(out / FINISHED, json.dumps(config, indent=2))
     return {"trials": rows, **summary}
+
+
+def _retraining(hypermodel, data: Dataset, final_epochs: int | str) -> Retraining:
+    """The cost of retraining on all of `data` for `final_epochs` ("auto": at least 1)
+    and testing with the recipe's test-time augmentation: the test's images times its
+    views, in validation passes (what a trial times)."""
+    views = len(tta_views(data.x_test[:1], get_recipe(hypermodel.recipe).tta))
+    passes = len(data.y_test) * views / len(data.y_val) if len(data.y_val) else 0.0
+    return Retraining(1 if final_epochs == "auto" else final_epochs, len(data.y_train), passes)
 
 
 def _fraction(data: Dataset, fraction: float) -> Dataset:
@@ -367,7 +377,7 @@ def _save_best(
     best_trial = oracle.get_best_trials(1)[0]
     if final_epochs:
         auto = final_epochs == "auto"
-        retraining = Retraining(1 if auto else final_epochs, len(data.y_train))
+        retraining = _retraining(hypermodel, data, final_epochs)
         fitting = retraining.pick(oracle, seconds_left)
         if fitting is None:
             print(
@@ -386,10 +396,11 @@ def _save_best(
             least = "" if auto else f", at least {final_epochs}"
             final_epochs = retraining.epochs_within(best_trial, seconds_left)
             fill = f" (as many as fit in the {seconds_left:.0f} s left{least})"
-        hp = best_trial.hyperparameters
+        hp, test = best_trial.hyperparameters, retraining.test_seconds(best_trial)
         print(
             f"Retraining trial {best_trial.trial_id}'s configuration for {final_epochs} epochs"
-            f"{fill}: about {retraining.seconds(best_trial, final_epochs):.0f} s"
+            f"{fill}: about {retraining.seconds(best_trial, final_epochs) - test:.0f} s, "
+            f"then about {test:.0f} s to test"
         )
         model = retrain(hypermodel, hp, data, final_epochs, seed=seed, verbose=verbose)
     else:

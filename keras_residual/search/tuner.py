@@ -191,6 +191,7 @@ class _RecordingTuner:
             retrain_images=self.retraining.images if self.retraining else 0,
             retrain_epochs=self.retraining.final_epochs if self.retraining else 0,
             cost=cost,
+            test_passes=self.retraining.test_passes if self.retraining else 0.0,
         )
 
     def on_trial_end(self, trial):
