@@ -95,9 +95,12 @@ def test_interrupted_run_resumes_from_its_last_epoch(data_dir, tmp_path):
                  callbacks=[_Interrupt()], verbose=0)  # fmt: skip
     with pytest.raises(FileExistsError, match="resume"):
         kr.train(tiny_model(data), data, epochs=4, recipe=recipe, out_dir=out, verbose=0)
-    history = kr.train(tiny_model(data), data, epochs=4, recipe=recipe, out_dir=out,
-                       resume=True, verbose=0)  # fmt: skip
+    model = tiny_model(data)
+    history = kr.train(model, data, epochs=4, recipe=recipe, out_dir=out, resume=True,
+                       verbose=0)  # fmt: skip
     assert history.epoch == [2, 3]
+    steps = -(-len(data.y_train) // 64)  # the optimizer's state and schedule came back
+    assert int(model.optimizer.iterations) == 4 * steps
     epochs = [line.split(",")[0] for line in (out / "log.csv").read_text().splitlines()[1:]]
     assert epochs == ["0", "1", "2", "3"]
     assert not (out / "backup").exists()
