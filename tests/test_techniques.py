@@ -165,14 +165,21 @@ def test_ema_weights_differ_from_raw_and_are_what_validation_sees():
     assert kr.evaluate(model, data, "val")["loss"] != pytest.approx(final["loss"], rel=1e-4)
 
 
-def test_lookahead_pulls_the_weights_back_to_the_slow_ones():
+def _lookahead_on_one_kernel(total_steps: int, epochs: int, steps, **options):
+    """A Lookahead on a bias-free Dense layer whose (2, 1) kernel starts at 0, as `fit`
+    sets it up (params given, train begun), with the kernel."""
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, use_bias=False)])
     kernel = model.weights[0]
     kernel.assign(np.zeros((2, 1)))
-    lookahead = kr.Lookahead(total_steps=4, every=2, base=0.5)
+    lookahead = kr.Lookahead(total_steps=total_steps, **options)
     lookahead.set_model(model)
-    lookahead.set_params({"epochs": 2, "steps": 2})
+    lookahead.set_params({"epochs": epochs, "steps": steps})
     lookahead.on_train_begin()
+    return lookahead, kernel
+
+
+def test_lookahead_pulls_the_weights_back_to_the_slow_ones():
+    lookahead, kernel = _lookahead_on_one_kernel(4, epochs=2, steps=2, every=2, base=0.5)
     lookahead.on_epoch_begin(0)  # slow = 0
     for batch in range(2):
         kernel.assign_add(np.ones((2, 1)))  # fast = 2 after two steps
@@ -189,13 +196,7 @@ def test_lookahead_starts_from_restored_weights_and_the_resumed_step():
     # BackupAndRestore restores weights and the epoch in its own on_train_begin, after
     # Lookahead's (the recipe's callbacks come first): the slow weights and the step count
     # must come from the restored run, not from the model as it was handed to fit.
-    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, use_bias=False)])
-    kernel = model.weights[0]
-    kernel.assign(np.zeros((2, 1)))
-    lookahead = kr.Lookahead(total_steps=8, every=2, base=0.5)
-    lookahead.set_model(model)
-    lookahead.set_params({"epochs": 4, "steps": 2})
-    lookahead.on_train_begin()
+    lookahead, kernel = _lookahead_on_one_kernel(8, epochs=4, steps=2, every=2, base=0.5)
     kernel.assign(np.full((2, 1), 3.0))  # restored after Lookahead's on_train_begin
     lookahead.on_epoch_begin(2)  # resumed at epoch 2: step 4 of 8
     for batch in range(2):
@@ -204,6 +205,14 @@ def test_lookahead_starts_from_restored_weights_and_the_resumed_step():
     decay = 0.5**2 * (6 / 8) ** 3
     assert lookahead.step == 6
     np.testing.assert_allclose(np.asarray(kernel), decay * 3.0 + (1 - decay) * 5.0, rtol=1e-6)
+
+
+def test_lookahead_refuses_to_resume_on_data_of_unknown_length():
+    lookahead, _ = _lookahead_on_one_kernel(8, epochs=4, steps=None)
+    with pytest.raises(ValueError, match="epoch 2 of data of unknown length"):
+        lookahead.on_epoch_begin(2)
+    lookahead.on_epoch_begin(0)  # from the start it needs no length
+    assert lookahead.step == 0
 
 
 def test_lookahead_recipe_trains_and_keeps_the_slow_weights():
