@@ -368,12 +368,13 @@ def _random_crop_flip(images, seed, pad: int, mirrored=None):
     return tf.gather(cropped, cols, axis=2, batch_dims=1)
 
 
-def _odd_epochs() -> tf.data.Dataset:
-    """An endless dataset of one boolean, drawn afresh at each iteration of the pipeline
-    it is zipped into (each `fit` epoch): whether this is an odd one (0-based)."""
-    epoch = tf.Variable(-1, dtype=tf.int64, trainable=False)
-    odd = tf.data.Dataset.range(1).map(lambda _: epoch.assign_add(1) % 2 == 1)
-    return odd.flat_map(lambda value: tf.data.Dataset.from_tensors(value).repeat())
+def _epochs(epoch: tf.Variable | None) -> tf.data.Dataset:
+    """A dataset of one element, drawn afresh at each pass over the pipeline it opens:
+    the pass's 0-based epoch, read from `epoch` or, without one, counted from 0."""
+    if epoch is None:
+        count = tf.Variable(-1, dtype=tf.int64, trainable=False)
+        return tf.data.Dataset.range(1).map(lambda _: count.assign_add(1))
+    return tf.data.Dataset.range(1).map(lambda _: tf.cast(epoch, tf.int64))
 
 
 def _cutout(images, seed, size: int):
@@ -403,6 +404,7 @@ def make_pipeline(
     flip: bool | str | None = None,
     translate: int | None = None,
     cutout: int = 0,
+    epoch: tf.Variable | None = None,
 ) -> tf.data.Dataset:
     """A batched, normalised, prefetched `tf.data.Dataset` of one split.
 
@@ -411,9 +413,12 @@ def make_pipeline(
     horizontal flip; MNIST is never flipped). `flip` (one of `FLIPS`: `"alternate"` flips
     a random half of the images in even epochs and the other half in odd ones, so each
     is seen both ways every two epochs), `translate` (pixels) and `cutout` (square side,
-    0: none) override it when `augment` is on. Per-channel
-    mean/std come from the training split. Cardinality is known, so `fit` sees the
-    epoch's end without probing past it, and autotuning is off (see the comment below).
+    0: none) override it when `augment` is on. Each pass draws its order, crops and flips
+    from `seed` and its epoch: `epoch`, an integer `tf.Variable` the caller sets as each
+    epoch begins (`train` does, so a resumed run continues them), or else the passes
+    counted from 0. Per-channel mean/std come from the training split. Cardinality is
+    known, so `fit` sees the epoch's end without probing past it, and autotuning is off
+    (see the comment below).
 
     Example:
     >>> import numpy as np
@@ -439,10 +444,24 @@ def make_pipeline(
     cutout = _checks.non_negative_int("cutout", cutout) if augment else 0
 
     count = int(labels.shape[0])
+    steps = -(-count // batch_size)
     if flip == "alternate":
         first_flips = tf.constant(np.random.default_rng(seed).random(count) < 0.5)
 
-    def load(index, step_seed, odd_epoch=None):
+    def one_epoch(epoch):
+        order = tf.range(count, dtype=tf.int64)
+        if shuffle:
+            order = tf.random.experimental.stateless_shuffle(order, [seed, 2 * epoch])
+        step_seeds = tf.random.stateless_uniform(
+            [steps, 2], [seed, 2 * epoch + 1], minval=None, maxval=None, dtype=tf.int64
+        )
+        return tf.data.Dataset.zip(
+            tf.data.Dataset.from_tensor_slices(order).batch(batch_size),
+            tf.data.Dataset.from_tensor_slices(step_seeds),
+            tf.data.Dataset.from_tensors(epoch % 2 == 1).repeat(),
+        )
+
+    def load(index, step_seed, odd_epoch):
         x = (tf.cast(tf.gather(images, index), tf.float32) - mean) / std
         if flip == "alternate":
             mirrored = tf.gather(first_flips, index) != odd_epoch
@@ -462,16 +481,11 @@ def make_pipeline(
     options = tf.data.Options()
     options.autotune.enabled = False
     workers = os.cpu_count() or 2
-    indices = tf.data.Dataset.range(count)
-    if shuffle:
-        indices = indices.shuffle(count, seed=seed, reshuffle_each_iteration=True)
-    indices = indices.batch(batch_size)
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-    inputs = (indices, seeds, _odd_epochs()) if flip == "alternate" else (indices, seeds)
     return (
-        tf.data.Dataset.zip(*inputs)
+        _epochs(epoch)
+        .flat_map(one_epoch)
         .map(load, num_parallel_calls=workers, deterministic=True)
-        .apply(tf.data.experimental.assert_cardinality(-(-count // batch_size)))
+        .apply(tf.data.experimental.assert_cardinality(steps))
         .prefetch(2)
         .with_options(options)
     )

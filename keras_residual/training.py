@@ -314,11 +314,13 @@ def compile_model(
     return model
 
 
-def make_pipelines(data: Dataset, recipe: Recipe, seed: int = 0):
+def make_pipelines(data: Dataset, recipe: Recipe, seed: int = 0, epoch=None):
     """The (train, validation) pipelines `recipe` trains with (validation None when the
-    data has no validation split)."""
+    data has no validation split); `epoch` as in `make_pipeline`."""
     augmentation = {"flip": recipe.flip, "translate": recipe.translate, "cutout": recipe.cutout}
-    train_ds = make_pipeline(data, "train", recipe.batch_size, seed=seed, **augmentation)
+    train_ds = make_pipeline(
+        data, "train", recipe.batch_size, seed=seed, epoch=epoch, **augmentation
+    )
     if not len(data.y_val):
         return train_ds, None
     return train_ds, make_pipeline(data, "val", max(recipe.batch_size, 256))
@@ -440,8 +442,9 @@ def train(
     if out_dir is not None:
         check_output_dir(out_dir, "out_dir")
     keras.utils.set_random_seed(seed)
-    train_ds, val_ds = make_pipelines(data, recipe, seed)
-    callbacks = list(callbacks or [])
+    epoch = _EpochOfData(initial_epoch)
+    train_ds, val_ds = make_pipelines(data, recipe, seed, epoch.variable)
+    callbacks = [epoch, *(callbacks or [])]
     if out_dir is not None:
         out, backup = _claim_run_folder(out_dir, model, recipe, resume), Path(out_dir) / "backup"
         callbacks += [
@@ -468,6 +471,18 @@ def train(
         callbacks=callbacks,
         verbose=verbose,
     )
+
+
+class _EpochOfData(keras.callbacks.Callback):
+    """Holds the epoch the training pipeline draws its order and augmentation for, set as
+    each epoch begins: a resumed or continued run goes on with the epochs it reached."""
+
+    def __init__(self, initial_epoch: int = 0):
+        super().__init__()
+        self.variable = tf.Variable(initial_epoch, dtype=tf.int64, trainable=False)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.variable.assign(epoch)
 
 
 def _fit(model, recipe: Recipe, steps_per_epoch: int, sample_images, **fit_arguments):

@@ -3,6 +3,7 @@ import pickle
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import learnable_images, write_npz
 
 import keras_residual as kr
@@ -163,6 +164,23 @@ def test_shuffling_is_seeded_and_changes_every_epoch(data_dir):
     assert not np.array_equal(first, second)
     np.testing.assert_array_equal(first, again)
     assert sorted(first) == sorted(data.y_train)
+
+
+def test_a_pipeline_draws_each_epoch_from_its_number(data_dir):
+    data = kr.load_dataset("cifar10", data_dir)
+    options = {"batch_size": 64, "seed": 3, "flip": "alternate"}
+    pipeline = kr.make_pipeline(data, **options)
+    counted = [_batches(pipeline) for _ in range(3)]  # without `epoch`: passes from 0
+    epoch = tf.Variable(2, dtype=tf.int64)
+    chosen = kr.make_pipeline(data, **options, epoch=epoch)
+    for epoch_number in (2, 1):  # read afresh at each pass
+        epoch.assign(epoch_number)
+        for (x, y), (x_counted, y_counted) in zip(
+            _batches(chosen), counted[epoch_number], strict=True
+        ):
+            np.testing.assert_array_equal(x, x_counted)
+            np.testing.assert_array_equal(y, y_counted)
+    assert not np.array_equal(counted[1][0][0], counted[2][0][0])
 
 
 def test_pipeline_cardinality_is_known(data_dir):

@@ -107,3 +107,17 @@ def test_interrupted_run_resumes_from_its_last_epoch(data_dir, tmp_path):
     assert json.loads((out / "recipe.json").read_text())["batch_size"] == 64
     best = keras.saving.load_model(out / "best_model.keras", safe_mode=True)
     assert best.count_params() == tiny_model(data).count_params()
+
+
+def test_a_resumed_run_trains_on_the_batches_the_uninterrupted_run_did(data_dir, tmp_path):
+    data = kr.load_dataset("mnist", data_dir)  # each epoch's order and flips follow its number
+    recipe = kr.get_recipe("fast", batch_size=64, flip="alternate", lookahead=0)
+    whole = tiny_model(data)
+    kr.train(whole, data, epochs=4, recipe=recipe, verbose=0)
+    with pytest.raises(KeyboardInterrupt):
+        kr.train(tiny_model(data), data, epochs=4, recipe=recipe, out_dir=tmp_path,
+                 callbacks=[_Interrupt()], verbose=0)  # fmt: skip
+    resumed = tiny_model(data)
+    kr.train(resumed, data, epochs=4, recipe=recipe, out_dir=tmp_path, resume=True, verbose=0)
+    for a, b in zip(whole.weights, resumed.weights, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5, err_msg=a.path)
