@@ -314,7 +314,7 @@ def compile_model(
     return model
 
 
-def make_pipelines(data: Dataset, recipe: Recipe, seed: int = 0, epoch=None):
+def make_pipelines(data: Dataset, recipe: Recipe, seed: int = 0, epoch: tf.Variable | None = None):
     """The (train, validation) pipelines `recipe` trains with (validation None when the
     data has no validation split); `epoch` as in `make_pipeline`."""
     augmentation = {"flip": recipe.flip, "translate": recipe.translate, "cutout": recipe.cutout}
