@@ -348,6 +348,12 @@ def build_parser() -> argparse.ArgumentParser:
         "default: MNIST 3, else auto)",
     )
     search.add_argument(
+        "--min-final-epochs",
+        type=int,
+        help="with --final-epochs auto: retrain at least this long, and skip networks too "
+        "slow for it before they train (default: MNIST 1, else 5)",
+    )
+    search.add_argument(
         "--trial-share",
         type=float,
         default=0.5,

@@ -212,6 +212,7 @@ CLI_CASES = {
         ["search", "--final-epochs", "auto", "--trial-share", "1"],
         "`trial_share`",
     ),
+    "min_final_epochs_zero": (["search", "--min-final-epochs", "0"], "`min_final_epochs`"),
     "search_out_under_a_file": (["search", "--out", "/dev/null/x"], "/dev/null is not a folder"),
     "corrupt_model": (["evaluate", "{corrupt}"], "is not a .keras model"),
     "missing_model": (["evaluate", "{missing}"], "no such file"),

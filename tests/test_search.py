@@ -180,14 +180,34 @@ def test_time_budget_stops_launching_trials(data_dir, tmp_path, capsys):
 def test_auto_final_epochs_retrain_in_the_time_the_trials_leave(data_dir, tmp_path, capsys):
     out, budget, began = tmp_path / "auto", 30.0, time.time()
     result = run_search("mnist", out, max_trials=50, time_budget=budget, final_epochs="auto",
-                        trial_share=0.4, data_dir=data_dir, verbose=0, **TINY)  # fmt: skip
+                        trial_share=0.4, min_final_epochs=2, data_dir=data_dir, verbose=0,
+                        **TINY)  # fmt: skip
     printed = capsys.readouterr().out
     rows = json.loads((out / "results.json").read_text())["trials"]
     assert rows and all(r["started_at"] - began < 0.4 * budget for r in rows)
     epochs = result["best"]["retrained_epochs"]
-    assert isinstance(epochs, int) and epochs >= 1
+    assert isinstance(epochs, int) and epochs >= 2
     assert f"for {epochs} epochs (as many as fit in the" in printed
-    assert re.search(r"s left\): about \d+ s, then about \d+ s to test", printed)
+    assert re.search(r"s left, at least 2\): about \d+ s, then about \d+ s to test", printed)
+
+
+def test_auto_final_epochs_keep_the_rest_of_the_budget_for_the_retraining(
+    data_dir, tmp_path, monkeypatch
+):
+    """The trials get `trial_share` of the budget; the retraining the rest, in which a
+    network must be retrainable for `min_final_epochs` or be skipped before it trains."""
+    given = {}
+
+    def tuner(*args, **kwargs):
+        given.update(kwargs)
+        raise KeyboardInterrupt  # the search itself is not the point
+
+    monkeypatch.setitem(kr.search.tuner.TUNERS, "random", tuner)
+    with pytest.raises(KeyboardInterrupt):
+        run_search("mnist", tmp_path / "o", time_budget=100, final_epochs="auto",
+                   trial_share=0.3, min_final_epochs=4, data_dir=data_dir)  # fmt: skip
+    assert 29 < given["time_budget"] <= 30 and given["retraining_budget"] == pytest.approx(70)
+    assert given["retraining"].final_epochs == 4
 
 
 def test_the_retraining_plans_its_test_in_validation_passes():
@@ -285,6 +305,9 @@ def test_each_trial_gets_the_time_limit_of_the_time_left(tmp_path):
     assert limit.cost.timing(flops) == Timing.of(trial)
     assert limit.check(flops) is None  # a network like it fits 100 s
     assert "more than the" in limit.check(1e6 * flops)
+    tuner.retraining_budget = 50.0  # final_epochs="auto": the retraining's own seconds
+    limit = tuner.time_limit(trial)
+    assert (limit.reserved, limit.after, limit.retrain_epochs) == (0, 50.0, 3)
 
 
 def test_cost_model_interpolates_between_the_trials_timed():
@@ -316,6 +339,14 @@ def test_cost_model_interpolates_between_the_trials_timed():
     )
     kept = TimeLimit(seconds=50, reserved=40, **fits, cost=cost)
     assert "40 s kept for the best so far's retraining" in kept.check(20.0)  # 20 + 40 > 50
+    # final_epochs="auto": the retraining has time of its own after the trials (`after`),
+    # of which it may plan on all but the margin (45 of 50 s); the trial fits what is left.
+    own = TimeLimit(seconds=19, reserved=0, **fits, cost=cost, after=50)
+    assert own.check(10.0) is None  # 15 s to train, 25 s to retrain
+    assert own.check(20.0) == "about 20 s to train: more than the 19 s left"  # 35 s after
+    assert own.check(40.0) == (
+        "about 47 s to retrain for 1 epoch and test: more than the 45 s kept for it"
+    )
 
 
 def test_a_network_too_slow_for_the_time_left_is_skipped_before_it_trains(tmp_path):
@@ -349,6 +380,7 @@ def test_a_network_too_slow_for_the_time_left_is_skipped_before_it_trains(tmp_pa
         ({"final_epochs": "lots"}, "non-negative integer or 'auto'"),
         ({"final_epochs": True}, "non-negative integer or 'auto'"),
         ({"final_epochs": "auto", "time_budget": "1m", "trial_share": 1}, "`trial_share`"),
+        ({"final_epochs": "auto", "time_budget": "1m", "min_final_epochs": 0}, "`min_final_"),
     ],
 )
 def test_bad_input_fails_before_any_work(kwargs, message, tmp_path, data_dir):

@@ -106,8 +106,10 @@ class TimeLimit:
     `trial_epochs` epochs of `trial_images`, then (should it turn out best) a retraining for
     `retrain_epochs` of `retrain_images`, or the retraining already `reserved` for the best
     so far, whichever is longer, all within `seconds`; a retraining's test costs
-    `test_passes` validation passes. Sent with the trial to `ResidualHyperModel.fit`, which
-    skips a network that does not fit before it trains."""
+    `test_passes` validation passes. With `after` (`final_epochs="auto"`), the retraining
+    runs in seconds of its own after the trials: the trial must fit `seconds` and its
+    retraining all but `AUTO_MARGIN` of `after`. Sent with the trial to
+    `ResidualHyperModel.fit`, which skips a network that does not fit before it trains."""
 
     seconds: float
     reserved: float
@@ -117,6 +119,7 @@ class TimeLimit:
     retrain_epochs: int
     cost: CostModel
     test_passes: float = 0.0
+    after: float = 0.0
 
     def check(self, flops: float) -> str | None:
         """Why a network of `flops` forward FLOPs per image does not fit, or None."""
@@ -124,6 +127,15 @@ class TimeLimit:
         trial = timing.seconds(self.trial_images, self.trial_epochs)
         retrain = timing.seconds(self.retrain_images, self.retrain_epochs, self.test_passes)
         retrain *= self.retrain_epochs > 0
+        if self.after:  # the retraining has time of its own, after the trials'
+            kept = (1 - AUTO_MARGIN) * self.after
+            if retrain > kept:
+                epochs = f"{self.retrain_epochs} epoch{'s' * (self.retrain_epochs != 1)}"
+                return (
+                    f"about {retrain:.0f} s to retrain for {epochs} and test: more than the "
+                    f"{kept:.0f} s kept for it"
+                )
+            retrain = 0.0
         if trial + max(self.reserved, retrain) <= self.seconds:
             return None
         then = f" and about {retrain:.0f} s to retrain" if retrain else ""

@@ -61,6 +61,7 @@ SEARCH_DEFAULTS = {
         "epochs": 1,
         "time_budget": "4.5m",
         "final_epochs": 3,
+        "min_final_epochs": 1,
         "data_fraction": 0.2,
     },
     "cifar10": {  # the budget decides: trials for half of it, the best retrained in the rest
@@ -69,6 +70,7 @@ SEARCH_DEFAULTS = {
         "epochs": 1,
         "time_budget": "20m",
         "final_epochs": "auto",
+        "min_final_epochs": 5,  # half the speed presets' 10; networks too slow are skipped
         "data_fraction": 1.0,
     },
 }
@@ -148,6 +150,7 @@ def run_search(
     time_budget: str | float | None = None,
     final_epochs: int | str = 0,
     trial_share: float = 0.5,
+    min_final_epochs: int = 1,
     resume: bool = False,
     distributed_mode: bool = False,
     worker_timeout: float = 60.0,
@@ -176,10 +179,12 @@ def run_search(
     retraining takes as many more epochs as the time the trials leave fits (from the
     trial's seconds per image). `"auto"` (with a `time_budget`) launches trials for
     `trial_share` of the budget and retrains the best for as many epochs as fit in the
-    rest, at least one; 0 keeps the best trial's own weights. `dtype` is the trials'
-    dtype policy, `"auto"` (resolved once, here, for this machine), None (Keras's global
-    policy) or a policy name. `max_params` and `max_mflops` reject larger networks before
-    they train (each such trial is recorded `rejected`, with the reason, and uses a trial).
+    rest, at least `min_final_epochs` (a network whose retraining for those would not
+    fit the rest is skipped before it trains); 0 keeps the best trial's own weights.
+    `dtype` is the trials' dtype policy, `"auto"` (resolved once, here, for this
+    machine), None (Keras's global policy) or a policy name. `max_params` and
+    `max_mflops` reject larger networks before they train (each such trial is recorded
+    `rejected`, with the reason, and uses a trial).
     `data_fraction` < 1 trains the trials on that share of the training set (a cheaper,
     lower-fidelity proxy; validation, the final retraining and the test use all of it).
     Returns the results.
@@ -199,6 +204,7 @@ def run_search(
         )
     if not (_checks.finite("trial_share", trial_share) and 0 < trial_share < 1):
         raise ValueError(f"`trial_share` must lie in (0, 1), got {trial_share!r}.")
+    _checks.positive_int("min_final_epochs", min_final_epochs)
     _checks.positive("worker_timeout", worker_timeout)
     if not (_checks.finite("data_fraction", data_fraction) and 0 < data_fraction <= 1):
         raise ValueError(f"`data_fraction` must lie in (0, 1], got {data_fraction!r}.")
@@ -250,9 +256,8 @@ def run_search(
             write_results(collect_rows(project), out, max_params=max_params)
         _print_trial_line(trial, tuner_object.oracle)
 
-    retraining = None
-    if data is not None and final_epochs and not auto:
-        retraining = _retraining(hypermodel, data, final_epochs)
+    least = min_final_epochs if auto else final_epochs  # the retraining's epochs, at least
+    retraining = _retraining(hypermodel, data, least) if data is not None and least else None
     trials_budget = None if budget is None else budget * (trial_share if auto else 1)
     options = {"max_epochs": epochs} if tuner == "hyperband" else {"max_trials": max_trials}
     tuner_object = TUNERS[tuner](
@@ -268,6 +273,7 @@ def run_search(
         on_trial_done=progress,
         # distributed workers share a remote oracle: they stop at the budget, nothing kept
         retraining=None if role else retraining,
+        retraining_budget=budget - trials_budget if auto and not role else None,
         **options,
     )
     if role == "chief":
@@ -295,20 +301,20 @@ def run_search(
     data = data or load_dataset(dataset, data_dir, seed=seed)
     left = None if budget is None else budget - (time.monotonic() - started)
     summary["best"] = _save_best(
-        tuner_object, hypermodel, data, out, final_epochs, seed, verbose, left
+        tuner_object, hypermodel, data, out, final_epochs, least, seed, verbose, left
     )
     write_results(rows, out, summary, max_params=max_params)
     write_text_atomically(out / FINISHED, json.dumps(config, indent=2))
     return {"trials": rows, **summary}
 
 
-def _retraining(hypermodel, data: Dataset, final_epochs: int | str) -> Retraining:
-    """The cost of retraining on all of `data` for `final_epochs` ("auto": at least 1)
-    and testing with the recipe's test-time augmentation: the test's images times its
-    views, in validation passes (what a trial times)."""
+def _retraining(hypermodel, data: Dataset, final_epochs: int) -> Retraining:
+    """The cost of retraining on all of `data` for at least `final_epochs` and testing
+    with the recipe's test-time augmentation: the test's images times its views, in
+    validation passes (what a trial times)."""
     views = len(tta_views(data.x_test[:1], get_recipe(hypermodel.recipe).tta))
     passes = len(data.y_test) * views / len(data.y_val) if len(data.y_val) else 0.0
-    return Retraining(1 if final_epochs == "auto" else final_epochs, len(data.y_train), passes)
+    return Retraining(final_epochs, len(data.y_train), passes)
 
 
 def _fraction(data: Dataset, fraction: float) -> Dataset:
@@ -366,18 +372,18 @@ def _save_best(
     data: Dataset,
     out: Path,
     final_epochs: int | str,
+    least: int,
     seed: int,
     verbose,
     seconds_left: float | None,
 ) -> dict:
-    """Save the best trial's network: retrained for `final_epochs` ("auto": 1) or, when a
-    budget leaves `seconds_left`, for as many more epochs as fit (the best trial whose
-    retraining fits), or with its own weights."""
+    """Save the best trial's network: retrained for `final_epochs` ("auto": `least`) or,
+    when a budget leaves `seconds_left`, for as many more epochs as fit (the best trial
+    whose retraining for `least` fits), or with its own weights."""
     oracle = tuner_object.oracle
     best_trial = oracle.get_best_trials(1)[0]
     if final_epochs:
-        auto = final_epochs == "auto"
-        retraining = _retraining(hypermodel, data, final_epochs)
+        retraining = _retraining(hypermodel, data, least)
         fitting = retraining.pick(oracle, seconds_left)
         if fitting is None:
             print(
@@ -393,9 +399,8 @@ def _save_best(
             best_trial = fitting
         fill = ""
         if seconds_left is not None:  # the time the trials leave goes to the retraining
-            least = "" if auto else f", at least {final_epochs}"
             final_epochs = retraining.epochs_within(best_trial, seconds_left)
-            fill = f" (as many as fit in the {seconds_left:.0f} s left{least})"
+            fill = f" (as many as fit in the {seconds_left:.0f} s left, at least {least})"
         hp, test = best_trial.hyperparameters, retraining.test_seconds(best_trial)
         print(
             f"Retraining trial {best_trial.trial_id}'s configuration for {final_epochs} epochs"

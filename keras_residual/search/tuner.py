@@ -36,9 +36,11 @@ class _RecordingTuner:
     and the search's arguments must then be picklable. `isolate_trials=False` trains in
     this process (for a debugger, say). No trial starts that might not end within
     `time_budget`, keeping back the time of the final `retraining` (a `Retraining`) of the
-    best trial so far. A hypermodel that takes a `time_limit` (`ResidualHyperModel`) gets
-    one with each trial (a `TimeLimit`, from the seconds per image of the trials so far)
-    and skips a network that could not train, and then be retrained, in the time left.
+    best trial so far, or, given a `retraining_budget` (seconds of its own after
+    `time_budget`), skipping a network whose retraining would not fit that. A hypermodel
+    that takes a `time_limit` (`ResidualHyperModel`) gets one with each trial (a
+    `TimeLimit`, from the seconds per image of the trials so far) and skips a network
+    that could not train, and then be retrained, in the time left.
     `seed` (default 0) fixes the sequence of trials; unlike in keras-tuner, 0 is a seed
     like any other.
     """
@@ -50,10 +52,11 @@ class _RecordingTuner:
         on_trial_done: Callable | None = None,
         isolate_trials: bool = True,
         retraining: Retraining | None = None,
+        retraining_budget: float | None = None,
         **kwargs,
     ):
         self.time_budget = time_budget
-        self.retraining = retraining
+        self.retraining, self.retraining_budget = retraining, retraining_budget
         self._epochs = 1
         self.on_trial_done = on_trial_done
         self._processes = TrialProcesses() if isolate_trials else None
@@ -126,7 +129,9 @@ class _RecordingTuner:
         return self.time_budget - (time.monotonic() - self._search_started)
 
     def _reserved(self, seconds_left: float) -> float:
-        return self.retraining(self.oracle, seconds_left) if self.retraining else 0.0
+        if self.retraining is None or self.retraining_budget is not None:
+            return 0.0  # no retraining, or one with time of its own
+        return self.retraining(self.oracle, seconds_left)
 
     def pre_create_trial(self):
         if self.time_budget is None:
@@ -192,6 +197,7 @@ class _RecordingTuner:
             retrain_epochs=self.retraining.final_epochs if self.retraining else 0,
             cost=cost,
             test_passes=self.retraining.test_passes if self.retraining else 0.0,
+            after=self.retraining_budget or 0.0,
         )
 
     def on_trial_end(self, trial):
