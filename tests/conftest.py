@@ -28,17 +28,18 @@ def run_probe(probe: str, folder, **environment) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
 
 
-def shrunk(name: str, widest: int = 32):
+def shrunk(name: str, widest: int = 32, deepest: int | None = None):
     """Preset `name`'s spec at 32x32x3 and 4 classes, narrowed to at most `widest` filters
-    (DenseNets: growth rate 4 and at most 4 units per block), structure kept: quick to
-    build, train and save."""
+    (DenseNets: growth rate 4) and cut to at most `deepest` blocks a stage (DenseNets: at
+    most 4 units a block unless fewer are asked), structure kept (at 2, each stage's first
+    block and one that repeats): quick to build, train and save."""
     spec = kr.get_spec(name)
     if isinstance(spec, kr.DenseNetSpec):
-        spec = spec.scaled(4 / spec.growth_rate).replace(
-            depths=tuple(min(d, 4) for d in spec.depths)
-        )
+        spec, deepest = spec.scaled(4 / spec.growth_rate), min(deepest or 4, 4)
     else:
         spec = spec.scaled(min(1.0, widest / max(spec.filters)))
+    if deepest is not None:
+        spec = spec.replace(depths=tuple(min(d, deepest) for d in spec.depths))
     return spec.replace(input_shape=(32, 32, 3), num_classes=4)
 
 
