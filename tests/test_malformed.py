@@ -4,10 +4,12 @@ behind or lost."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -298,9 +300,21 @@ def _search(data_dir, out, **kwargs):
     return run_search("mnist", out, max_trials=2, data_dir=data_dir, verbose=0, **TINY, **kwargs)
 
 
-def test_damaged_trial_files_are_named_and_their_trials_rerun(data_dir, tmp_path, capsys):
-    out = tmp_path / "s"
+@pytest.fixture(scope="module")
+def _finished_search(data_dir, tmp_path_factory):
+    """A finished two-trial search; each test damages a copy of it."""
+    out = tmp_path_factory.mktemp("finished") / "s"
     _search(data_dir, out)
+    return out
+
+
+@pytest.fixture
+def finished_copy(_finished_search, tmp_path):
+    return Path(shutil.copytree(_finished_search, tmp_path / "s"))
+
+
+def test_damaged_trial_files_are_named_and_their_trials_rerun(data_dir, finished_copy, capsys):
+    out = finished_copy
     (out / "finished.json").unlink()  # as if killed before the end
     trials = [out / "tuner" / f"trial_{i}" / "trial.json" for i in (0, 1)]
     trials[0].write_text("null")  # JSON, but not a trial's state
@@ -328,10 +342,9 @@ def test_damaged_trial_files_are_named_and_their_trials_rerun(data_dir, tmp_path
     ],
 )
 def test_a_damaged_search_state_file_is_named_with_the_way_out(
-    data_dir, tmp_path, capsys, damaged, message, text
+    data_dir, finished_copy, capsys, damaged, message, text
 ):
-    out = tmp_path / "s"
-    _search(data_dir, out)
+    out = finished_copy
     (out / "finished.json").unlink()
     (out / damaged).write_text(text)
     with pytest.raises(ValueError, match=f"{out / damaged} \\({message}\\) is truncated") as e:
