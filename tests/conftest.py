@@ -3,6 +3,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import keras_residual as kr  # noqa: E402
@@ -28,19 +29,27 @@ def run_probe(probe: str, folder, **environment) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
 
 
-def shrunk(name: str, widest: int = 32, deepest: int | None = None):
+def shrunk(name: str, widest: int = 32, deepest: int = 2):
     """Preset `name`'s spec at 32x32x3 and 4 classes, narrowed to at most `widest` filters
-    (DenseNets: growth rate 4) and cut to at most `deepest` blocks a stage (DenseNets: at
-    most 4 units a block unless fewer are asked), structure kept (at 2, each stage's first
-    block and one that repeats): quick to build, train and save."""
+    (DenseNets: growth rate 4) and cut to at most `deepest` blocks a stage (DenseNets:
+    units a block), structure kept (at 2, each stage's first block and one that repeats):
+    quick to build, train and save."""
     spec = kr.get_spec(name)
     if isinstance(spec, kr.DenseNetSpec):
-        spec, deepest = spec.scaled(4 / spec.growth_rate), min(deepest or 4, 4)
+        spec = spec.scaled(4 / spec.growth_rate)
     else:
         spec = spec.scaled(min(1.0, widest / max(spec.filters)))
-    if deepest is not None:
-        spec = spec.replace(depths=tuple(min(d, deepest) for d in spec.depths))
+    spec = spec.replace(depths=tuple(min(d, deepest) for d in spec.depths))
     return spec.replace(input_shape=(32, 32, 3), num_classes=4)
+
+
+def assert_same_outputs(model, other, x) -> None:
+    """`model` and `other` (say, `model` reloaded) give the same outputs on `x`, called
+    eagerly: tracing predict() costs more than these small inputs do."""
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(model(x, training=False)),
+        keras.ops.convert_to_numpy(other(x, training=False)),
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -55,8 +64,6 @@ def _fresh_keras_state():
 
 def learnable_images(count, shape, seed=0):
     """uint8 images whose label (0..9) sets the period (2..6) and orientation of stripes."""
-    import numpy as np
-
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 10, count).astype("uint8")
     rows, cols = np.mgrid[: shape[0], : shape[1]]
@@ -70,8 +77,6 @@ def learnable_images(count, shape, seed=0):
 
 
 def write_npz(path, shape, train=600, test=100):
-    import numpy as np
-
     path.parent.mkdir(parents=True, exist_ok=True)
     x_train, y_train = learnable_images(train, shape, seed=1)
     x_test, y_test = learnable_images(test, shape, seed=2)

@@ -13,7 +13,7 @@ from keras_residual.exporting import float32_twin
 @pytest.mark.parametrize("name", FAMILIES)
 def test_every_preset_family_exports_in_float32(name, tmp_path):
     model = kr.build_network(
-        shrunk(name, widest=16, deepest=2), dtype="mixed_bfloat16"
+        shrunk(name, widest=16), dtype="mixed_bfloat16"
     )  # as `--dtype auto` trains
     for form, out in (("tflite", tmp_path / "m.tflite"), ("saved_model", tmp_path / "saved")):
         report = kr.export(model, out, form)
