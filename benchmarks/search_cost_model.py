@@ -46,10 +46,8 @@ def measure(hypermodel, width: int, blocks: int, se: bool, steps: int) -> dict:
             "per_image": record["seconds_per_image"]}  # fmt: skip
 
 
-def forecast(timed: list[dict], flops: float) -> float | None:
-    """The `CostModel`'s seconds per image at `flops` from the `timed` networks."""
-    if not timed:
-        return None
+def forecast(timed: list[dict], flops: float) -> float:
+    """The `CostModel`'s seconds per image at `flops` from the `timed` networks (at least one)."""
     timed = sorted(timed, key=lambda r: r["flops"])
     xs = tuple(float(r["flops"]) for r in timed)
     per_image = tuple(r["per_image"] for r in timed)
@@ -64,7 +62,7 @@ def main() -> None:
     parser.add_argument("--dtype", default="mixed_bfloat16")
     args = parser.parse_args()
     keras.config.set_dtype_policy(args.dtype)
-    widths = [int(w) for w in args.widths.split(",")]
+    widths = sorted(int(w) for w in args.widths.split(","))  # widths[0]: the narrowest
     hypermodel = ResidualHyperModel((32, 32, 3), 10, dataset="cifar10")
     measured = []
     for width, blocks, se in itertools.product(widths, (1, 2), (False, True)):
