@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 from _report import cpu_flags, emit  # noqa: E402
 
 from keras_residual.search import ResidualHyperModel  # noqa: E402
-from keras_residual.search.budget import CostModel  # noqa: E402
+from keras_residual.search.budget import CostModel, Timing  # noqa: E402
 
 
 def measure(hypermodel, width: int, blocks: int, se: bool, steps: int) -> dict:
@@ -48,10 +48,7 @@ def measure(hypermodel, width: int, blocks: int, se: bool, steps: int) -> dict:
 
 def forecast(timed: list[dict], flops: float) -> float:
     """The `CostModel`'s seconds per image at `flops` from the `timed` networks (at least one)."""
-    timed = sorted(timed, key=lambda r: r["flops"])
-    xs = tuple(float(r["flops"]) for r in timed)
-    per_image = tuple(r["per_image"] for r in timed)
-    cost = CostModel(xs, per_image, validation=(0.0,) * len(xs), overhead=0.0)
+    cost = CostModel.from_timings((r["flops"], Timing(0.0, r["per_image"])) for r in timed)
     return cost.timing(flops).per_image
 
 

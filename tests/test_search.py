@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import keras
 import keras_tuner
@@ -15,8 +16,19 @@ import pytest
 from conftest import learnable_images
 
 import keras_residual as kr
+from keras_residual.flops import count_flops
 from keras_residual.search import ResidualHyperModel, resolve_space, retrain, run_search
-from keras_residual.search.budget import AUTO_MARGIN, CostModel, Retraining, TimeLimit, Timing
+from keras_residual.search.budget import (
+    AUTO_MARGIN,
+    PROBE_FILE,
+    PROBE_GAIN,
+    CostModel,
+    Retraining,
+    TimeLimit,
+    Timing,
+    load_probe,
+    save_probe,
+)
 from keras_residual.search.run import SearchFailed, _retraining
 from keras_residual.search.tuner import BudgetSpent, RandomSearch
 
@@ -308,6 +320,12 @@ def test_each_trial_gets_the_time_limit_of_the_time_left(tmp_path):
     tuner.retraining_budget = 50.0  # final_epochs="auto": the retraining's own seconds
     limit = tuner.time_limit(trial)
     assert (limit.reserved, limit.after, limit.retrain_epochs) == (0, 50.0, 3)
+    # A network probed in another trial (timed a few steps) joins the cost model, and this
+    # trial's own probe is recorded beside its trial.json.
+    save_probe(os.path.join(tuner.project_dir, "trial_9", PROBE_FILE), 5 * flops, Timing(0, 1))
+    limit = tuner.time_limit(trial)
+    assert limit.cost.flops == (flops, 5 * flops) and limit.cost.timing(5 * flops).per_image == 1
+    assert limit.probe_file == os.path.join(tuner.get_trial_dir(trial.trial_id), PROBE_FILE)
 
 
 def test_cost_model_interpolates_between_the_trials_timed():
@@ -347,6 +365,47 @@ def test_cost_model_interpolates_between_the_trials_timed():
     assert own.check(40.0) == (
         "about 47 s to retrain for 1 epoch and test: more than the 45 s kept for it"
     )
+
+
+def test_a_forecast_beyond_every_network_timed_is_checked_by_a_probe(tmp_path):
+    cost = CostModel(flops=(10.0,), per_image=(1.0,), validation=(2.0,), overhead=0.0)
+    limit = TimeLimit(30, 0, 10, 1, 0, 0, cost, probe_file=str(tmp_path / PROBE_FILE))
+    # At 30 FLOPs the forecast (3 s an image, 6 s a validation) is 36 s: too slow, but
+    # worth timing, as it would fit at PROBE_GAIN (2) times the speed; at 70 FLOPs even
+    # that would not fit, and a network no wider than one timed is never probed.
+    assert PROBE_GAIN == 2 and limit.check(30.0) == "about 36 s to train: more than the 30 s left"
+    assert limit.worth_probing(30.0) and not limit.worth_probing(70.0)
+    assert limit.check(10.0) is None and not replace(limit, seconds=5).worth_probing(10.0)
+    timing, left = limit.probed(30.0, per_image=1.2, seconds=4.0)
+    assert timing == Timing(0.0, 1.2, pytest.approx(2.4))  # validation scaled as training
+    assert left.seconds == 26 and left.check(30.0, timing) is None  # 14.4 s
+    assert load_probe(tmp_path / PROBE_FILE) == (30.0, timing)
+    probed = CostModel.from_timings([(10.0, Timing(0.0, 1.0, 2.0)), load_probe(limit.probe_file)])
+    assert probed.timing(30.0) == timing and probed.timing(20.0).per_image == pytest.approx(1.1)
+    (tmp_path / "torn.json").write_text('{"flops": 3')
+    assert load_probe(tmp_path / "torn.json") is None and load_probe(tmp_path / "none") is None
+
+
+@pytest.mark.parametrize("per_image", [1.0, 1e-8])
+def test_a_network_forecast_too_slow_is_probed_before_it_is_skipped(per_image, tmp_path):
+    hypermodel = ResidualHyperModel(
+        (28, 28, 1), 10, space={"width": 4, "blocks_per_stage": 1, "batch_size": 16}
+    )
+    hp = keras_tuner.HyperParameters()
+    model = hypermodel.build(hp)
+    flops = count_flops(model)
+    # Timed at half its FLOPs: the forecast, 2x `per_image` an image, is 1.5x the time left.
+    cost = CostModel((flops / 2,), (per_image,), (0.0,), 0.0)
+    limit = TimeLimit(128 * per_image, 0, 96, 1, 0, 0, cost, probe_file=str(tmp_path / "p.json"))
+    assert limit.check(flops) and limit.worth_probing(flops)
+    if per_image == 1e-8:  # forecast 2e-8 s an image: no network is that quick
+        with pytest.raises(keras_tuner.errors.FailedTrialError, match=r"timed over 2 steps\)"):
+            hypermodel.fit(hp, model, _tiny_data(), time_limit=limit, verbose=0)
+    else:  # forecast 2 s an image: a tiny network is far quicker, and trains
+        record = hypermodel.fit(hp, model, _tiny_data(), time_limit=limit, verbose=0)
+        assert record["next_epoch"] == 1 and np.isfinite(record["val_loss"])
+    probe_flops, timing = load_probe(limit.probe_file)  # measured, either way
+    assert probe_flops == flops and (timing.per_image < per_image) == (per_image == 1.0)
 
 
 def test_a_network_too_slow_for_the_time_left_is_skipped_before_it_trains(tmp_path):

@@ -1,16 +1,28 @@
 """A time-budgeted search's plan: what a trial and the final retraining of a network cost,
-from the trials already timed, and whether a candidate fits the time left."""
+from the trials already timed (and networks probed: a few steps timed), and whether a
+candidate fits the time left."""
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import numpy as np
+
+from keras_residual._files import write_text_atomically
 
 # A retraining that fills the time left plans on all but this share of it (after its test,
 # estimated apart): an epoch of the retraining can run slower than the trial's timed steps.
 AUTO_MARGIN = 0.1
+# A network refused on a forecast beyond every network timed is first timed for a few steps
+# (probed) if it would fit were it this many times faster than forecast: seconds per FLOP
+# fall with width, 1.2-1.6x from width 32 to 128 on bfloat16 (benchmarks/search_cost_model.py).
+PROBE_GAIN = 2.0
+PROBE_FILE = "probe.json"  # a probed network's timing, beside its trial's trial.json
 
 
 @dataclass(frozen=True)
@@ -40,6 +52,20 @@ class Timing:
         as long as `test_passes` validation passes take."""
         epoch = self.per_image * images + self.validation
         return self.overhead + epoch * epochs + self.validation * test_passes
+
+
+def save_probe(path: str | os.PathLike, flops: float, timing: Timing) -> None:
+    """Record a probed network's `timing` in `path` (a `PROBE_FILE`)."""
+    write_text_atomically(path, json.dumps({"flops": flops, **asdict(timing)}))
+
+
+def load_probe(path: str | os.PathLike) -> tuple[float, Timing] | None:
+    """The FLOPs and `Timing` that `save_probe` recorded in `path`; None if unreadable."""
+    try:
+        record = json.loads(Path(path).read_text())
+        return float(record.pop("flops")), Timing(**record)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _at(flops: float, xs: np.ndarray, ys: np.ndarray) -> float:
@@ -73,16 +99,31 @@ class CostModel:
     overhead: float
 
     @classmethod
-    def from_trials(cls, trials) -> CostModel | None:
-        """The model of the completed trials that recorded their timing; None if none did."""
+    def from_trials(cls, trials, probes: Iterable[tuple[float, Timing]] = ()) -> CostModel | None:
+        """The model of the completed trials that recorded their timing, and of `probes`
+        (FLOPs and `Timing` pairs); None if there are none."""
+        timed = [
+            (float(trial.metrics.get_last_value("flops")), timing)
+            for trial in trials
+            if trial.status == "COMPLETED"
+            and trial.metrics.exists("flops")
+            and (timing := Timing.of(trial)) is not None
+        ]
+        return cls.from_timings([*timed, *probes])
+
+    @classmethod
+    def from_timings(cls, timed: Iterable[tuple[float, Timing]]) -> CostModel | None:
+        """The model of networks' (FLOPs, `Timing`) pairs, a network timed twice at its
+        slower; None if there are none.
+
+        Example:
+        >>> CostModel.from_timings([(4e6, Timing(2, 3e-4)), (1e6, Timing(1, 1e-4))]).flops
+        (1000000.0, 4000000.0)
+        """
         timings, overheads = {}, []
-        for trial in trials:
-            timing = Timing.of(trial) if trial.status == "COMPLETED" else None
-            if timing is None or not trial.metrics.exists("flops"):
-                continue
-            flops = float(trial.metrics.get_last_value("flops"))
-            known = timings.get(flops, timing)  # a configuration trained twice: its slower
-            timings[flops] = max(known, timing, key=lambda t: t.per_image)
+        for flops, timing in timed:
+            known = timings.get(float(flops), timing)
+            timings[float(flops)] = max(known, timing, key=lambda t: t.per_image)
             overheads.append(timing.overhead)
         if not timings:
             return None
@@ -109,7 +150,8 @@ class TimeLimit:
     `test_passes` validation passes. With `after` (`final_epochs="auto"`), the retraining
     runs in seconds of its own after the trials: the trial must fit `seconds` and its
     retraining all but `AUTO_MARGIN` of `after`. Sent with the trial to
-    `ResidualHyperModel.fit`, which skips a network that does not fit before it trains."""
+    `ResidualHyperModel.fit`, which skips a network that does not fit before it trains,
+    once timed for a few steps if the forecast extrapolates (`worth_probing`)."""
 
     seconds: float
     reserved: float
@@ -120,10 +162,12 @@ class TimeLimit:
     cost: CostModel
     test_passes: float = 0.0
     after: float = 0.0
+    probe_file: str | None = None  # where a probe of the trial's network records its timing
 
-    def check(self, flops: float) -> str | None:
-        """Why a network of `flops` forward FLOPs per image does not fit, or None."""
-        timing = self.cost.timing(flops)
+    def check(self, flops: float, timing: Timing | None = None) -> str | None:
+        """Why a network of `flops` forward FLOPs per image does not fit, or None; at its
+        measured `timing` if given, else at the cost model's forecast."""
+        timing = timing or self.cost.timing(flops)
         trial = timing.seconds(self.trial_images, self.trial_epochs)
         retrain = timing.seconds(self.retrain_images, self.retrain_epochs, self.test_passes)
         retrain *= self.retrain_epochs > 0
@@ -142,6 +186,31 @@ class TimeLimit:
         if self.reserved > retrain:
             then = f" with {self.reserved:.0f} s kept for the best so far's retraining"
         return f"about {trial:.0f} s to train{then}: more than the {self.seconds:.0f} s left"
+
+    def worth_probing(self, flops: float) -> bool:
+        """Whether a network of `flops` is forecast beyond every network timed and would
+        fit were it `PROBE_GAIN` times faster than forecast: worth timing a few steps of
+        before `check` refuses it."""
+        if flops <= self.cost.flops[-1]:
+            return False
+        forecast = self.cost.timing(flops)
+        faster = replace(
+            forecast,
+            per_image=forecast.per_image / PROBE_GAIN,
+            validation=forecast.validation / PROBE_GAIN,
+        )
+        return self.check(flops, faster) is None
+
+    def probed(self, flops: float, per_image: float, seconds: float) -> tuple[Timing, TimeLimit]:
+        """The timing of a network of `flops` probed at `per_image` seconds per training
+        image (its validation scaled from the forecast's alike), recorded in `probe_file`,
+        and the limit left once the probe's `seconds` are spent."""
+        forecast = self.cost.timing(flops)
+        scale = per_image / forecast.per_image
+        timing = replace(forecast, per_image=per_image, validation=forecast.validation * scale)
+        if self.probe_file:
+            save_probe(self.probe_file, flops, timing)
+        return timing, replace(self, seconds=self.seconds - seconds)
 
 
 class Retraining:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
@@ -14,7 +15,13 @@ import keras_tuner
 
 from keras_residual import _thirdparty
 from keras_residual._files import write_text_atomically
-from keras_residual.search.budget import CostModel, Retraining, TimeLimit
+from keras_residual.search.budget import (
+    PROBE_FILE,
+    CostModel,
+    Retraining,
+    TimeLimit,
+    load_probe,
+)
 from keras_residual.search.isolation import TrialProcesses
 from keras_residual.search.results import SPEC_FILE
 from keras_residual.search.state import HYPERPARAMETERS_FILE
@@ -39,8 +46,9 @@ class _RecordingTuner:
     best trial so far, or, given a `retraining_budget` (seconds of its own after
     `time_budget`), skipping a network whose retraining would not fit that. A hypermodel
     that takes a `time_limit` (`ResidualHyperModel`) gets one with each trial (a
-    `TimeLimit`, from the seconds per image of the trials so far) and skips a network
-    that could not train, and then be retrained, in the time left.
+    `TimeLimit`, from the seconds per image of the trials so far and of the networks
+    probed) and skips a network that could not train, and then be retrained, in the
+    time left.
     `seed` (default 0) fixes the sequence of trials; unlike in keras-tuner, 0 is a seed
     like any other.
     """
@@ -180,8 +188,9 @@ class _RecordingTuner:
         if self.time_budget is None or not self._checks_candidates():
             return None
         timed = [t for t in self._completed() if t.metrics.exists("train_examples")]
-        cost = CostModel.from_trials(timed)
-        if cost is None:
+        probes = glob.glob(os.path.join(self.project_dir, "trial_*", PROBE_FILE))
+        cost = CostModel.from_trials(timed, filter(None, map(load_probe, probes)))
+        if cost is None or not timed:
             return None
         images = timed[-1].metrics.get_last_value("train_examples")
         values = trial.hyperparameters.values  # Hyperband's trials say their epochs
@@ -198,6 +207,7 @@ class _RecordingTuner:
             cost=cost,
             test_passes=self.retraining.test_passes if self.retraining else 0.0,
             after=self.retraining_budget or 0.0,
+            probe_file=os.path.join(self.get_trial_dir(trial.trial_id), PROBE_FILE),
         )
 
     def on_trial_end(self, trial):
