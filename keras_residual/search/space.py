@@ -493,7 +493,7 @@ class ResidualHyperModel(keras_tuner.HyperModel):
             "fit_seconds": fit_seconds,
             "next_epoch": history.epoch[-1] + 1,
         }
-        if isinstance(x, Dataset) or hasattr(x, "shape"):  # a tf.data dataset does not say
+        if _sized(x):
             record["train_examples"] = len(x.y_train if isinstance(x, Dataset) else x)
         if steady.steps:  # the cost of more training: per image and validation, and to start
             record["seconds_per_image"] = steady.seconds / (steady.steps * recipe.batch_size)
@@ -506,7 +506,7 @@ class ResidualHyperModel(keras_tuner.HyperModel):
         """Seconds per training image of a fresh copy of the trial's network over
         `PROBE_STEPS` steps after the first (tracing), on the first images of `x`; None
         where `x` is not a `Dataset` or arrays, or too few images for a step to time."""
-        if not (isinstance(x, Dataset) or hasattr(x, "shape")):
+        if not _sized(x):
             return None
         images, steady = (PROBE_STEPS + 1) * recipe.batch_size, _SteadyTime()
         arguments = {"epochs": 1, "recipe": recipe, "verbose": 0, "callbacks": [steady]}
@@ -518,6 +518,11 @@ class ResidualHyperModel(keras_tuner.HyperModel):
             else:
                 fit_with_recipe(model, x[:images], y[:images], **arguments)
         return steady.seconds / (steady.steps * recipe.batch_size) if steady.steps else None
+
+
+def _sized(x) -> bool:
+    """Whether the training images `x` say how many they are (a tf.data dataset does not)."""
+    return isinstance(x, Dataset) or hasattr(x, "shape")
 
 
 class _SteadyTime(keras.callbacks.Callback):
