@@ -1,8 +1,9 @@
-"""Resident memory across many tiny search trials: it must stay flat.
+"""Resident memory across many tiny search trials: it must stay flat (or bounded).
 
-Runs the same search twice, side by side: trials in their own processes (the default)
-and trials in the search's process (`isolate_trials=False`), and reports the search
-process's RSS after every trial, its growth per trial, and the largest trial process.
+Runs the same search twice, side by side: trials in trial processes (the default) and
+trials in the search's process (`isolate_trials=False`), and reports the search process's
+RSS after every trial, its growth per trial, the largest trial process, how many trial
+processes served the trials, and each search's seconds.
 
 Run: python benchmarks/search_memory.py [--trials 32]
 """
@@ -10,10 +11,12 @@ Run: python benchmarks/search_memory.py [--trials 32]
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import resource
 import sys
 import tempfile
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(__file__))
@@ -31,11 +34,17 @@ def rss_mib() -> float:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def search_rss(data, trials: int, isolate: bool) -> list[float]:
-    """The search process's RSS after each trial."""
+def search_rss(data, trials: int, isolate: bool) -> tuple[list[float], int, float]:
+    """The search process's RSS after each trial, the trial processes and the seconds."""
     space = {"width": [4, 6, 8], "blocks_per_stage": [1, 2], "learning_rate": [0.05, 0.1, 0.2]}
     space |= {"batch_size": [32, 64], "shortcut": ["A", "B", "gated"]}
-    samples = []
+    samples, processes = [], set()
+
+    def sample(trial):
+        samples.append(rss_mib())
+        processes.update(child.pid for child in multiprocessing.active_children())
+
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory() as directory:
         tuner = RandomSearch(
             ResidualHyperModel((28, 28, 1), 10, space=space),
@@ -44,10 +53,10 @@ def search_rss(data, trials: int, isolate: bool) -> list[float]:
             directory=directory,
             seed=0,
             isolate_trials=isolate,
-            on_trial_done=lambda trial: samples.append(rss_mib()),
+            on_trial_done=sample,
         )
         tuner.search(data, epochs=1, verbose=0)
-    return samples
+    return samples, len(processes), time.perf_counter() - started
 
 
 def main() -> None:
@@ -55,9 +64,9 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=32)
     args = parser.parse_args()
     data = random_dataset("mnist", 512)
-    isolated = search_rss(data, args.trials, isolate=True)
+    isolated, processes, isolated_seconds = search_rss(data, args.trials, isolate=True)
     trial_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    in_process = search_rss(data, args.trials, isolate=False)
+    in_process, _, in_process_seconds = search_rss(data, args.trials, isolate=False)
     rows = [
         {"trial": i, "isolated_rss_mib": round(a, 1), "in_process_rss_mib": round(b, 1)}
         for i, (a, b) in enumerate(zip(isolated, in_process, strict=True))
@@ -71,6 +80,9 @@ def main() -> None:
         isolated_first_last_mib=[round(isolated[0]), round(isolated[-1])],
         in_process_first_last_mib=[round(in_process[0]), round(in_process[-1])],
         largest_trial_process_mib=round(trial_peak),
+        trial_processes=processes,
+        isolated_seconds=round(isolated_seconds, 1),
+        in_process_seconds=round(in_process_seconds, 1),
     )
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import keras
 import keras_tuner
@@ -29,6 +30,7 @@ from keras_residual.search.budget import (
     load_probe,
     save_probe,
 )
+from keras_residual.search.isolation import TrialProcesses
 from keras_residual.search.run import SearchFailed, _retraining
 from keras_residual.search.tuner import BudgetSpent, RandomSearch
 
@@ -583,6 +585,33 @@ def test_a_trial_whose_process_dies_fails_alone(tmp_path, capsys):
     assert "val_accuracy:" in capsys.readouterr().out  # the trial's progress bar, relayed
     best = tuner.load_model(tuner.oracle.get_best_trials(1)[0])  # the child's checkpoint
     assert best.get_layer("stem_conv").filters == 6
+
+
+class GrowingHyperModel(ResidualHyperModel):
+    """Each trial keeps 512 MiB more alive in its process and writes down its process id."""
+
+    ballast = []
+
+    def fit(self, hp, model, *args, **kwargs):
+        self.ballast.append(np.ones(512 * 2**20, "uint8"))
+        Path(self.folder, f"{hp.get('width')}.pid").write_text(str(os.getpid()))
+        return super().fit(hp, model, *args, **kwargs)
+
+
+def test_trials_share_a_process_until_it_grows_past_the_slack(tmp_path):
+    hypermodel = GrowingHyperModel((28, 28, 1), 10, space=TINY)
+    hypermodel.folder = tmp_path
+    ended = []
+    tuner = RandomSearch(
+        hypermodel, objective="val_accuracy", max_trials=3, directory=tmp_path, seed=1,
+        on_trial_done=lambda t: ended.append(t.hyperparameters["width"]),
+    )  # fmt: skip
+    tuner.search(_tiny_data(), epochs=1, verbose=0)
+    pids = [(tmp_path / f"{width}.pid").read_text() for width in ended]
+    # The second trial's 512 MiB outgrow the slack: its process is replaced after it.
+    assert TrialProcesses.memory_slack_mib < 512
+    assert pids[0] == pids[1] != pids[2]
+    assert all(t.status == "COMPLETED" for t in tuner.oracle.trials.values())
 
 
 def test_trials_can_run_in_this_process(tmp_path):

@@ -37,7 +37,7 @@ def watch_workers(oracle, timeout: float, interval: float = 1.0) -> threading.Th
     keras-tuner then retries it on another worker (`max_retries_per_trial`), and the
     chief no longer waits for the dead worker, so the search completes. A worker is
     heard from when it asks for a trial, reports a result, or sends the heartbeat that
-    a trial in its own process sends every few seconds.
+    a trial in its trial process sends every few seconds.
     """
     seen: dict[str, float] = {}
     create_trial = oracle.create_trial

@@ -1,11 +1,13 @@
-"""Run each search trial in a fresh process: flat memory, and a crash fails one trial only.
+"""Run search trials in a trial process: bounded memory, and a crash fails one trial only.
 
 TensorFlow keeps runtime state for every model it has trained, even once Python has
-freed the model (tensorflow#61791): one process running a long search grows by about
-17 MiB per trial. A trial in its own spawned process gives all of it back when it ends,
-and an out-of-memory kill or a crash in native code fails that trial, not the search.
-The next process starts (and imports TensorFlow) while the current trial trains, so the
-start-up costs no wall-clock time between trials.
+freed the model (tensorflow#61791): one process running a long search grows by tens of
+MiB per trial. Trials train in a spawned process that serves one trial after another
+until it has grown `MEMORY_SLACK_MIB` past its peak after its first trial; the next
+trial then starts a fresh one, which gives all of it back. An out-of-memory kill or a
+crash in native code fails the trial it was running, not the search. Serving trials in
+turn spares each one the start-up (importing TensorFlow: 3-10 s of a CPU core) that a
+process per trial paid while the trial before it trained.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import io
 import json
 import multiprocessing
 import os
+import resource
 import signal
 import sys
 import threading
@@ -28,6 +31,7 @@ import keras_tuner
 from keras_residual import _thirdparty
 
 _CONTEXT = multiprocessing.get_context("spawn")  # fork is unsafe once TensorFlow runs
+MEMORY_SLACK_MIB = 256  # a trial process's growth (peak RSS) past its first trial
 
 
 class _PipeWriter(io.TextIOBase):
@@ -51,19 +55,29 @@ def _exit_with_parent(parent_pid: int) -> None:
     os._exit(1)
 
 
+def _peak_mib() -> float:
+    """This process's peak resident memory so far, MiB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # bytes on macOS, else KiB
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
 def _serve(connection, parent_pid: int, tty: bool) -> None:
+    """Run the trial jobs the parent sends, in turn, until it closes the connection."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
     sys.stdout = _PipeWriter(connection, tty)
-    try:
-        job = connection.recv()
-    except EOFError:  # standby no longer needed
-        return
-    try:
-        connection.send(("result", run_trial_job(**job)))
-    except Exception as error:
-        failed = isinstance(error, keras_tuner.errors.FailedTrialError)
-        connection.send(("failed" if failed else "error", traceback.format_exc()))
+    while True:
+        try:
+            job = connection.recv()
+        except EOFError:  # no more trials for this process
+            return
+        try:
+            kind, payload = "result", run_trial_job(**job)
+        except Exception as error:
+            failed = isinstance(error, keras_tuner.errors.FailedTrialError)
+            kind, payload = ("failed" if failed else "error"), traceback.format_exc()
+        keras.backend.clear_session()  # the next trial starts from an empty graph
+        connection.send((kind, payload, _peak_mib()))
 
 
 def run_trial_job(
@@ -113,10 +127,13 @@ def _describe_exit(code: int | None) -> str:
 
 
 class TrialProcesses:
-    """Runs trial jobs one at a time, each in a new process, keeping the next one warm."""
+    """Runs trial jobs one at a time in a trial process, replaced once it has grown
+    `memory_slack_mib` past its peak after its first trial, or has died."""
+
+    memory_slack_mib: float = MEMORY_SLACK_MIB
 
     def __init__(self):
-        self._standby = None
+        self._worker, self._baseline = None, None
 
     def run(self, job: dict, heartbeat: Callable | None = None, interval: float = 2.0):
         """Run `job` (keyword arguments of `run_trial_job`) and return its results.
@@ -125,8 +142,9 @@ class TrialProcesses:
         raises `FailedTrialError` or whose process dies raises `FailedTrialError` here; any
         other error in the trial raises `RuntimeError` carrying the trial's traceback.
         """
-        process, connection = self._standby or _start()
-        self._standby = _start()
+        if self._worker is None:
+            self._worker, self._baseline = _start(), None
+        process, connection = self._worker
         try:
             connection.send(job)
             beat = time.monotonic()
@@ -136,35 +154,42 @@ class TrialProcesses:
                     beat = time.monotonic()
                 if not connection.poll(interval):
                     continue
-                kind, payload = connection.recv()
-                if kind == "output":
-                    sys.stdout.write(payload)
-                    sys.stdout.flush()
-                elif kind == "result":
-                    return payload
-                elif kind == "failed":  # the payload's last line names the trial's error
-                    raise keras_tuner.errors.FailedTrialError(payload)
-                else:
-                    raise RuntimeError(payload)
+                message = connection.recv()
+                if message[0] != "output":
+                    break
+                sys.stdout.write(message[1])
+                sys.stdout.flush()
         except (EOFError, BrokenPipeError):
             process.join(5)
+            self.close()
             raise keras_tuner.errors.FailedTrialError(
                 f"the trial's process ended early: {_describe_exit(process.exitcode)}"
             ) from None
-        finally:
+        except BaseException:  # interrupted mid-trial: the trial dies with its process
+            process.kill()
+            self.close()
+            raise
+        kind, payload, peak = message
+        self._baseline = peak if self._baseline is None else self._baseline
+        if peak - self._baseline > self.memory_slack_mib:
+            self.close()
+        if kind == "result":
+            return payload
+        if kind == "failed":  # the payload's last line names the trial's error
+            raise keras_tuner.errors.FailedTrialError(payload)
+        raise RuntimeError(payload)
+
+    def close(self) -> None:
+        """End the trial process: it exits once told there are no more trials."""
+        if self._worker is not None:
+            process, connection = self._worker
+            self._worker = None
             connection.close()
             _stop(process)
 
-    def close(self) -> None:
-        """Stop the process kept on standby."""
-        if self._standby is not None:
-            self._standby[0].kill()
-            self._standby[0].join()
-            self._standby = None
-
 
 def _stop(process) -> None:
-    process.join(10)  # it exits once it has sent its result
+    process.join(10)  # it exits once its connection is closed
     if process.is_alive():
         process.kill()
         process.join()

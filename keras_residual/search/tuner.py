@@ -38,9 +38,10 @@ class _RecordingTuner:
     stops launching trials once `time_budget` seconds have passed and calls
     `on_trial_done(trial)` after every trial.
 
-    With `isolate_trials` (the default) each trial trains in a fresh process, so memory
-    stays flat over any number of trials and a crashed trial fails alone; the hypermodel
-    and the search's arguments must then be picklable. `isolate_trials=False` trains in
+    With `isolate_trials` (the default) trials train in a trial process, replaced once it
+    has grown `TrialProcesses.memory_slack_mib`, so memory stays bounded over any number
+    of trials and a crashed trial fails alone; the hypermodel and the search's arguments
+    must then be picklable. `isolate_trials=False` trains in
     this process (for a debugger, say). No trial starts that might not end within
     `time_budget`, keeping back the time of the final `retraining` (a `Retraining`) of the
     best trial so far, or, given a `retraining_budget` (seconds of its own after
@@ -188,9 +189,11 @@ class _RecordingTuner:
         if self.time_budget is None or not self._checks_candidates():
             return None
         timed = [t for t in self._completed() if t.metrics.exists("train_examples")]
+        if not timed:
+            return None
         probes = glob.glob(os.path.join(self.project_dir, "trial_*", PROBE_FILE))
         cost = CostModel.from_trials(timed, filter(None, map(load_probe, probes)))
-        if cost is None or not timed:
+        if cost is None:
             return None
         images = timed[-1].metrics.get_last_value("train_examples")
         values = trial.hyperparameters.values  # Hyperband's trials say their epochs
