@@ -3,7 +3,7 @@
 TensorFlow keeps runtime state for every model it has trained, even once Python has
 freed the model (tensorflow#61791): one process running a long search grows by tens of
 MiB per trial. Trials train in a spawned process that serves one trial after another
-until it has grown `MEMORY_SLACK_MIB` past its peak after its first trial; the next
+until it has grown `MEMORY_SLACK_MIB` past its size after its first trial; the next
 trial then starts a fresh one, which gives all of it back. An out-of-memory kill or a
 crash in native code fails the trial it was running, not the search. Serving trials in
 turn spares each one the start-up (importing TensorFlow: 3-10 s of a CPU core) that a
@@ -31,7 +31,7 @@ import keras_tuner
 from keras_residual import _thirdparty
 
 _CONTEXT = multiprocessing.get_context("spawn")  # fork is unsafe once TensorFlow runs
-MEMORY_SLACK_MIB = 256  # a trial process's growth (peak RSS) past its first trial
+MEMORY_SLACK_MIB = 256  # a trial process's growth (RSS) past its first trial
 
 
 class _PipeWriter(io.TextIOBase):
@@ -55,10 +55,15 @@ def _exit_with_parent(parent_pid: int) -> None:
     os._exit(1)
 
 
-def _peak_mib() -> float:
-    """This process's peak resident memory so far, MiB."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # bytes on macOS, else KiB
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+def _resident_mib() -> float:
+    """This process's resident memory, MiB; where /proc is missing (macOS), its peak.
+
+    Not the peak on Linux: a spawned process's starts at its parent's size at the fork."""
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # bytes on macOS
 
 
 def _serve(connection, parent_pid: int, tty: bool) -> None:
@@ -77,7 +82,7 @@ def _serve(connection, parent_pid: int, tty: bool) -> None:
             failed = isinstance(error, keras_tuner.errors.FailedTrialError)
             kind, payload = ("failed" if failed else "error"), traceback.format_exc()
         keras.backend.clear_session()  # the next trial starts from an empty graph
-        connection.send((kind, payload, _peak_mib()))
+        connection.send((kind, payload, _resident_mib()))
 
 
 def run_trial_job(
@@ -128,7 +133,7 @@ def _describe_exit(code: int | None) -> str:
 
 class TrialProcesses:
     """Runs trial jobs one at a time in a trial process, replaced once it has grown
-    `memory_slack_mib` past its peak after its first trial, or has died."""
+    `memory_slack_mib` past its size after its first trial, or has died."""
 
     memory_slack_mib: float = MEMORY_SLACK_MIB
 
@@ -169,9 +174,9 @@ class TrialProcesses:
             process.kill()
             self.close()
             raise
-        kind, payload, peak = message
-        self._baseline = peak if self._baseline is None else self._baseline
-        if peak - self._baseline > self.memory_slack_mib:
+        kind, payload, resident = message
+        self._baseline = resident if self._baseline is None else self._baseline
+        if resident - self._baseline > self.memory_slack_mib:
             self.close()
         if kind == "result":
             return payload
