@@ -26,12 +26,8 @@ from _data import random_dataset  # noqa: E402
 from _report import emit  # noqa: E402
 
 from keras_residual.search import ResidualHyperModel  # noqa: E402
+from keras_residual.search.isolation import resident_mib  # noqa: E402
 from keras_residual.search.tuner import RandomSearch  # noqa: E402
-
-
-def rss_mib() -> float:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def search_rss(data, trials: int, isolate: bool) -> tuple[list[float], int, float]:
@@ -41,7 +37,7 @@ def search_rss(data, trials: int, isolate: bool) -> tuple[list[float], int, floa
     samples, processes = [], set()
 
     def sample(trial):
-        samples.append(rss_mib())
+        samples.append(resident_mib())
         processes.update(child.pid for child in multiprocessing.active_children())
 
     started = time.perf_counter()

@@ -55,7 +55,7 @@ def _exit_with_parent(parent_pid: int) -> None:
     os._exit(1)
 
 
-def _resident_mib() -> float:
+def resident_mib() -> float:
     """This process's resident memory, MiB; where /proc is missing (macOS), its peak.
 
     Not the peak on Linux: a spawned process's starts at its parent's size at the fork."""
@@ -82,7 +82,7 @@ def _serve(connection, parent_pid: int, tty: bool) -> None:
             failed = isinstance(error, keras_tuner.errors.FailedTrialError)
             kind, payload = ("failed" if failed else "error"), traceback.format_exc()
         keras.backend.clear_session()  # the next trial starts from an empty graph
-        connection.send((kind, payload, _resident_mib()))
+        connection.send((kind, payload, resident_mib()))
 
 
 def run_trial_job(

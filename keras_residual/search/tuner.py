@@ -41,8 +41,8 @@ class _RecordingTuner:
     With `isolate_trials` (the default) trials train in a trial process, replaced once it
     has grown `TrialProcesses.memory_slack_mib`, so memory stays bounded over any number
     of trials and a crashed trial fails alone; the hypermodel and the search's arguments
-    must then be picklable. `isolate_trials=False` trains in
-    this process (for a debugger, say). No trial starts that might not end within
+    must then be picklable. `isolate_trials=False` trains in this process (for a
+    debugger, say). No trial starts that might not end within
     `time_budget`, keeping back the time of the final `retraining` (a `Retraining`) of the
     best trial so far, or, given a `retraining_budget` (seconds of its own after
     `time_budget`), skipping a network whose retraining would not fit that. A hypermodel
