@@ -39,17 +39,17 @@ class _RecordingTuner:
     `on_trial_done(trial)` after every trial.
 
     With `isolate_trials` (the default) trials train in a trial process, replaced once it
-    has grown `TrialProcesses.memory_slack_mib`, so memory stays bounded over any number
-    of trials and a crashed trial fails alone; the hypermodel and the search's arguments
-    must then be picklable. `isolate_trials=False` trains in this process (for a
-    debugger, say). No trial starts that might not end within
-    `time_budget`, keeping back the time of the final `retraining` (a `Retraining`) of the
-    best trial so far, or, given a `retraining_budget` (seconds of its own after
-    `time_budget`), skipping a network whose retraining would not fit that. A hypermodel
-    that takes a `time_limit` (`ResidualHyperModel`) gets one with each trial (a
-    `TimeLimit`, from the seconds per image of the trials so far and of the networks
-    probed) and skips a network that could not train, and then be retrained, in the
-    time left.
+    has grown `TrialProcesses.memory_slack_mib`, so memory stays bounded over any number of
+    trials and a crashed trial fails alone; the hypermodel and the search's arguments must
+    then be picklable. `isolate_trials=False` trains in this process (for a debugger, say).
+    No trial starts that might not end within `time_budget`, keeping back the time of the
+    final `retraining` (a `Retraining`) of the best trial so far, or, given a
+    `retraining_budget` (seconds of its own after `time_budget`), skipping a network whose
+    retraining would not fit that. A hypermodel that takes a `time_limit`
+    (`ResidualHyperModel`) gets one with each trial (a `TimeLimit`, from the seconds per
+    image of the trials so far and of the networks probed) and skips a network that could
+    not train, and then be retrained, in the time left.
+
     `seed` (default 0) fixes the sequence of trials; unlike in keras-tuner, 0 is a seed
     like any other.
     """
