@@ -276,10 +276,19 @@ def test_no_trial_starts_that_the_budget_cannot_fit(tmp_path):
     assert 0 < per_image * 96 * 2 + validation * 2 < trial.metrics.get_last_value("fit_seconds")
     assert retraining.pick(tuner.oracle, estimate) is trial
     assert retraining.pick(tuner.oracle, estimate / 2) is None
-    tuner.retraining = retraining
-    tuner.time_budget, tuner._search_started = estimate / 2, time.monotonic()
+    # No trial's retraining (3 epochs, each as long as 2 trials) fits: the search goes on
+    # where each network is checked against its own retraining once built (a quicker one
+    # may fit), and stops where none is.
+    tuner.retraining = Retraining(final_epochs=3, images=round(2 * seconds / per_image))
+    tuner.time_budget, tuner._search_started = 1.5 * seconds, time.monotonic()
+    assert tuner.retraining.pick(tuner.oracle, 1.5 * seconds) is None
+    assert tuner._reserved(1.5 * seconds) == 0
+    tuner.pre_create_trial()
+    tuner.hypermodel.takes_time_limit = False
     with pytest.raises(BudgetSpent, match="the final retraining of any trial so far"):
         tuner.pre_create_trial()
+    del tuner.hypermodel.takes_time_limit
+    tuner.retraining = retraining
     tuner.time_budget = 1.5 * seconds + estimate  # a trial and the retraining fit
     tuner.pre_create_trial()
     tuner.time_budget = 0.5 * seconds + estimate
@@ -374,10 +383,15 @@ def test_a_forecast_beyond_every_network_timed_is_checked_by_a_probe(tmp_path):
     limit = TimeLimit(30, 0, 10, 1, 0, 0, cost, probe_file=str(tmp_path / PROBE_FILE))
     # At 30 FLOPs the forecast (3 s an image, 6 s a validation) is 36 s: too slow, but
     # worth timing, as it would fit at PROBE_GAIN (2) times the speed; at 70 FLOPs even
-    # that would not fit, and a network no wider than one timed is never probed.
+    # that would not fit, and a network like one timed is never probed.
     assert PROBE_GAIN == 2 and limit.check(30.0) == "about 36 s to train: more than the 30 s left"
     assert limit.worth_probing(30.0) and not limit.worth_probing(70.0)
     assert limit.check(10.0) is None and not replace(limit, seconds=5).worth_probing(10.0)
+    # Below the smallest timed, a network is forecast as costly (12 s): with 8 s left it is
+    # timed before it is refused (6 s at twice the speed would fit), with 5 s it is not.
+    assert replace(limit, seconds=8).check(5.0) == "about 12 s to train: more than the 8 s left"
+    assert replace(limit, seconds=8).worth_probing(5.0)
+    assert not replace(limit, seconds=5).worth_probing(5.0)
     timing, left = limit.probed(30.0, per_image=1.2, seconds=4.0)
     assert timing == Timing(0.0, 1.2, pytest.approx(2.4))  # validation scaled as training
     assert left.seconds == 26 and left.check(30.0, timing) is None  # 14.4 s

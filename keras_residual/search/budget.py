@@ -18,9 +18,10 @@ from keras_residual._files import write_text_atomically
 # A retraining that fills the time left plans on all but this share of it (after its test,
 # estimated apart): an epoch of the retraining can run slower than the trial's timed steps.
 AUTO_MARGIN = 0.1
-# A network refused on a forecast beyond every network timed is first timed for a few steps
+# A network refused on a forecast outside the networks timed is first timed for a few steps
 # (probed) if it would fit were it this many times faster than forecast: seconds per FLOP
-# fall with width, 1.2-1.6x from width 32 to 128 on bfloat16 (benchmarks/search_cost_model.py).
+# fall with width, 1.2-1.6x from width 32 to 128 on bfloat16 (benchmarks/search_cost_model.py),
+# and below the smallest network timed the forecast is the smallest's own time.
 PROBE_GAIN = 2.0
 PROBE_FILE = "probe.json"  # a probed network's timing, beside its trial's trial.json
 
@@ -188,10 +189,11 @@ class TimeLimit:
         return f"about {trial:.0f} s to train{then}: more than the {self.seconds:.0f} s left"
 
     def worth_probing(self, flops: float) -> bool:
-        """Whether a network of `flops` is forecast beyond every network timed and would
-        fit were it `PROBE_GAIN` times faster than forecast: worth timing a few steps of
-        before `check` refuses it."""
-        if flops <= self.cost.flops[-1]:
+        """Whether a network of `flops` is forecast outside the networks timed (above the
+        largest, or below the smallest: as costly as that) and would fit were it
+        `PROBE_GAIN` times faster than forecast: worth timing a few steps of before `check`
+        refuses it."""
+        if self.cost.flops[0] <= flops <= self.cost.flops[-1]:
             return False
         forecast = self.cost.timing(flops)
         faster = replace(

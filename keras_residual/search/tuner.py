@@ -48,7 +48,8 @@ class _RecordingTuner:
     retraining would not fit that. A hypermodel that takes a `time_limit`
     (`ResidualHyperModel`) gets one with each trial (a `TimeLimit`, from the seconds per
     image of the trials so far and of the networks probed) and skips a network that could
-    not train, and then be retrained, in the time left.
+    not train, and then be retrained, in the time left; when no trial so far could be
+    retrained in it, the search goes on with networks that fit their own retraining.
 
     `seed` (default 0) fixes the sequence of trials; unlike in keras-tuner, 0 is a seed
     like any other.
@@ -138,9 +139,13 @@ class _RecordingTuner:
         return self.time_budget - (time.monotonic() - self._search_started)
 
     def _reserved(self, seconds_left: float) -> float:
+        """Seconds kept for the final retraining of the best trial whose retraining fits;
+        when none fits, none where each candidate is checked against its own retraining
+        once built (a quicker network may yet fit), else all (no trial may start)."""
         if self.retraining is None or self.retraining_budget is not None:
             return 0.0  # no retraining, or one with time of its own
-        return self.retraining(self.oracle, seconds_left)
+        reserved = self.retraining(self.oracle, seconds_left)
+        return 0.0 if math.isinf(reserved) and self._checks_candidates() else reserved
 
     def pre_create_trial(self):
         if self.time_budget is None:
