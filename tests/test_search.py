@@ -284,10 +284,10 @@ def test_no_trial_starts_that_the_budget_cannot_fit(tmp_path):
     assert tuner.retraining.pick(tuner.oracle, 1.5 * seconds) is None
     assert tuner._reserved(1.5 * seconds) == 0
     tuner.pre_create_trial()
-    tuner.hypermodel.takes_time_limit = False
-    with pytest.raises(BudgetSpent, match="the final retraining of any trial so far"):
-        tuner.pre_create_trial()
-    del tuner.hypermodel.takes_time_limit
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tuner.hypermodel, "takes_time_limit", False)
+        with pytest.raises(BudgetSpent, match="the final retraining of any trial so far"):
+            tuner.pre_create_trial()
     tuner.retraining = retraining
     tuner.time_budget = 1.5 * seconds + estimate  # a trial and the retraining fit
     tuner.pre_create_trial()
