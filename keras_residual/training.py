@@ -24,7 +24,7 @@ from keras_residual.techniques import (
     check_tta,
     predict_with_tta,
 )
-from keras_residual.whitening import adapt_whitening
+from keras_residual.whitening import ADAPT_IMAGES, adapt_whitening, whitening_layers
 
 SGD_OPTIMIZERS = ("sgd", "momentum", "nesterov")  # take `momentum` and rate multipliers
 OPTIMIZERS = (*SGD_OPTIMIZERS, "rmsprop", "adam", "adamw")
@@ -462,7 +462,7 @@ def train(
         model,
         recipe,
         math.ceil(len(data.y_train) / recipe.batch_size),
-        data.normalize(data.x_train[:5000]),
+        data.normalize(data.x_train[:ADAPT_IMAGES]),
         x=train_ds,
         validation_data=val_ds,
         epochs=epochs,
@@ -551,8 +551,9 @@ def fit_with_recipe(
     """Train `model` with `recipe` on data given as `model.fit` takes it: arrays `x`, `y`
     (integer or one-hot labels) or a `tf.data.Dataset` of `(images, labels)` batches, and
     `validation_data` likewise. Nothing is added to the inputs (no normalisation or
-    augmentation: the model sees them as given, also after training); the recipe's
-    optimizer, schedule, loss, averaging and batch size (for arrays) apply.
+    augmentation: the model sees them as given, also after training); a whitening stem is
+    set from the first images (of a dataset, its first batches'); the recipe's optimizer,
+    schedule, loss, averaging and batch size (for arrays) apply.
 
     Raises:
         TrainingDiverged: the loss became non-finite.
@@ -571,12 +572,13 @@ def fit_with_recipe(
     classes = model.output_shape[-1]
     keras.utils.set_random_seed(seed)
     if isinstance(x, tf.data.Dataset):  # batched and shuffled by its maker, as fit expects
-        x, sample = _one_hot_batches(x, classes), None
+        sample = _first_images(x, ADAPT_IMAGES) if whitening_layers(model) else None
+        x = _one_hot_batches(x, classes)
         fit_arguments.setdefault("shuffle", False)
         steps = int(x.cardinality())
         steps = steps if steps > 0 else sum(1 for _ in x)
     else:
-        sample, steps = np.asarray(x[:5000]), math.ceil(len(x) / recipe.batch_size)
+        sample, steps = np.asarray(x[:ADAPT_IMAGES]), math.ceil(len(x) / recipe.batch_size)
         y, fit_arguments["batch_size"] = _one_hot(y, classes, "y"), recipe.batch_size
     if isinstance(validation_data, tf.data.Dataset):
         validation_data = _one_hot_batches(validation_data, classes)
@@ -597,6 +599,17 @@ def fit_with_recipe(
         verbose=verbose,
         **fit_arguments,
     )
+
+
+def _first_images(dataset: tf.data.Dataset, count: int) -> np.ndarray:
+    """The images of a dataset of `(images, labels)` batches, its first `count` or fewer."""
+    batches, taken = [], 0
+    for images, *_ in dataset:
+        batches.append(np.asarray(images))
+        taken += len(batches[-1])
+        if taken >= count:
+            break
+    return np.concatenate(batches)[:count]
 
 
 def _one_hot(labels, classes: int, what: str) -> np.ndarray:

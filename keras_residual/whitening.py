@@ -8,6 +8,8 @@ from keras import ops
 
 from keras_residual import _checks
 
+ADAPT_IMAGES = 5000  # the images `PatchWhitening.adapt` uses, at most
+
 PADDINGS = ("valid", "same")
 
 
@@ -57,7 +59,7 @@ class PatchWhitening(keras.layers.Layer):
         )
         self.bias = self.add_weight(shape=(2 * size,), initializer="zeros", name="bias")
 
-    def adapt(self, images, max_images: int = 5000) -> None:
+    def adapt(self, images, max_images: int = ADAPT_IMAGES) -> None:
         """Set the filters from `images` (NHWC, as the model sees them; up to
         `max_images` are used)."""
         images = np.asarray(ops.convert_to_numpy(images), dtype="float64")[:max_images]
@@ -103,9 +105,19 @@ class _OrthogonalPairs(keras.initializers.Initializer):
         return ops.concatenate([filters, -filters], axis=-1)
 
 
+def whitening_layers(model: keras.Model) -> list[PatchWhitening]:
+    """The `PatchWhitening` layers that take `model`'s input: what `adapt_whitening` sets."""
+    return [
+        layer
+        for layer in model.layers
+        if isinstance(layer, PatchWhitening) and layer.input is model.inputs[0]
+    ]
+
+
 def adapt_whitening(model: keras.Model, images) -> list[str]:
     """`adapt` every `PatchWhitening` layer that takes `model`'s input to `images` (NHWC,
-    as the model takes them); return their names. `train` calls it before the first epoch.
+    as the model takes them: a missing channel axis of size 1 is added, as Keras's
+    functional models do); return their names. `train` calls it before the first epoch.
 
     Example:
     >>> import numpy as np
@@ -114,9 +126,12 @@ def adapt_whitening(model: keras.Model, images) -> list[str]:
     >>> adapt_whitening(model, np.random.default_rng(0).normal(size=(16, 8, 8, 3)))
     ['whiten']
     """
-    adapted = []
-    for layer in model.layers:
-        if isinstance(layer, PatchWhitening) and layer.input is model.inputs[0]:
-            layer.adapt(images)
-            adapted.append(layer.name)
-    return adapted
+    layers = whitening_layers(model)
+    if layers:
+        images = np.asarray(ops.convert_to_numpy(images))
+        expected = model.inputs[0].shape
+        if images.ndim == len(expected) - 1 and expected[-1] == 1:
+            images = images[..., None]
+    for layer in layers:
+        layer.adapt(images)
+    return [layer.name for layer in layers]

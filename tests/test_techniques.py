@@ -5,9 +5,11 @@ norm shifts, the scaled-logit head, flip TTA, cutout, pooling stages."""
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import learnable_images
 
 import keras_residual as kr
+from keras_residual import training
 from keras_residual.data import CIFAR10_CLASSES, make_pipeline
 from keras_residual.training import learning_rate_schedule
 
@@ -106,6 +108,27 @@ def test_only_whitening_layers_on_the_input_are_adapted():
     assert kr.adapt_whitening(model, images) == ["first"]
     with pytest.raises(ValueError, match="images"):
         first.adapt(np.zeros((8, 8, 3)))
+
+
+@pytest.mark.parametrize("as_dataset", [False, True])
+def test_fit_with_recipe_whitens_from_the_first_images_channel_axis_or_not(as_dataset):
+    images = np.random.default_rng(0).normal(size=(64, 8, 8)).astype("float32")
+    labels = np.arange(64) % 2
+    inputs = keras.Input((8, 8, 1))
+    x = kr.PatchWhitening(name="whiten")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x)))
+    initial = np.asarray(model.get_layer("whiten").kernel)
+    train = (images, labels)  # no channel axis: Keras's functional models add it
+    if as_dataset:
+        train = (tf.data.Dataset.from_tensor_slices(train).batch(16),)
+    with pytest.MonkeyPatch.context() as patch:  # adapted to the first 40 images
+        patch.setattr(training, "ADAPT_IMAGES", 40)
+        kr.fit_with_recipe(model, *train, recipe="fast", verbose=0)
+    expected = kr.PatchWhitening(kernel_size=2)
+    expected.adapt(images[:40, ..., None])
+    adapted = np.asarray(model.get_layer("whiten").kernel)
+    assert not np.allclose(adapted, initial)
+    np.testing.assert_allclose(adapted, np.asarray(expected.kernel), rtol=1e-5, atol=1e-5)
 
 
 # --- schedule --------------------------------------------------------------------------
