@@ -85,7 +85,7 @@ def test_hypermodel_builds_the_chosen_depth_width_and_block(block, kind, preact)
     model = ResidualHyperModel((28, 28, 1), 10, space=space).build(keras_tuner.HyperParameters())
     blocks = [layer for layer in model.layers if isinstance(layer, kr.ResidualBlock)]
     assert len(blocks) == 4 and all(type(b) is kind and b.preact == preact for b in blocks)
-    assert model.get_layer("stem_conv").filters == 8 and blocks[0].se_ratio > 0
+    assert blocks[0].filters == 8 and blocks[0].se_ratio > 0
 
 
 def test_search_records_trials_and_saves_the_best_model(data_dir, tmp_path, capsys):
@@ -598,7 +598,7 @@ def test_a_trial_whose_process_dies_fails_alone(tmp_path, capsys):
     assert outcome[6][0] == "COMPLETED"
     assert "val_accuracy:" in capsys.readouterr().out  # the trial's progress bar, relayed
     best = tuner.load_model(tuner.oracle.get_best_trials(1)[0])  # the child's checkpoint
-    assert best.get_layer("stem_conv").filters == 6
+    assert best.get_layer("stage1_entry_conv").filters == 6
 
 
 class GrowingHyperModel(ResidualHyperModel):
