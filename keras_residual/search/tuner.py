@@ -178,15 +178,19 @@ class _RecordingTuner:
     def next_trial_seconds(self) -> float:
         """The next trial's seconds (0 before any trial ended): at most, the slowest
         seconds per epoch so far times the most epochs a trial can train here; at least,
-        the quickest times the fewest, when each candidate's own time is checked once it
-        is built (`time_limit`)."""
-        per_epoch = [
-            t.metrics.get_last_value("trial_seconds") / epochs_trained(t) for t in self._completed()
-        ]
+        when each candidate's own time is checked once it is built (`time_limit`), the
+        quickest training (`fit_seconds`: a trial process's start-up, which the first
+        trial pays, and the build are left out) times the fewest."""
         hyperband_epochs = getattr(self.oracle, "max_epochs", None)
         if self._checks_candidates():
-            return min(per_epoch, default=0.0) * (1 if hyperband_epochs else self._epochs)
-        return max(per_epoch, default=0.0) * (hyperband_epochs or self._epochs)
+            fits = [self._per_epoch(t, "fit_seconds") for t in self._completed()]
+            return min(fits, default=0.0) * (1 if hyperband_epochs else self._epochs)
+        trials = [self._per_epoch(t, "trial_seconds") for t in self._completed()]
+        return max(trials, default=0.0) * (hyperband_epochs or self._epochs)
+
+    @staticmethod
+    def _per_epoch(trial, seconds: str) -> float:
+        return trial.metrics.get_last_value(seconds) / epochs_trained(trial)
 
     def time_limit(self, trial) -> TimeLimit | None:
         """The `TimeLimit` `trial` must fit, or None: no budget, a hypermodel that takes
