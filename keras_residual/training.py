@@ -552,7 +552,7 @@ def fit_with_recipe(
     (integer or one-hot labels) or a `tf.data.Dataset` of `(images, labels)` batches, and
     `validation_data` likewise. Nothing is added to the inputs (no normalisation or
     augmentation: the model sees them as given, also after training); a whitening stem is
-    set from the first images (of a dataset, its first batches'); the recipe's optimizer,
+    set from the first images (of a dataset, from its first batches); the recipe's optimizer,
     schedule, loss, averaging and batch size (for arrays) apply.
 
     Raises:
