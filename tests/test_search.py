@@ -440,6 +440,8 @@ def test_a_network_too_slow_for_the_time_left_is_skipped_before_it_trains(tmp_pa
     assert not second.metrics.exists("val_accuracy")  # it never trained
     rows = {r["trial_id"]: r for r in kr.search.collect_rows(tuner.project_dir)}
     assert (rows["0"]["status"], rows["1"]["status"]) == ("completed", "skipped")
+    skipped_line = kr.search.format_table(list(rows.values())).splitlines()[-1]
+    assert "skipped" in skipped_line and "None" not in skipped_line  # blanks read "-"
 
 
 @pytest.mark.parametrize(

@@ -224,6 +224,8 @@ def format_table(rows: list[dict], limit: int | None = None) -> str:
 
 
 def _short(value) -> str:
+    if value is None:  # a skipped or rejected trial never trained: no epochs, no images
+        return "-"
     if isinstance(value, float):
         return f"{value:.3g}"
     return str(value)
