@@ -105,7 +105,7 @@ def plot(rows: list[dict], target: float, title: str, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="fast_cifar_s")
-    parser.add_argument("--recipe", help="default: fast_cifar for the speed family, else fast")
+    parser.add_argument("--recipe", help="default: airbench for the speed family, else fast")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--target", type=float, default=0.94)
     parser.add_argument(

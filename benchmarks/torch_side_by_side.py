@@ -159,7 +159,7 @@ def torch_rounds(spec, recipe, steps: int):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="fast_cifar_s")
-    parser.add_argument("--recipe", help="default: fast_cifar for the speed family, else fast")
+    parser.add_argument("--recipe", help="default: airbench for the speed family, else fast")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--spec", action="append", default=[], metavar="FIELD=VALUE")
