@@ -14,16 +14,17 @@ def cpu_flags() -> list[str]:
 
 
 def emit(title: str, rows: list[dict], **meta) -> None:
-    """Print `{"benchmark": title, **meta, "rows": rows}` as JSON and `rows` as a table."""
+    """Print `{"benchmark": title, **meta, "rows": rows}` as JSON and `rows` as a table
+    with every row's columns (`-` where a row has none: a last epoch's extra TTA modes)."""
     print(json.dumps({"benchmark": title, **meta, "rows": rows}))
     if not rows:
         return
-    columns = list(rows[0])
+    columns = list(dict.fromkeys(column for row in rows for column in row))
     print(f"\n### {title}\n")
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
     for row in rows:
-        print("| " + " | ".join(str(row[c]) for c in columns) + " |")
+        print("| " + " | ".join(str(row.get(c, "-")) for c in columns) + " |")
 
 
 def parse_changes(pairs: list[str]) -> dict:
