@@ -198,7 +198,10 @@ def test_auto_final_epochs_retrain_in_the_time_the_trials_leave(data_dir, tmp_pa
                         **TINY)  # fmt: skip
     printed = capsys.readouterr().out
     rows = json.loads((out / "results.json").read_text())["trials"]
-    assert rows and all(r["started_at"] - began < 0.4 * budget for r in rows)
+    # Every trial that trained started in the trials' share (a skipped one never trains,
+    # so records no start; which networks a host skips depends on its speed).
+    trained = [r for r in rows if r["status"] == "completed"]
+    assert trained and all(r["started_at"] - began < 0.4 * budget for r in trained)
     epochs = result["best"]["retrained_epochs"]
     assert isinstance(epochs, int) and epochs >= 2
     assert f"for {epochs} epochs (as many as fit in the" in printed
