@@ -28,13 +28,14 @@ from _report import cpu_flags, emit  # noqa: E402
 
 from keras_residual.search import ResidualHyperModel  # noqa: E402
 from keras_residual.search.budget import CostModel, Timing  # noqa: E402
+from keras_residual.search.space import SE_RATIO  # noqa: E402
 
 
 def measure(hypermodel, width: int, blocks: int, se: bool, steps: int) -> dict:
     """One epoch of `steps` + 1 batches of the network, timed as a search's trial."""
     hp = keras_tuner.HyperParameters()
     hypermodel.declare(hp)
-    hp.values.update(width=width, blocks_per_stage=blocks, se=se)
+    hp.values.update(width=width, blocks_per_stage=blocks, se_ratio=SE_RATIO if se else 0.0)
     batch = hp.values["batch_size"]
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (batch * (steps + 1), 32, 32, 3)).astype("float32")

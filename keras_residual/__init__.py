@@ -42,7 +42,14 @@ from keras_residual.models import (
 from keras_residual.network import build_network
 from keras_residual.porting import port_keras_applications_weights
 from keras_residual.precision import resolve_dtype
-from keras_residual.presets import build, get_spec, list_presets
+from keras_residual.presets import (
+    PresetInfo,
+    build,
+    default_recipe,
+    get_spec,
+    list_presets,
+    preset_info,
+)
 from keras_residual.spec import SHORTCUTS, DenseNetSpec, Norm, ResNetSpec, spec_from_dict
 from keras_residual.techniques import (
     Lookahead,
@@ -53,7 +60,7 @@ from keras_residual.techniques import (
 )
 from keras_residual.whitening import adapt_whitening
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 # TensorFlow-only parts, imported on first use: name -> module.
 _LAZY = {
@@ -69,17 +76,16 @@ _LAZY = {
         "diagnostics",
     ),
     "count_flops": "flops",
-    **dict.fromkeys(("load_arrays", "load_image_folder"), "user_data"),
+    **dict.fromkeys(("load_arrays", "load_image_folder"), "data"),
     "export": "exporting",
     **dict.fromkeys(
         (
             "RECIPES",
             "Recipe",
+            "RunFinished",
             "TrainingDiverged",
-            "default_recipe",
             "evaluate",
             "fit_with_recipe",
-            "freeze_norm_scales",
             "freeze_norm_scales",
             "get_recipe",
             "make_optimizer",
@@ -122,6 +128,7 @@ __all__ = [
     "Norm",
     "Lookahead",
     "OneCycle",
+    "PresetInfo",
     "RateScaledSGD",
     "PatchWhitening",
     "ProjectionShortcut",
@@ -129,6 +136,7 @@ __all__ = [
     "Recipe",
     "ResNetSpec",
     "ResidualBlock",
+    "RunFinished",
     "SHORTCUTS",
     "SqueezeExcite",
     "TrainingDiverged",
@@ -161,6 +169,7 @@ __all__ = [
     "plot_degradation",
     "plot_gradient_flow",
     "port_keras_applications_weights",
+    "preset_info",
     "predict_with_tta",
     "resnet",
     "resnet_cifar",

@@ -162,6 +162,15 @@ def degradation_experiment(
     He et al. (2016), Figs. 1 and 6: deeper plain nets train worse, deeper residual nets
     do not. Every network gets the same data, epochs, recipe and seed.
 
+    Args:
+        data: the `Dataset` to train on (a `subset` keeps it quick).
+        depths: CIFAR ResNet depths (6n+2) to compare.
+        epochs: epochs each network trains.
+        recipe: a name in `RECIPES` or a `Recipe`.
+        width: the networks' base width.
+        seed: the same seed for every network.
+        verbose: Keras's `verbose` for each training.
+
     Example:
     >>> result = degradation_experiment(kr.load_dataset("mnist"), (8, 20))  # doctest: +SKIP
     >>> plot_degradation(result)  # doctest: +SKIP

@@ -45,7 +45,7 @@ def _plain(plain: bool, fields: dict) -> dict:
 
 
 def resnet_cifar_spec(
-    depth: int = 20,
+    depth: int | None = None,
     input_shape: Sequence[int | None] = (32, 32, 3),
     num_classes: int = 10,
     *,
@@ -55,12 +55,13 @@ def resnet_cifar_spec(
     block: str = "basic",
     plain: bool = False,
     name: str | None = None,
+    blocks_per_stage: int | None = None,
     **fields,
 ) -> ResNetSpec:
     """The CIFAR ResNet of He et al. (2016): depth 6n+2 (basic) or 9n+2 (bottleneck).
 
     Args:
-        depth: layers with weights: `stages * n * (2 or 3) + 2`.
+        depth: layers with weights: `stages * n * (2 or 3) + 2` (default 20).
         input_shape, num_classes: of the data.
         width: the stem's filters; stage `i` has `width * widen_factor * 2**i`.
         widen_factor: widens every stage (Wide ResNets).
@@ -68,8 +69,10 @@ def resnet_cifar_spec(
         block: `"basic"` or `"bottleneck"`.
         plain: no shortcuts (`shortcut="none"`): the paper's plain twin.
         name: the model's name (default `resnet{depth}` or `plain{depth}`).
+        blocks_per_stage: `n`, instead of `depth` (the search's dimension).
         **fields: any other `ResNetSpec` field: `shortcut` (`"A"`, the paper's CIFAR choice,
-            `"B"`, `"C"`, `"gated"`), `preact`, `se_ratio`, `norm`, `include_top`, ...
+            `"B"`, `"C"`, `"gated"`), `preact`, `se_ratio`, `norm`, `include_top`, or the
+            layout's `stem` and `strides` (the speed family's pooling layout, say).
 
     Example:
     >>> spec = resnet_cifar_spec(20, shortcut="A")
@@ -78,22 +81,29 @@ def resnet_cifar_spec(
     """
     _checks.positive_int("stages", stages)
     per_block = 2 if _checks.choice("block", block, BLOCKS) == "basic" else 3
+    if blocks_per_stage is not None:
+        n = _checks.positive_int("blocks_per_stage", blocks_per_stage)
+        if depth is not None and depth != stages * n * per_block + 2:
+            raise ValueError(
+                f"`depth` {depth} and `blocks_per_stage` {n} disagree: give one of them."
+            )
+        depth = stages * n * per_block + 2
+    depth = 20 if depth is None else depth
     rule = f"{stages * per_block}n+2"
     n = _blocks_per_stage(depth, per_block=per_block, extra=2, rule=rule, stages=stages)
     _checks.positive_int("width", width)
     _checks.positive_int("widen_factor", widen_factor)
-    return ResNetSpec(
-        name=name or f"{'plain' if plain else 'resnet'}{depth}",
-        input_shape=input_shape,
-        num_classes=num_classes,
-        stem="cifar",
-        stem_filters=width,
-        block=block,
-        depths=(n,) * stages,
-        filters=tuple(width * widen_factor * 2**i for i in range(stages)),
-        strides=(1,) + (2,) * (stages - 1),
-        **_plain(plain, fields),
-    )
+    layout = {
+        "name": name or f"{'plain' if plain else 'resnet'}{depth}",
+        "stem": "cifar",
+        "stem_filters": width,
+        "block": block,
+        "depths": (n,) * stages,
+        "filters": tuple(width * widen_factor * 2**i for i in range(stages)),
+        "strides": (1,) + (2,) * (stages - 1),
+    }
+    fields = _plain(plain, fields)
+    return ResNetSpec(input_shape=input_shape, num_classes=num_classes, **{**layout, **fields})
 
 
 def wide_resnet_spec(

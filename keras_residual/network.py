@@ -38,6 +38,8 @@ def build_network(spec: Spec, dtype: str | None = None) -> keras.Model:
     >>> model = build_network(spec.replace(input_shape=(16, 16, 1), num_classes=3))
     >>> model.output_shape, model.get_layer("stage2_block1").strides
     ((None, 3), 2)
+    >>> model.spec == spec.replace(input_shape=(16, 16, 1), num_classes=3)  # it keeps its spec
+    True
     """
     if not isinstance(spec, ResNetSpec | DenseNetSpec):
         raise ValueError(f"`spec` must be a ResNetSpec or DenseNetSpec, got {spec!r}.")
@@ -47,7 +49,9 @@ def build_network(spec: Spec, dtype: str | None = None) -> keras.Model:
             x = _dense_stages(_conv_stem(inputs, spec.stem_filters), spec)
         else:
             x = _residual_stages(_stem(inputs, spec), spec)
-        return keras.Model(inputs, _head(x, spec), name=spec.name)
+        model = keras.Model(inputs, _head(x, spec), name=spec.name)
+    model.spec = spec  # what it was built from: a training run records it (spec.json)
+    return model
 
 
 def _conv_stem(x, filters: int, *, use_bias: bool = False, conv_init: str = "he_normal"):

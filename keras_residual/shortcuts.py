@@ -202,6 +202,15 @@ class GatedShortcut(keras.layers.Layer):
         self.gate_bias = _checks.finite("gate_bias", gate_bias)
         self.input_spec = [keras.InputSpec(ndim=4), keras.InputSpec(ndim=4)]
 
+    def __call__(self, inputs, *args, **kwargs):
+        if not isinstance(inputs, list | tuple) or len(inputs) != 2:
+            got = f"{len(inputs)} tensors" if isinstance(inputs, list | tuple) else "one tensor"
+            raise ValueError(
+                "GatedShortcut is called on [x, residual], two tensors of equal shapes "
+                f"(the block's input and its branch's output); got {got}."
+            )
+        return super().__call__(inputs, *args, **kwargs)
+
     def build(self, input_shape):
         carry_shape, residual_shape = input_shape
         if tuple(carry_shape[1:]) != tuple(residual_shape[1:]):

@@ -14,8 +14,7 @@ import numpy as np
 from keras import ops
 
 from keras_residual import _checks
-
-TTA_MODES = ("none", "flip", "flip_translate")
+from keras_residual.recipes import TTA_MODES
 
 
 @keras.saving.register_keras_serializable(package="keras_residual")

@@ -14,8 +14,6 @@ import importlib
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -44,11 +42,6 @@ def _image_size(text: str) -> int | tuple[int, int]:
     if len(sides) > 2 or min(sides) < 1:
         raise argparse.ArgumentTypeError(f"N or HEIGHT,WIDTH of positive sizes, got {text!r}")
     return sides[0] if len(sides) == 1 else sides
-
-
-def _default_out(dataset: str) -> str:
-    """`runs/search-NAME`, NAME the dataset's name or its folder's or file's."""
-    return f"runs/search-{os.path.splitext(os.path.basename(dataset.rstrip('/')))[0]}"
 
 
 # The toolkit's choices, spelled here so that --help needs no TensorFlow (tests keep them equal).
@@ -103,6 +96,9 @@ def _resolve_dtype(requested: str) -> str:
 
 
 def _train(args) -> int:
+    if (args.resume or args.overwrite) and not args.out:  # before TensorFlow loads
+        flag = "--resume" if args.resume else "--overwrite"
+        raise ValueError(f"{flag} needs --out: the folder of the run.")
     kr = _toolkit(args)
     from keras_residual._files import check_output_dir
 
@@ -124,15 +120,20 @@ def _train(args) -> int:
     spec = spec.replace(input_shape=data.input_shape, num_classes=data.num_classes)
     model = kr.build_network(spec, dtype=dtype)
     print(f"{model.name}: {model.count_params():,} parameters; data from {data.source}")
-    kr.train(
-        model,
-        data,
-        epochs=args.epochs,
-        recipe=recipe,
-        out_dir=args.out,
-        resume=args.resume,
-        seed=args.seed,
-    )
+    try:
+        kr.train(
+            model,
+            data,
+            epochs=args.epochs,
+            recipe=recipe,
+            out_dir=args.out,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            seed=args.seed,
+        )
+    except kr.RunFinished as finished:  # nothing to do, nothing changed
+        print(finished)
+        return 0
     metrics = kr.evaluate(model, data, tta=recipe.tta)
     with_tta = f" (tta: {recipe.tta})" if recipe.tta != "none" else ""
     print(f"test accuracy: {metrics['accuracy']:.4f}  test loss: {metrics['loss']:.4f}{with_tta}")
@@ -142,6 +143,9 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
+    if not os.path.isfile(args.model):  # before TensorFlow loads
+        what = "is a folder" if os.path.isdir(args.model) else "no such file"
+        raise ValueError(f"`model` {args.model}: {what}.")
     kr = _toolkit(args)
     from keras_residual.exporting import load_model
     from keras_residual.techniques import check_tta
@@ -159,38 +163,55 @@ def _evaluate(args) -> int:
 def _search(args) -> int:
     _toolkit(args)
     from keras_residual._files import check_output_dir
-    from keras_residual.search import load_space_file, run_search
-    from keras_residual.search.run import search_defaults
+    from keras_residual.search import SearchConfig, load_space_file, run_search
+    from keras_residual.search.run import default_out
 
-    out = args.out or _default_out(args.dataset)
+    out = args.out or default_out(args.dataset or "mnist")
     check_output_dir(out, "--out")
-
-    space = load_space_file(args.space) if args.space else None
-    dimensions = {
-        name: _parse_values(getattr(args, name))
-        for name in SEARCH_FLAGS
-        if getattr(args, name) is not None
-    }
-    settings = search_defaults(args.dataset)  # what the command line leaves out
-    settings |= {name: getattr(args, name) for name in settings if getattr(args, name) is not None}
+    saved = _saved_config(out) if args.resume else None
+    dataset = args.dataset or (saved.dataset if saved else "mnist")
+    space = load_space_file(args.space) if args.space else {}
+    flags = {name: getattr(args, name) for name in SEARCH_FLAGS}
+    space |= {name: _parse_values(value) for name, value in flags.items() if value is not None}
+    given = {name: getattr(args, name) for name in SEARCH_SETTINGS}
+    given = {k: v for k, v in given.items() if v is not None}
+    if saved is not None and saved.dataset == dataset:  # --resume alone: the search it holds
+        config = saved.replace(**given, space={**saved.space, **space})
+    else:
+        config = SearchConfig.for_dataset(dataset, **given, space=space)
+    config = config.replace(
+        data_dir=args.data_dir or config.data_dir, dtype=_resolve_dtype(args.dtype)
+    )
     run_search(
-        args.dataset,
+        config,
         out,
-        **settings,
         resume=args.resume,
         distributed_mode=args.distributed,
         worker_timeout=args.worker_timeout,
-        data_dir=args.data_dir,
-        image_size=args.image_size,
-        max_params=args.max_params,
-        max_mflops=args.max_mflops,
-        trial_share=args.trial_share,
-        space=space,
-        seed=args.seed,
-        dtype=_resolve_dtype(args.dtype),
-        **dimensions,
     )
     return 0
+
+
+def _saved_config(out: str):
+    """The `SearchConfig` the search in `out` recorded, or None (none there, or recorded
+    before configs were)."""
+    from pathlib import Path
+
+    from keras_residual._files import read_json
+    from keras_residual.search import SearchConfig
+
+    path = Path(out) / "search.json"
+    if not path.exists():
+        return None
+    saved = read_json(path, "the search's settings").get("search_config")
+    return None if saved is None else SearchConfig.from_dict(saved)
+
+
+# `SearchConfig` fields with a flag of their own (None: not given).
+SEARCH_SETTINGS = (
+    "tuner", "max_trials", "epochs", "time_budget", "final_epochs", "min_final_epochs",
+    "trial_share", "data_fraction", "max_params", "max_mflops", "seed", "image_size",
+)  # fmt: skip
 
 
 def epochs_or_auto(text: str) -> int | str:
@@ -245,28 +266,25 @@ def _report(args) -> int:
     from pathlib import Path
 
     _toolkit(args)
-    from keras_residual.search import (
-        collect_rows,
-        format_table,
-        promotion_ladder,
-        write_results,
-    )
+    from keras_residual._files import folder_lock, read_json
+    from keras_residual.search import collect_rows, format_table, promotion_ladder, write_results
     from keras_residual.search.run import PROJECT
 
-    project = Path(args.directory) / PROJECT
-    if not project.is_dir():
-        raise FileNotFoundError(f"{args.directory} holds no search (no {PROJECT}/ folder).")
-    from keras_residual.search.state import read_json
-
-    settings = Path(args.directory) / "search.json"
+    directory = Path(args.directory)
+    if not (directory / PROJECT).is_dir():
+        raise FileNotFoundError(f"{directory} holds no search (no {PROJECT}/ folder).")
+    rows = collect_rows(directory / PROJECT)
+    if not rows:
+        raise ValueError(f"{directory} holds a search with no trial yet: nothing to report.")
     max_params = None
-    if settings.exists():
+    if (directory / "search.json").exists():
         try:  # only the plot's constraint line comes from it: report the trials regardless
-            max_params = read_json(settings, "the search's settings").get("max_params")
+            settings = read_json(directory / "search.json", "the search's settings")
+            max_params = settings.get("max_params")
         except ValueError as error:
             print(f"note: {error}; the Pareto plot is drawn without its constraint line")
-    rows = collect_rows(project)
-    write_results(rows, args.directory, max_params=max_params)
+    with folder_lock(directory, "directory"):  # not while a search writes it
+        write_results(rows, directory, max_params=max_params)
     print(format_table(rows))
     ladder = promotion_ladder(rows)
     if ladder:
@@ -274,7 +292,7 @@ def _report(args) -> int:
     for row in rows:
         if row["status"] == "unreadable":
             print(f"note: {row['reason']}")
-    print(f"\nWrote results.csv, results.json and plots into {args.directory}")
+    print(f"\nWrote results.csv, results.json and plots into {directory}")
     return 0
 
 
@@ -306,7 +324,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--tta", choices=TTA_MODES, help="test-time augmentation (default: the recipe's)"
     )
     train.add_argument("--out", help="output directory (logs, checkpoints, best model)")
-    train.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out: an interrupted one, or a finished one to more --epochs",
+    )
+    train.add_argument("--overwrite", action="store_true", help="replace the run that --out holds")
     train.add_argument("--seed", type=int, default=0)
     _add_dtype_argument(train)
     train.set_defaults(run=_train)
@@ -356,11 +379,14 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--trial-share",
         type=float,
-        default=0.5,
         help="with --final-epochs auto: the budget's share for trials (default 0.5)",
     )
     search.add_argument("--out", help="output directory (default runs/search-DATASET)")
-    search.add_argument("--resume", action="store_true", help="continue a killed search")
+    search.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the search in --out with the settings it recorded (flags given must match)",
+    )
     search.add_argument("--space", help="JSON file narrowing or fixing search dimensions")
     for name, example in SEARCH_FLAGS.items():
         flag = "--" + name.replace("_", "-")
@@ -373,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--worker-timeout", type=float, default=60, help="seconds before a silent worker is lost"
     )
-    search.add_argument("--seed", type=int, default=0)
+    search.add_argument("--seed", type=int, help="draws and seeds the trials (default 0)")
     search.add_argument("--max-params", type=int, help="reject networks with more parameters")
     search.add_argument(
         "--max-mflops", type=float, help="reject networks with more forward MFLOPs per image"
@@ -385,7 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
         "default: MNIST 0.2, else 1)",
     )
     _add_dtype_argument(search)
-    search.set_defaults(run=_search)
+    search.set_defaults(run=_search, dataset=None)  # --resume alone: the search's own
 
     export = commands.add_parser(
         "export", help="write a .keras model as a float32 SavedModel or TFLite file, checked"
@@ -411,6 +437,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line `argv` (default: `sys.argv[1:]`); returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.debug:  # --debug shows TensorFlow's start-up notices
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if getattr(args, "dtype", "auto") not in DTYPES:  # argparse does not check defaults
         parser.error(f"${DTYPE_ENV}={args.dtype!r} is not one of {', '.join(DTYPES)}")
     try:

@@ -1,7 +1,7 @@
 import keras
 import pytest
 
-from keras_residual.cli import DTYPE_ENV, main
+from keras_residual_cli import DTYPE_ENV, main
 
 
 def test_train_then_evaluate(data_dir, tmp_path, capsys, monkeypatch):

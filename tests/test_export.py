@@ -6,8 +6,8 @@ import pytest
 from conftest import FAMILIES, run_probe, shrunk
 
 import keras_residual as kr
-from keras_residual.cli import main
 from keras_residual.exporting import float32_twin
+from keras_residual_cli import main
 
 
 @pytest.mark.parametrize("name", FAMILIES)

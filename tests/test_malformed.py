@@ -17,10 +17,10 @@ from conftest import learnable_images
 
 import keras_residual as kr
 from keras_residual._files import write_text_atomically
-from keras_residual.cli import build_parser, main
 from keras_residual.search import run_search
 from keras_residual.search.run import SearchFailed
 from keras_residual.training import TrainingDiverged
+from keras_residual_cli import build_parser, main
 
 TINY = {"width": [4, 6], "blocks_per_stage": 1}
 
@@ -382,7 +382,7 @@ def test_state_writes_survive_kill_9_at_any_moment(tmp_path):
         process.wait()
         assert json.loads(target.read_text())["i"] >= 1  # the last file written, whole
     leftovers = [p.name for p in tmp_path.iterdir() if p.name != "state.json"]
-    assert all(name.startswith(".state.json.") for name in leftovers)  # at most temp files
+    assert all(name.startswith(".state.partial-") for name in leftovers)  # at most temp files
 
 
 def test_an_interrupted_atomic_write_keeps_the_old_file(tmp_path, monkeypatch):

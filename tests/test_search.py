@@ -483,7 +483,7 @@ def test_output_directory_of_another_search_is_refused(data_dir, tmp_path):
 
 
 def _cli(*args, env=None):
-    command = [sys.executable, "-m", "keras_residual.cli", "search", *args]
+    command = [sys.executable, "-m", "keras_residual", "search", *args]  # as `python -m`
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
     return subprocess.Popen(
         command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -566,7 +566,7 @@ def test_space_file_narrows_dimensions(tmp_path):
 
 
 def test_report_rebuilds_results_from_a_search_directory(data_dir, tmp_path, capsys):
-    from keras_residual.cli import main
+    from keras_residual_cli import main
 
     out = tmp_path / "reported"
     run_search("mnist", out, max_trials=1, data_dir=data_dir, verbose=0, **TINY)

@@ -103,7 +103,7 @@ def test_interrupted_run_resumes_from_its_last_epoch(data_dir, tmp_path):
     assert int(model.optimizer.iterations) == 4 * steps
     epochs = [line.split(",")[0] for line in (out / "log.csv").read_text().splitlines()[1:]]
     assert epochs == ["0", "1", "2", "3"]
-    assert not (out / "backup").exists()
+    assert json.loads((out / "backup" / "state.json").read_text())["epoch"] == 4  # kept
     assert json.loads((out / "recipe.json").read_text())["batch_size"] == 64
     best = keras.saving.load_model(out / "best_model.keras", safe_mode=True)
     assert best.count_params() == tiny_model(data).count_params()
@@ -121,3 +121,13 @@ def test_a_resumed_run_trains_on_the_batches_the_uninterrupted_run_did(data_dir,
     kr.train(resumed, data, epochs=4, recipe=recipe, out_dir=tmp_path, resume=True, verbose=0)
     for a, b in zip(whole.weights, resumed.weights, strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5, err_msg=a.path)
+
+
+def test_a_run_records_the_spec_its_model_was_built_from(data_dir, tmp_path):
+    data = kr.load_dataset("mnist", data_dir).subset(train=128, val=32)
+    model = tiny_model(data)
+    kr.train(model, data, epochs=1, recipe=kr.get_recipe("fast", batch_size=64),
+             out_dir=tmp_path, verbose=0)  # fmt: skip
+    recorded = kr.spec_from_dict(json.loads((tmp_path / "spec.json").read_text()))
+    assert recorded == model.spec
+    assert kr.build_network(recorded).count_params() == model.count_params()

@@ -1,5 +1,6 @@
 """Architecture search with keras-tuner: space, tuners, results, distributed mode."""
 
+from keras_residual.search.config import SearchConfig, parse_duration
 from keras_residual.search.results import (
     collect_rows,
     format_table,
@@ -9,7 +10,7 @@ from keras_residual.search.results import (
     promotion_ladder,
     write_results,
 )
-from keras_residual.search.run import parse_duration, retrain, run_search
+from keras_residual.search.run import retrain, run_search
 from keras_residual.search.space import (
     DEFAULT_SPACES,
     ResidualHyperModel,
@@ -23,6 +24,7 @@ from keras_residual.search.tuner import TUNERS
 __all__ = [
     "DEFAULT_SPACES",
     "ResidualHyperModel",
+    "SearchConfig",
     "TUNERS",
     "collect_rows",
     "default_space_for",

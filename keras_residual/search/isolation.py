@@ -12,6 +12,7 @@ process per trial paid while the trial before it trained.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import multiprocessing
@@ -35,18 +36,28 @@ MEMORY_SLACK_MIB = 256  # a trial process's growth (RSS) past its first trial
 
 
 class _PipeWriter(io.TextIOBase):
-    """The child's `sys.stdout`: text goes to the parent, which prints it (Keras progress
-    bars included) on its own stdout, a terminal or a notebook cell alike."""
+    """The child's `sys.stdout` (or `sys.stderr`): text goes to the parent, which prints it
+    (Keras progress bars included) on its own stdout (stderr), a terminal or a notebook
+    cell alike. Once the parent is gone, the child exits quietly."""
 
-    def __init__(self, connection, tty: bool):
-        self._connection, self._tty = connection, tty
+    def __init__(self, connection, tty: bool, stream: str = "output"):
+        self._connection, self._tty, self._stream = connection, tty, stream
 
     def write(self, text: str) -> int:
-        self._connection.send(("output", text))
+        _send(self._connection, (self._stream, text))
         return len(text)
 
     def isatty(self) -> bool:
         return self._tty
+
+
+def _send(connection, message) -> None:
+    """Send `message` to the parent; if it has died (a killed search), end this process
+    without a traceback: nobody is left to read one."""
+    try:
+        connection.send(message)
+    except (BrokenPipeError, ConnectionResetError, EOFError):
+        os._exit(1)
 
 
 def _exit_with_parent(parent_pid: int) -> None:
@@ -71,6 +82,7 @@ def _serve(connection, parent_pid: int, tty: bool) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
     sys.stdout = _PipeWriter(connection, tty)
+    sys.stderr = _PipeWriter(connection, tty, "error")  # Python's warnings, not TF's C++
     while True:
         try:
             job = connection.recv()
@@ -82,7 +94,7 @@ def _serve(connection, parent_pid: int, tty: bool) -> None:
             failed = isinstance(error, keras_tuner.errors.FailedTrialError)
             kind, payload = ("failed" if failed else "error"), traceback.format_exc()
         keras.backend.clear_session()  # the next trial starts from an empty graph
-        connection.send((kind, payload, resident_mib()))
+        _send(connection, (kind, payload, resident_mib()))
 
 
 def run_trial_job(
@@ -111,6 +123,13 @@ def run_trial_job(
     return results
 
 
+def quiet_native_output() -> bool:
+    """Whether TensorFlow's C++ notices are unwanted: `TF_CPP_MIN_LOG_LEVEL` is 2 or more
+    (the command line's default). absl and oneDNN print some whatever that level says."""
+    level = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0").strip()
+    return level.isdigit() and int(level) >= 2
+
+
 def _start():
     parent_end, child_end = _CONTEXT.Pipe()
     process = _CONTEXT.Process(
@@ -119,9 +138,29 @@ def _start():
         name="keras-residual-trial",
         daemon=True,
     )
-    process.start()
+    with _native_stderr_to_devnull(quiet_native_output()):  # the child inherits fd 2
+        process.start()
     child_end.close()
     return process, parent_end
+
+
+@contextlib.contextmanager
+def _native_stderr_to_devnull(quiet: bool):
+    """File descriptor 2 points at /dev/null while the block runs (if `quiet`): what a
+    process started in it inherits. The child's Python output still reaches the parent
+    through its pipe."""
+    if not quiet:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _describe_exit(code: int | None) -> str:
@@ -160,10 +199,11 @@ class TrialProcesses:
                 if not connection.poll(interval):
                     continue
                 message = connection.recv()
-                if message[0] != "output":
+                if message[0] not in ("output", "error"):
                     break
-                sys.stdout.write(message[1])
-                sys.stdout.flush()
+                stream = sys.stdout if message[0] == "output" else sys.stderr
+                stream.write(message[1])
+                stream.flush()
         except (EOFError, BrokenPipeError):
             process.join(5)
             self.close()

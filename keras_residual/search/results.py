@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_residual._files import atomic_path, write_text_atomically
 from keras_residual._plots import new_figure
-from keras_residual.search.space import NOT_TRAINED
 from keras_residual.search.state import StateError, read_json
+from keras_residual.search.trials import NOT_TRAINED
 
 RECORD_METRICS = (
     "params",
@@ -112,27 +113,45 @@ def write_results(
     max_params: int | None = None,
 ) -> None:
     """Write `results.csv`, `results.json` and the two plots into `out_dir` (the Pareto
-    plot marks `max_params`)."""
+    plot marks `max_params`), each atomically.
+
+    `results.json` keeps every section of the one it replaces (the search's `config`, its
+    `best` model's test accuracy) that `extra` does not give anew.
+    """
     out = Path(out_dir)
     columns = _columns(rows) if rows else ["trial_id", "status"]
-    with open(out / "results.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, columns, extrasaction="ignore")
+    with atomic_path(out / "results.csv") as temporary, open(temporary, "w", newline="") as f:
+        writer = csv.DictWriter(f, columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows({**r, "spec": json.dumps(r["spec"], separators=(",", ":"))} for r in rows)
     front = {r["trial_id"] for r in pareto_front(rows)}
-    document = {"trials": rows, "pareto_front": sorted(front), **(extra or {})}
-    (out / "results.json").write_text(json.dumps(document, indent=2, default=str))
+    document = {**_kept_sections(out / "results.json"), **(extra or {})}
+    document = {"trials": rows, "pareto_front": sorted(front), **document}
+    write_text_atomically(out / "results.json", json.dumps(document, indent=2, default=str))
     if any(r["val_accuracy"] is not None for r in rows):
         plot_results(rows, out, max_params)
+
+
+def _kept_sections(path: Path) -> dict:
+    """The sections of the results file `path` beside its trials (none if it is unreadable:
+    the trials it lists are rebuilt from the trials' own files)."""
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(previous, dict):
+        return {}
+    return {k: v for k, v in previous.items() if k not in ("trials", "pareto_front")}
 
 
 def plot_results(rows: list[dict], out_dir: str | Path, max_params: int | None = None) -> None:
     """`pareto.png` (accuracy vs parameters, `max_params` marked) and `progress.png` (best
     so far vs time)."""
-    pareto_figure(rows, max_params).savefig(Path(out_dir) / "pareto.png", dpi=100)
-    progress = progress_figure(rows)
-    if progress is not None:
-        progress.savefig(Path(out_dir) / "progress.png", dpi=100)
+    figures = {"pareto.png": pareto_figure(rows, max_params), "progress.png": progress_figure(rows)}
+    for name, figure in figures.items():
+        if figure is not None:
+            with atomic_path(Path(out_dir) / name) as temporary:
+                figure.savefig(temporary, dpi=100)
 
 
 def _scored(rows: list[dict]) -> list[dict]:

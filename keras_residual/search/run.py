@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -12,11 +13,18 @@ import keras
 import keras_tuner
 
 from keras_residual import _checks
-from keras_residual._files import check_output_dir, write_text_atomically
-from keras_residual.data import DATASETS, Dataset, load_dataset
+from keras_residual._files import (
+    atomic_path,
+    check_output_dir,
+    folder_lock,
+    remove_partial_files,
+    write_text_atomically,
+)
+from keras_residual.data import DATASETS, Dataset, check_image_size, load_dataset
 from keras_residual.precision import resolve_dtype
 from keras_residual.search import distributed
 from keras_residual.search.budget import Retraining
+from keras_residual.search.config import SearchConfig
 from keras_residual.search.results import (
     collect_rows,
     failure_reason,
@@ -28,7 +36,7 @@ from keras_residual.search.space import ResidualHyperModel, default_space_for, r
 from keras_residual.search.state import check_oracle, read_json, repair_trials
 from keras_residual.search.tuner import TUNERS
 from keras_residual.techniques import tta_views
-from keras_residual.training import evaluate, get_recipe
+from keras_residual.training import RUN_FILE, evaluate, get_recipe
 
 PROJECT = "tuner"  # keras-tuner's project folder inside the output directory
 FINISHED = "finished.json"  # written last: the search ended and its best model is saved
@@ -52,65 +60,6 @@ IDENTITY = (
 )  # what makes two searches alike
 
 
-# The CLI's defaults by the data's default space: MNIST a few-minute job that tries every
-# depth x width of its space on a fifth of the data and retrains the best that fits.
-SEARCH_DEFAULTS = {
-    "mnist": {
-        "tuner": "random",
-        "max_trials": 9,
-        "epochs": 1,
-        "time_budget": "4.5m",
-        "final_epochs": 3,
-        "min_final_epochs": 1,
-        "data_fraction": 0.2,
-    },
-    "cifar10": {  # the budget decides: trials for half of it, the best retrained in the rest
-        "tuner": "random",
-        "max_trials": 32,
-        "epochs": 1,
-        "time_budget": "20m",
-        "final_epochs": "auto",
-        "min_final_epochs": 5,  # half the speed presets' 10; networks too slow are skipped
-        "data_fraction": 1.0,
-    },
-}
-SEARCH_DEFAULTS |= {
-    "fashion_mnist": SEARCH_DEFAULTS["mnist"],
-    "cifar100": SEARCH_DEFAULTS["cifar10"],
-}
-
-
-def search_defaults(dataset: str) -> dict:
-    """The CLI's search settings for `dataset` (a folder or file: CIFAR-10's).
-
-    Example:
-    >>> search_defaults("mnist")["final_epochs"], search_defaults("photos/")["tuner"]
-    (3, 'random')
-    """
-    return dict(SEARCH_DEFAULTS.get(str(dataset), SEARCH_DEFAULTS["cifar10"]))
-
-
-def parse_duration(text: str | float | None) -> float | None:
-    """Seconds from `90`, `90s`, `10m` or `1.5h`; None stays None.
-
-    Example:
-    >>> parse_duration("10m"), parse_duration("1.5h"), parse_duration(45)
-    (600.0, 5400.0, 45.0)
-    """
-    if text is None:
-        return None
-    units = {"s": 1, "m": 60, "h": 3600}
-    raw = str(text).strip().lower()
-    scale = units.get(raw[-1:])
-    try:
-        seconds = float(raw[:-1] if scale else raw) * (scale or 1)
-    except ValueError:
-        raise ValueError(f"`time_budget` must look like 90s, 10m or 1h; got {text!r}.") from None
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise ValueError(f"`time_budget` must be positive and finite, got {text!r}.")
-    return seconds
-
-
 def _differing(recorded: dict, config: dict, keys) -> list[str]:
     """The settings among `keys` that `recorded` holds otherwise than `config`; a setting
     recorded before it existed reads as None."""
@@ -120,6 +69,8 @@ def _differing(recorded: dict, config: dict, keys) -> list[str]:
 def _check_directory(out: Path, config: dict, resume: bool) -> None:
     """Refuse a directory that holds another search, or this one without `resume`."""
     marker = out / "search.json"
+    if (out / RUN_FILE).exists():
+        raise ValueError(f"`out` {out} holds a training run, not a search: choose another --out.")
     if marker.exists():
         way_out = (
             f" Its trials are intact: `keras-residual report {out}` lists them. To search on, "
@@ -141,171 +92,188 @@ def _check_directory(out: Path, config: dict, resume: bool) -> None:
 
 
 def run_search(
-    dataset: str | os.PathLike = "mnist",
-    out: str | os.PathLike = "runs/search-mnist",
+    config: SearchConfig | str | os.PathLike = "mnist",
+    out: str | os.PathLike | None = None,
     *,
-    tuner: str = "random",
-    max_trials: int = 6,
-    epochs: int = 1,
-    time_budget: str | float | None = None,
-    final_epochs: int | str = 0,
-    trial_share: float = 0.5,
-    min_final_epochs: int = 1,
     resume: bool = False,
     distributed_mode: bool = False,
     worker_timeout: float = 60.0,
-    data_dir: str | os.PathLike | None = None,
-    image_size: int | tuple[int, int] | None = None,
-    max_params: int | None = None,
-    max_mflops: float | None = None,
-    data_fraction: float = 1.0,
-    space: dict | None = None,
-    seed: int = 0,
-    dtype: str | None = "auto",
     verbose: int | str = "auto",
-    **dimensions,
+    **settings,
 ) -> dict:
-    """Search residual architectures on a dataset and save the best model.
+    """Run the search `config` describes and save the best model.
 
-    `dataset` is a name of `keras_residual.data.DATASETS` or the path of a folder of
-    class subfolders of images (resized to `image_size`) or of an `.npz` of arrays (see
-    `load_dataset`); the default space follows the data (`default_space_for`).
+    Writes into `out`: `search.json` (the config), `results.csv`, `results.json`,
+    `pareto.png`, `progress.png` (after every trial) and `best_model.keras` with its test
+    accuracy (at the end). Each network is checked before it trains: over a constraint it
+    is `rejected`, too slow for the budget's time left (with its retraining, should it
+    win) `skipped`, each with the reason; see `SearchConfig` for the budget and the final
+    retraining, and docs/search.md for the rules.
 
-    Writes into `out`: `results.csv`, `results.json`, `pareto.png`, `progress.png`
-    (after every trial) and `best_model.keras` with its test accuracy (at the end).
-    `final_epochs > 0` retrains the best configuration from scratch for that many
-    epochs; with a `time_budget`, the search keeps the time to do so (a trial is skipped
-    before it trains if its network could not be retrained in the time left) and the
-    retraining takes as many more epochs as the time the trials leave fits (from the
-    trial's seconds per image). `"auto"` (with a `time_budget`) launches trials for
-    `trial_share` of the budget and retrains the best for as many epochs as fit in the
-    rest, at least `min_final_epochs` (a network whose retraining for those would not
-    fit the rest is skipped before it trains); 0 keeps the best trial's own weights.
-    `dtype` is the trials' dtype policy, `"auto"` (resolved once, here, for this
-    machine), None (Keras's global policy) or a policy name. `max_params` and
-    `max_mflops` reject larger networks before they train (each such trial is recorded
-    `rejected`, with the reason, and uses a trial).
-    `data_fraction` < 1 trains the trials on that share of the training set (a cheaper,
-    lower-fidelity proxy; validation, the final retraining and the test use all of it).
-    Returns the results.
+    Args:
+        config: a `SearchConfig` (`SearchConfig.for_dataset(name)` gives the command
+            line's defaults). A dataset name or path with `SearchConfig` fields and search
+            dimensions as `settings` still works for one release, with the older defaults
+            (no budget, 6 trials, no retraining).
+        out: the run's folder (default `runs/search-NAME`).
+        resume: continue the search in `out` (a finished one returns its results).
+        distributed_mode: keras-tuner's chief/worker mode (its environment variables).
+        worker_timeout: seconds before the chief counts a silent worker lost.
+        verbose: Keras's `verbose` for the trials.
+
+    Returns:
+        The results: `trials`, the `config` as `search.json` records it and the `best`
+        model's test accuracy.
 
     Example:
-    >>> run_search("mnist", "runs/quick", max_trials=2, width=8)  # doctest: +SKIP
+    >>> config = SearchConfig.for_dataset("mnist", space={"width": 8}, max_trials=2)
+    >>> run_search(config, "runs/quick")  # doctest: +SKIP
     """
-    dataset = str(dataset)
-    _checks.choice("tuner", tuner, TUNERS)
-    _checks.positive_int("max_trials", max_trials)
-    _checks.positive_int("epochs", epochs)
-    auto = final_epochs == "auto"
-    whole = isinstance(final_epochs, int) and not isinstance(final_epochs, bool)
-    if not auto and not (whole and final_epochs >= 0):  # as _checks.non_negative_int
+    if not isinstance(config, SearchConfig):
+        config = _legacy_config(config, settings)
+    elif settings:
         raise ValueError(
-            f"`final_epochs` must be a non-negative integer or 'auto', got {final_epochs!r}."
+            f"run_search(config) takes no other settings ({', '.join(sorted(settings))}): "
+            "put them in the config (config.replace(...))."
         )
-    if not (_checks.finite("trial_share", trial_share) and 0 < trial_share < 1):
-        raise ValueError(f"`trial_share` must lie in (0, 1), got {trial_share!r}.")
-    _checks.positive_int("min_final_epochs", min_final_epochs)
     _checks.positive("worker_timeout", worker_timeout)
-    if not (_checks.finite("data_fraction", data_fraction) and 0 < data_fraction <= 1):
-        raise ValueError(f"`data_fraction` must lie in (0, 1], got {data_fraction!r}.")
-    budget = parse_duration(time_budget)
-    if auto and budget is None:
-        raise ValueError(
-            "`final_epochs='auto'` retrains for the time the trials leave: give a "
-            "`time_budget` too, or a number of final epochs."
-        )
+    out = out if out is not None else default_out(config.dataset)
+    return _search(config, Path(out), resume, distributed_mode, worker_timeout, verbose)
+
+
+def default_out(dataset: str | os.PathLike) -> str:
+    """`runs/search-NAME`, NAME the dataset's name or its folder's or file's.
+
+    Example:
+    >>> default_out("mnist"), default_out("data/photos/")
+    ('runs/search-mnist', 'runs/search-photos')
+    """
+    return f"runs/search-{os.path.splitext(os.path.basename(os.fspath(dataset).rstrip('/')))[0]}"
+
+
+def _legacy_config(dataset, settings: dict) -> SearchConfig:
+    """The config of the keyword form `run_search(dataset, out, **settings)`: its fields
+    from `settings`, the other settings search dimensions."""
+    names = {f.name for f in dataclasses.fields(SearchConfig)}
+    dataset = settings.pop("dataset", dataset)  # the older signature's keyword
+    fields = {k: v for k, v in settings.items() if k in names and k != "space"}
+    dimensions = {k: v for k, v in settings.items() if k not in names}
+    space = {**(settings.get("space") or {}), **dimensions}
+    return SearchConfig(dataset=dataset, space=space, **fields)
+
+
+def _search(
+    config: SearchConfig, out: Path, resume: bool, distributed_mode: bool, worker_timeout, verbose
+) -> dict:
+    dataset, data_dir, image_size, seed = (
+        config.dataset, config.data_dir, config.image_size, config.seed
+    )  # fmt: skip
+    tuner, max_trials, epochs, final_epochs = (
+        config.tuner, config.max_trials, config.epochs, config.final_epochs
+    )  # fmt: skip
+    max_params, max_mflops, data_fraction = (
+        config.max_params, config.max_mflops, config.data_fraction
+    )  # fmt: skip
+    trial_share, min_final_epochs = config.trial_share, config.min_final_epochs
+    auto, budget = final_epochs == "auto", config.budget_seconds
     started = time.monotonic()
     role = distributed.check_environment() if distributed_mode else distributed.role()
-    dtype = resolve_dtype(dtype)
+    dtype = resolve_dtype(config.dtype)
     out = check_output_dir(out)
     data = None
     if dataset in DATASETS:  # shape and classes known without reading the data
+        check_image_size(dataset, image_size)
         shape, classes = DATASETS[dataset]["shape"], len(DATASETS[dataset]["classes"])
     else:  # the user's own data: read (and checked) before anything is written
         data = load_dataset(dataset, data_dir, seed=seed, image_size=image_size)
         shape, classes = data.input_shape, data.num_classes
     space_name = default_space_for(shape, dataset)
-    resolved = resolve_space(space_name, space, **dimensions)
+    resolved = resolve_space(space_name, config.space)
     constraints = {"max_params": max_params, "max_mflops": max_mflops}
     hypermodel = ResidualHyperModel(
         shape, classes, space_name, resolved, dtype=dtype, **constraints
     )
     hypermodel.spec(keras_tuner.HyperParameters())  # every dimension declares: fail now
-    config = {"dataset": dataset, "image_size": image_size, "tuner": tuner, "epochs": epochs}
-    config |= {"seed": seed, "dtype": dtype, "space": resolved, "max_trials": max_trials}
-    config |= {"time_budget": budget, **constraints, "data_fraction": data_fraction}
-    config = json.loads(json.dumps(config))  # as search.json reads back: lists for tuples
+    recorded = {"dataset": dataset, "image_size": image_size, "tuner": tuner, "epochs": epochs}
+    recorded |= {"seed": seed, "dtype": dtype, "space": resolved, "max_trials": max_trials}
+    recorded |= {"time_budget": budget, **constraints, "data_fraction": data_fraction}
+    recorded["search_config"] = config.to_dict()  # what `--resume` alone continues
+    recorded = json.loads(json.dumps(recorded))  # as search.json reads back: lists for tuples
     if role != "worker":
-        _check_directory(out, config, resume)
-        finished = _finished(out, config) if resume else None
+        _check_directory(out, recorded, resume)
+        finished = _finished(out, recorded) if resume else None
         if finished is not None:
             return finished
         if resume:
             check_oracle(out / PROJECT, out)
-            for note in repair_trials(out / PROJECT, out):
-                print(note)
     if data is None and role != "chief":
         data = load_dataset(dataset, data_dir, seed=seed)
-    if role != "worker":  # claimed only once the inputs are known to be good
-        write_text_atomically(out / "search.json", json.dumps(config, indent=2))
-    print(f"Searching {dataset} with the {dtype} dtype policy; results in {out}", flush=True)
-    project = out / PROJECT
+    with contextlib.ExitStack() as writing:
+        if role != "worker":  # claimed only once the inputs are known to be good
+            writing.enter_context(folder_lock(out, "out"))  # one search writes a folder
+            remove_partial_files(out)  # what a killed search left half-written
+            if resume:
+                for note in repair_trials(out / PROJECT, out):
+                    print(note)
+            write_text_atomically(out / "search.json", json.dumps(recorded, indent=2))
+        print(f"Searching {dataset} with the {dtype} dtype policy; results in {out}", flush=True)
+        project = out / PROJECT
 
-    def progress(trial):
-        if role != "worker":
-            write_results(collect_rows(project), out, max_params=max_params)
-        _print_trial_line(trial, tuner_object.oracle)
+        def progress(trial):
+            if role != "worker":
+                write_results(collect_rows(project), out, max_params=max_params)
+            _print_trial_line(trial, tuner_object.oracle)
 
-    least = min_final_epochs if auto else final_epochs  # the retraining's epochs, at least
-    retraining = _retraining(hypermodel, data, least) if data is not None and least else None
-    trials_budget = None if budget is None else budget * (trial_share if auto else 1)
-    options = {"max_epochs": epochs} if tuner == "hyperband" else {"max_trials": max_trials}
-    tuner_object = TUNERS[tuner](
-        hypermodel,
-        objective="val_accuracy",
-        directory=str(out),
-        project_name=PROJECT,
-        overwrite=False,
-        seed=seed,
-        max_consecutive_failed_trials=max_trials + 1,
-        max_retries_per_trial=1 if role else 0,
-        time_budget=None if budget is None else trials_budget - (time.monotonic() - started),
-        on_trial_done=progress,
-        # distributed workers share a remote oracle: they stop at the budget, nothing kept
-        retraining=None if role else retraining,
-        retraining_budget=budget - trials_budget if auto and not role else None,
-        **options,
-    )
-    if role == "chief":
-        distributed.watch_workers(tuner_object.oracle, worker_timeout)
-    trial_data = None if data is None else _fraction(data, data_fraction)
-    tuner_object.search(trial_data, epochs=epochs, verbose=verbose)
-    if role == "worker":
-        return {"role": "worker"}
-
-    rows = collect_rows(project)
-    summary = {"config": config}
-    print(f"\n{format_table(rows)}\n")
-    ladder = promotion_ladder(rows)
-    if ladder:
-        print(f"{ladder}\n")
-    if tuner != "hyperband" and not tuner_object.budget_spent and len(rows) < max_trials:
-        print(f"The search space holds {len(rows)} distinct configurations: all were tried.")
-    if not any(r["status"] == "completed" for r in rows):
-        write_results(rows, out, summary, max_params=max_params)
-        reasons = sorted({r["reason"] for r in rows if r["reason"]})
-        raise SearchFailed(
-            f"None of the {len(rows)} trials completed, so no model was saved "
-            f"({'; '.join(reasons) or 'no reason recorded'}). See {out / 'results.csv'}."
+        least = min_final_epochs if auto else final_epochs  # the retraining's epochs, at least
+        retraining = _retraining(hypermodel, data, least) if data is not None and least else None
+        trials_budget = None if budget is None else budget * (trial_share if auto else 1)
+        options = {"max_epochs": epochs} if tuner == "hyperband" else {"max_trials": max_trials}
+        tuner_object = TUNERS[tuner](
+            hypermodel,
+            objective="val_accuracy",
+            directory=str(out),
+            project_name=PROJECT,
+            overwrite=False,
+            seed=seed,
+            max_consecutive_failed_trials=max_trials + 1,
+            max_retries_per_trial=1 if role else 0,
+            time_budget=None if budget is None else trials_budget - (time.monotonic() - started),
+            on_trial_done=progress,
+            # distributed workers share a remote oracle: they stop at the budget, nothing kept
+            retraining=None if role else retraining,
+            retraining_budget=budget - trials_budget if auto and not role else None,
+            **options,
         )
-    data = data or load_dataset(dataset, data_dir, seed=seed)
-    left = None if budget is None else budget - (time.monotonic() - started)
-    summary["best"] = _save_best(
-        tuner_object, hypermodel, data, out, final_epochs, least, seed, verbose, left
-    )
-    write_results(rows, out, summary, max_params=max_params)
-    write_text_atomically(out / FINISHED, json.dumps(config, indent=2))
-    return {"trials": rows, **summary}
+        if role == "chief":
+            distributed.watch_workers(tuner_object.oracle, worker_timeout)
+        trial_data = None if data is None else _fraction(data, data_fraction)
+        tuner_object.search(trial_data, epochs=epochs, verbose=verbose)
+        if role == "worker":
+            return {"role": "worker"}
+
+        rows = collect_rows(project)
+        summary = {"config": recorded}
+        print(f"\n{format_table(rows)}\n")
+        ladder = promotion_ladder(rows)
+        if ladder:
+            print(f"{ladder}\n")
+        if tuner != "hyperband" and not tuner_object.budget_spent and len(rows) < max_trials:
+            print(f"The search space holds {len(rows)} distinct configurations: all were tried.")
+        if not any(r["status"] == "completed" for r in rows):
+            write_results(rows, out, summary, max_params=max_params)
+            reasons = sorted({r["reason"] for r in rows if r["reason"]})
+            raise SearchFailed(
+                f"None of the {len(rows)} trials completed, so no model was saved "
+                f"({'; '.join(reasons) or 'no reason recorded'}). See {out / 'results.csv'}."
+            )
+        data = data or load_dataset(dataset, data_dir, seed=seed)
+        left = None if budget is None else budget - (time.monotonic() - started)
+        summary["best"] = _save_best(
+            tuner_object, hypermodel, data, out, final_epochs, least, seed, verbose, left
+        )
+        write_results(rows, out, summary, max_params=max_params)
+        write_text_atomically(out / FINISHED, json.dumps(recorded, indent=2))
+        return {"trials": rows, **summary}
 
 
 def _retraining(hypermodel, data: Dataset, final_epochs: int) -> Retraining:
@@ -330,7 +298,8 @@ def _finished(out: Path, config: dict) -> dict | None:
     if not marker.exists():
         return None
     recorded = read_json(marker, "the finished search's settings")
-    if _differing(recorded, config, recorded.keys() | config.keys()):
+    keys = (recorded.keys() | config.keys()) - {"search_config"}  # how it was asked: any way
+    if _differing(recorded, config, keys):
         return None
     results = read_json(out / "results.json", "the search's results")
     print(
@@ -412,7 +381,8 @@ def _save_best(
         hp = best_trial.hyperparameters
         model = tuner_object.load_model(best_trial)
     path = out / "best_model.keras"
-    model.save(path)
+    with atomic_path(path) as temporary:
+        model.save(temporary)
     tta = hypermodel.recipe_for(hp).tta  # the recipe's test-time augmentation, if any
     # The saved file is what is tested, reloaded uncompiled: testing needs no optimizer
     # state, and a recipe's frozen batch-norm scales reload trainable (Keras does not save

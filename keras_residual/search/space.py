@@ -6,12 +6,10 @@ A dimension is fixed (a single value), a list of choices, or a range
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import time
+import warnings
 from collections.abc import Mapping
-from dataclasses import replace
 from pathlib import Path
 
 import keras
@@ -19,32 +17,30 @@ import keras_tuner
 import numpy as np
 
 from keras_residual import _checks
-from keras_residual.data import Dataset
 from keras_residual.fast_cifar import FAST_CIFAR_ACTIVATION, FAST_CIFAR_HEAD
 from keras_residual.flops import count_flops
+from keras_residual.models import resnet_cifar_spec
 from keras_residual.network import build_network
-from keras_residual.search.budget import TimeLimit
+from keras_residual.search.trials import fit_trial
 from keras_residual.spec import ACTIVATIONS, BLOCKS, DOWNSAMPLES, Norm, ResNetSpec
 from keras_residual.training import (
     OPTIMIZERS,
     RECIPES,
-    TrainingDiverged,
-    fit_with_recipe,
     get_recipe,
-    train,
 )
 
 SEARCHED_SHORTCUTS = ("A", "B", "C", "gated")
+# The architecture's dimensions: `resnet_cifar_spec`'s arguments and `ResNetSpec` fields,
+# under their own names; the others are `Recipe` fields.
+ARCHITECTURE = (
+    "stages", "blocks_per_stage", "width", "widen_factor", "block",
+    "downsample", "preact", "shortcut", "se_ratio", "activation", "drop_path_rate",
+)  # fmt: skip
 SAMPLINGS = ("linear", "log", "reverse_log")
 SE_RATIO = 1 / 16
 # learning-rate range per optimizer family: a conditional hyperparameter
 LEARNING_RATES = {"sgd": (0.02, 0.4), "adaptive": (3e-4, 1e-2)}
 _ADAPTIVE = ("rmsprop", "adam", "adamw")
-# What a trial refused before it trains says, by the status its results row then takes:
-# over a constraint, or too slow for the time left.
-NOT_TRAINED = {"rejected": "rejected before training", "skipped": "skipped before training"}
-PROBE_STEPS = 2  # steps timed (after the first) of a network whose forecast extrapolates
-
 # Depth x width in the speed family's layout (a whitening stem and a max-pool opening each
 # stage: 28 -> 27 -> 13 -> 6 -> 3), 2 to 3x cheaper an image than striding (`--downsample
 # stride`) and as accurate (ResNet-8 at width 16 retrained 3 epochs: 99.39-99.55% test over
@@ -60,7 +56,7 @@ MNIST_SPACE: dict = {
     "block": "basic",
     "preact": False,
     "shortcut": "B",
-    "se": False,
+    "se_ratio": 0.0,
     "activation": "relu",
     "drop_path_rate": 0.0,
     "optimizer": "nesterov",
@@ -83,7 +79,7 @@ CIFAR10_SPACE: dict = {
     "block": "basic",
     "preact": False,
     "shortcut": "B",
-    "se": [False, True],
+    "se_ratio": [0.0, SE_RATIO],
     "activation": FAST_CIFAR_ACTIVATION,
     "drop_path_rate": 0.0,
     "optimizer": _AIRBENCH.optimizer,
@@ -110,7 +106,6 @@ _ALLOWED = {
     "shortcut": SEARCHED_SHORTCUTS,
     "optimizer": OPTIMIZERS,
     "preact": (False, True),
-    "se": (False, True),
 }
 _INTEGERS = ("stages", "blocks_per_stage", "width", "widen_factor", "batch_size")
 
@@ -146,7 +141,7 @@ def _check_dimension(name: str, spec):
     for value in values:
         if name in _ALLOWED:
             _checks.choice(name, value, _ALLOWED[name])
-        elif name == "drop_path_rate":
+        elif name in ("drop_path_rate", "se_ratio"):
             _checks.rate(name, value)
         elif name in _INTEGERS:
             _checks.positive_int(name, value)
@@ -199,7 +194,7 @@ def resolve_space(dataset: str = "mnist", space: Mapping | None = None, **dimens
     [8, 32]
     """
     resolved = {**DEFAULT_SPACES[_checks.choice("dataset", dataset, DEFAULT_SPACES)]}
-    for overrides in (space or {}, dimensions):
+    for overrides in (_renamed(space or {}), _renamed(dimensions)):
         unknown = set(overrides) - set(resolved)
         if unknown:
             raise ValueError(
@@ -209,6 +204,22 @@ def resolve_space(dataset: str = "mnist", space: Mapping | None = None, **dimens
     for name, spec in resolved.items():
         _check_dimension(name, spec)
     return resolved
+
+
+def _renamed(dimensions: Mapping) -> dict:
+    """`dimensions` under their current names: `se` (a flag) is `se_ratio` (0 or 1/16),
+    the spec's field, since 0.3; the old name is taken for one more release."""
+    dimensions = dict(dimensions)
+    if "se" in dimensions:
+        warnings.warn(
+            "The search dimension `se` is `se_ratio` now (0.0 or 0.0625, the spec field).",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        flags = dimensions.pop("se")
+        ratios = [SE_RATIO if flag else 0.0 for flag in np.atleast_1d(flags).tolist()]
+        dimensions["se_ratio"] = ratios if isinstance(flags, list | tuple) else ratios[0]
+    return dimensions
 
 
 def load_space_file(path: str | Path) -> dict:
@@ -237,7 +248,7 @@ def _smallest(name: str, values):
     if isinstance(values, Mapping):
         return values["min"]
     options = list(values) if isinstance(values, list | tuple) else [values]
-    cheapest = {"block": "basic", "shortcut": "A", "se": False}
+    cheapest = {"block": "basic", "shortcut": "A", "se_ratio": 0.0}
     if name in cheapest and cheapest[name] in options:
         return cheapest[name]
     numbers = [v for v in options if isinstance(v, int | float) and not isinstance(v, bool)]
@@ -379,34 +390,26 @@ class ResidualHyperModel(keras_tuner.HyperModel):
         return chosen
 
     def spec(self, hp: keras_tuner.HyperParameters) -> ResNetSpec:
-        """The architecture the values in `hp` (or the space's defaults) describe."""
+        """The architecture the values in `hp` (or the space's defaults) describe: the
+        CIFAR ResNet family (`resnet_cifar_spec`) with the chosen family and spec fields,
+        on the head the recipe is tuned for."""
         v = self.declare(hp)
-        stages, per_stage = v["stages"], v["blocks_per_stage"]
-        depth = stages * per_stage * (2 if v["block"] == "basic" else 3) + 2
-        stem, strides = downsampling(self.input_shape, stages)
+        chosen = {name: v[name] for name in ARCHITECTURE}
+        stem, strides = downsampling(self.input_shape, v["stages"])
         pool = v["downsample"] == "pool"
         if pool and stem == "cifar":  # the speed family's layout: whitened 2x2 patches, and
-            stem, strides = "whiten", (2,) * stages  # every stage pools (32 -> 31, ..., 3)
-        return ResNetSpec(
-            name=f"{'preact_' if v['preact'] else ''}resnet{depth}_w{v['width']}"
-            + ("_pool" if pool else ""),
+            stem, strides = "whiten", (2,) * v["stages"]  # every stage pools (32 -> 31, ..., 3)
+        spec = resnet_cifar_spec(
             input_shape=self.input_shape,
             num_classes=self.num_classes,
-            stem_filters=v["width"],
-            block=v["block"],
-            depths=(per_stage,) * stages,
-            filters=tuple(v["width"] * v["widen_factor"] * 2**i for i in range(stages)),
             stem=stem,
             strides=strides,
-            downsample=v["downsample"],
-            preact=v["preact"],
-            shortcut=v["shortcut"],
-            se_ratio=SE_RATIO if v["se"] else 0.0,
-            activation=v["activation"],
-            drop_path_rate=v["drop_path_rate"],
             norm=self.norm,
             **self.head,
+            **chosen,
         )
+        name = f"{'preact_' if v['preact'] else ''}{spec.name}_w{v['width']}"
+        return spec.replace(name=name + ("_pool" if pool else ""))
 
     def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
         return build_network(self.spec(hp), dtype=self.dtype)
@@ -423,132 +426,9 @@ class ResidualHyperModel(keras_tuner.HyperModel):
             weight_decay=v["weight_decay"],
         )
 
-    def fit(
-        self,
-        hp,
-        model,
-        x,
-        y=None,
-        *,
-        epochs: int = 1,
-        callbacks=(),
-        time_limit: TimeLimit | None = None,
-        **kwargs,
-    ):
-        """Train a trial's model: on a `Dataset` with `train` (the toolkit's pipelines),
-        else on `x`, `y`, `validation_data` as `model.fit` takes them with
-        `fit_with_recipe`. Returns the trial's record: the best of each metric over the
-        epochs, parameters, FLOPs, seconds and the next epoch. A network over the
-        constraints, or (given a `time_limit`) too slow for the time left, fails before
-        it trains."""
-        params, flops = model.count_params(), count_flops(model)
-        why = self.over_budget(params, flops)
-        if why:
-            raise keras_tuner.errors.FailedTrialError(f"{NOT_TRAINED['rejected']}: {why}")
-        recipe = self.recipe_for(hp)
-        if "batch_size" in kwargs:  # a keras-tuner user's fixed batch size
-            recipe = replace(recipe, batch_size=kwargs.pop("batch_size"))
-        why = time_limit and time_limit.check(flops)
-        if why and time_limit.worth_probing(flops):
-            started = time.perf_counter()
-            per_image = self._probe(hp, x, y, recipe)
-            if per_image is not None:
-                spent = time.perf_counter() - started
-                timing, time_limit = time_limit.probed(flops, per_image, spent)
-                why = time_limit.check(flops, timing)
-                if kwargs.get("verbose", "auto"):
-                    forecast = time_limit.cost.timing(flops).per_image
-                    print(
-                        f"Timed {PROBE_STEPS} steps of {model.name}: {per_image * 1e3:.2f} ms "
-                        f"an image (forecast {forecast * 1e3:.2f}); "
-                        + ("skipping it." if why else "training it.")
-                    )
-                why = why and f"{why} (timed over {PROBE_STEPS} steps)"
-        if why:
-            raise keras_tuner.errors.FailedTrialError(f"{NOT_TRAINED['skipped']}: {why}")
-        common = {
-            "epochs": epochs,
-            "recipe": recipe,
-            "seed": kwargs.pop("seed", 0),
-            "verbose": kwargs.pop("verbose", "auto"),
-            "callbacks": [*callbacks, steady := _SteadyTime()],
-            "initial_epoch": kwargs.pop("initial_epoch", 0),
-        }
-        start = time.perf_counter()
-        try:
-            if isinstance(x, Dataset):
-                history = train(model, x, **common)
-            else:
-                history = fit_with_recipe(model, x, y, **common, **kwargs)
-        except TrainingDiverged as error:
-            raise keras_tuner.errors.FailedTrialError(str(error)) from None
-        fit_seconds = time.perf_counter() - start
-        best = {
-            name: (min if "loss" in name else max)(
-                [v for v in values if math.isfinite(v)], default=math.inf * ("loss" in name)
-            )
-            for name, values in history.history.items()
-            if name != "learning_rate"
-        }
-        record = {
-            **best,
-            "params": params,
-            "flops": flops,
-            "fit_seconds": fit_seconds,
-            "next_epoch": history.epoch[-1] + 1,
-        }
-        if _sized(x):
-            record["train_examples"] = len(x.y_train if isinstance(x, Dataset) else x)
-        if steady.steps:  # the cost of more training: per image and validation, and to start
-            record["seconds_per_image"] = steady.seconds / (steady.steps * recipe.batch_size)
-            record["validation_seconds"] = steady.validation
-            steady_total = steady.seconds + steady.validation * len(history.epoch)
-            record["overhead_seconds"] = max(0.0, fit_seconds - steady_total)
-        return record
-
-    def _probe(self, hp, x, y, recipe) -> float | None:
-        """Seconds per training image of a fresh copy of the trial's network over
-        `PROBE_STEPS` steps after the first (tracing), on the first images of `x`; None
-        where `x` is not a `Dataset` or arrays, or too few images for a step to time."""
-        if not _sized(x):
-            return None
-        images, steady = (PROBE_STEPS + 1) * recipe.batch_size, _SteadyTime()
-        arguments = {"epochs": 1, "recipe": recipe, "verbose": 0, "callbacks": [steady]}
-        model = self.build(hp)
-        with contextlib.suppress(TrainingDiverged):  # timed all the same
-            if isinstance(x, Dataset):
-                head = {"x_train": x.x_train[:images], "y_train": x.y_train[:images]}
-                train(model, replace(x, **head, x_val=x.x_val[:0], y_val=x.y_val[:0]), **arguments)
-            else:
-                fit_with_recipe(model, x[:images], y[:images], **arguments)
-        return steady.seconds / (steady.steps * recipe.batch_size) if steady.steps else None
-
-
-def _sized(x) -> bool:
-    """Whether the training images `x` say how many they are (a tf.data dataset does not)."""
-    return isinstance(x, Dataset) or hasattr(x, "shape")
-
-
-class _SteadyTime(keras.callbacks.Callback):
-    """Seconds of the training steps after the first (tracing, the pipeline's start) and
-    of the last validation pass: what more epochs of the same network cost."""
-
-    def __init__(self):
-        super().__init__()
-        self.seconds, self.steps, self.validation = 0.0, 0, 0.0
-        self._traced, self._began, self._testing = False, None, None
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self._began = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self._traced:
-            self.seconds += time.perf_counter() - self._began
-            self.steps += 1
-        self._traced = True
-
-    def on_test_begin(self, logs=None):
-        self._testing = time.perf_counter()
-
-    def on_test_end(self, logs=None):
-        self.validation = time.perf_counter() - self._testing
+    def fit(self, hp, model, x, y=None, **kwargs):
+        """Train a trial's model (`trials.fit_trial`): on a `Dataset` with `train`, else on
+        `x`, `y`, `validation_data` as `model.fit` takes them with `fit_with_recipe`.
+        Returns the trial's record: the best of each metric over the epochs, parameters,
+        FLOPs, seconds and the next epoch."""
+        return fit_trial(self, hp, model, x, y, **kwargs)

@@ -12,31 +12,11 @@ import json
 from pathlib import Path
 
 from keras_residual import _thirdparty
-from keras_residual._files import write_text_atomically
+from keras_residual._files import StateError, read_json, write_text_atomically
 
 HYPERPARAMETERS_FILE = "hyperparameters.json"  # the toolkit's copy, written as a trial starts
 ORACLE_FILE = "oracle.json"
 TRIAL_FILE = "trial.json"
-
-
-class StateError(ValueError):
-    """A state file of a search directory cannot be read; the message says what to do."""
-
-
-def read_json(path: str | Path, what: str, way_out: str = "") -> dict:
-    """The JSON object in `path`, or a `StateError` naming the file, what it is and `way_out`."""
-    path = Path(path)
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        reason = "is missing" if isinstance(error, FileNotFoundError) else "is truncated or corrupt"
-        raise StateError(f"{path} ({what}) {reason} ({error}).{way_out}") from None
-    if not isinstance(value, dict):
-        raise StateError(
-            f"{path} ({what}) is truncated or corrupt (it holds {json.dumps(value)[:40]}, "
-            f"not a JSON object).{way_out}"
-        )
-    return value
 
 
 def readable(path: Path) -> bool:

@@ -1,0 +1,101 @@
+"""A recipe's learning-rate schedule and optimizer, built from Keras's, and the model
+compiled with them."""
+
+from __future__ import annotations
+
+import keras
+
+from keras_residual import _checks
+from keras_residual.recipes import OPTIMIZERS, SGD_OPTIMIZERS, Recipe
+from keras_residual.techniques import OneCycle, RateScaledSGD
+
+MAX_WARMUP_FRACTION = 0.3
+
+
+def learning_rate_schedule(recipe: Recipe, steps_per_epoch: int, epochs: int):
+    """The recipe's schedule as a Keras `LearningRateSchedule` (or a float)."""
+    peak = recipe.learning_rate * recipe.batch_size / recipe.reference_batch
+    total = max(1, steps_per_epoch * epochs)
+    # A run shorter than the recipe was written for still anneals: warm-up takes at most
+    # MAX_WARMUP_FRACTION of it (airbench 23%, Page's ResNet-9 21%).
+    warmup = min(int(recipe.warmup_epochs * steps_per_epoch), int(MAX_WARMUP_FRACTION * total))
+    if recipe.schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(
+            peak * recipe.warmup_from if warmup else peak,
+            decay_steps=total - warmup,
+            alpha=recipe.anneal_to,
+            warmup_target=peak if warmup else None,
+            warmup_steps=warmup,
+        )
+    if recipe.schedule == "onecycle":
+        return OneCycle(peak, total, warmup, recipe.warmup_from, recipe.anneal_to)
+    if recipe.schedule == "step":
+        boundaries = sorted({max(1, int(m * total)) for m in recipe.milestones})
+        values = [peak * 0.1**i for i in range(len(boundaries) + 1)]
+        return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+    return peak
+
+
+def make_optimizer(
+    name: str,
+    learning_rate,
+    weight_decay: float = 0.0,
+    ema: float = 0.0,
+    momentum: float = 0.9,
+    rate_multipliers: dict[str, float] | None = None,
+) -> keras.optimizers.Optimizer:
+    """An optimizer named as in the literature, built from Keras's own.
+
+    Args:
+        name: one of `OPTIMIZERS`: `sgd`, `momentum`, `nesterov`, `rmsprop`, `adam`,
+            `adamw`.
+        learning_rate: a number or a Keras `LearningRateSchedule`.
+        weight_decay: decoupled weight decay (Keras style: `w -= lr * wd * w`).
+        ema: > 0 keeps Keras's moving average of the weights with that momentum.
+        momentum: of the SGD optimizers (`momentum`, `nesterov`).
+        rate_multipliers: for the SGD optimizers, learning-rate multipliers by variable
+            name (`RateScaledSGD`).
+
+    Example:
+    >>> make_optimizer("nesterov", 0.1, 1e-4).nesterov
+    True
+    """
+    _checks.choice("optimizer", name, OPTIMIZERS)
+    _checks.rate("ema", ema)
+    options = {"weight_decay": weight_decay or None, "use_ema": ema > 0}
+    if ema > 0:
+        options["ema_momentum"] = ema
+    if name in SGD_OPTIMIZERS:
+        sgd = {"momentum": 0.0 if name == "sgd" else momentum, "nesterov": name == "nesterov"}
+        if rate_multipliers:
+            return RateScaledSGD(rate_multipliers, learning_rate=learning_rate, **sgd, **options)
+        return keras.optimizers.SGD(learning_rate, **sgd, **options)
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(learning_rate, momentum=0.9, **options)
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate, **options)
+    return keras.optimizers.AdamW(learning_rate, **{**options, "weight_decay": weight_decay})
+
+
+def compile_model(
+    model: keras.Model, recipe: Recipe, steps_per_epoch: int, epochs: int
+) -> keras.Model:
+    """Compile `model` for classification with one-hot labels, following `recipe`."""
+    optimizer = make_optimizer(
+        recipe.optimizer,
+        learning_rate_schedule(recipe, steps_per_epoch, epochs),
+        recipe.weight_decay,
+        recipe.ema,
+        recipe.momentum,
+        {"beta": recipe.norm_shift_rate} if recipe.norm_shift_rate != 1 else None,
+    )
+    if not recipe.decay_norm_and_bias:  # decay kernels only, not BN scales/shifts or biases
+        optimizer.exclude_from_weight_decay(
+            var_list=[w for w in model.trainable_weights if len(w.shape) <= 1]
+        )
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
+        metrics=["accuracy"],
+    )
+    return model

@@ -1,0 +1,182 @@
+"""`SearchConfig`: everything that defines a search, as one frozen, validated value.
+
+The command line and Python build the same value (`SearchConfig.for_dataset` gives the
+defaults both use), `run_search(config)` runs it, and the run's `search.json` keeps it, so
+`keras-residual search --out DIR --resume` continues the search it describes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from keras_residual import _checks
+
+TUNER_NAMES = ("random", "bayesian", "hyperband")
+
+# The defaults by the data's default space: MNIST a few-minute job that tries every depth x
+# width of its space on a fifth of the data and retrains the best that fits; the others
+# spend half the budget on trials and retrain the best in the rest.
+_MNIST = {
+    "max_trials": 9,
+    "time_budget": "4.5m",
+    "final_epochs": 3,
+    "min_final_epochs": 1,
+    "data_fraction": 0.2,
+}
+_CIFAR = {
+    "max_trials": 32,
+    "time_budget": "20m",
+    "final_epochs": "auto",
+    "min_final_epochs": 5,  # half the speed presets' 10; networks too slow are skipped
+    "data_fraction": 1.0,
+}
+DEFAULTS = {"mnist": _MNIST, "fashion_mnist": _MNIST, "cifar10": _CIFAR, "cifar100": _CIFAR}
+
+
+def parse_duration(text: str | float | None) -> float | None:
+    """Seconds from `90`, `90s`, `10m` or `1.5h`; None stays None.
+
+    Example:
+    >>> parse_duration("10m"), parse_duration("1.5h"), parse_duration(45)
+    (600.0, 5400.0, 45.0)
+    """
+    if text is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600}
+    raw = str(text).strip().lower()
+    scale = units.get(raw[-1:])
+    try:
+        seconds = float(raw[:-1] if scale else raw) * (scale or 1)
+    except ValueError:
+        raise ValueError(f"`time_budget` must look like 90s, 10m or 1h; got {text!r}.") from None
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"`time_budget` must be positive and finite, got {text!r}.")
+    return seconds
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """A search: data, space, budget, tuner, constraints and the final retraining.
+
+    Args:
+        dataset: a name of `keras_residual.data.DATASETS`, or the path of a folder of
+            class subfolders of images or of an `.npz` of arrays (`load_dataset`).
+        data_dir: where the named datasets are (default: `$KERAS_RESIDUAL_DATA`, else
+            `keras.datasets`); not part of what makes two searches alike.
+        image_size: `N` or `(height, width)` a folder's images are resized to.
+        space: search dimensions laid over the data's default space (`resolve_space`):
+            a fixed value, a list of choices or a range `{"min": a, "max": b}`.
+        tuner: `random`, `bayesian` or `hyperband`.
+        max_trials: at most this many trials (not for `hyperband`).
+        epochs: epochs a trial trains (`hyperband`: its largest rung).
+        time_budget: the whole search's, final retraining included: seconds or `90s`,
+            `10m`, `1h`; None: no budget.
+        final_epochs: retrain the best configuration from scratch this long (longer when
+            the budget leaves time); `"auto"`: as long as the budget leaves; 0 keeps the
+            best trial's own weights.
+        trial_share: with `final_epochs="auto"`, the budget's share for trials.
+        min_final_epochs: with `"auto"`, retrain at least this long; networks too slow
+            for it are skipped before they train.
+        data_fraction: trials train on this share of the training set (the retraining
+            and the test use all of it).
+        max_params, max_mflops: networks over these are rejected before they train.
+        seed: draws the trials (the same seed, the same configurations) and seeds them.
+        dtype: the trials' Keras dtype policy; `"auto"` resolves for this machine.
+
+    Example:
+    >>> config = SearchConfig.for_dataset("mnist", space={"width": [8, 16]})
+    >>> config.time_budget, config.final_epochs, config.space
+    ('4.5m', 3, {'width': [8, 16]})
+    >>> SearchConfig.from_dict(config.to_dict()) == config
+    True
+    """
+
+    dataset: str = "mnist"
+    data_dir: str | None = None
+    image_size: int | tuple[int, int] | None = None
+    space: Mapping = field(default_factory=dict)
+    tuner: str = "random"
+    max_trials: int = 6
+    epochs: int = 1
+    time_budget: str | float | None = None
+    final_epochs: int | str = 0
+    trial_share: float = 0.5
+    min_final_epochs: int = 1
+    data_fraction: float = 1.0
+    max_params: int | None = None
+    max_mflops: float | None = None
+    seed: int = 0
+    dtype: str | None = "auto"
+
+    def __post_init__(self):
+        object.__setattr__(self, "dataset", os.fspath(self.dataset))
+        if self.data_dir is not None:
+            object.__setattr__(self, "data_dir", os.fspath(self.data_dir))
+        if isinstance(self.image_size, list):
+            object.__setattr__(self, "image_size", tuple(self.image_size))
+        if not isinstance(self.space, Mapping):
+            raise ValueError(f"`space` must be a mapping of dimensions, got {self.space!r}.")
+        object.__setattr__(self, "space", dict(self.space))
+        _checks.choice("tuner", self.tuner, TUNER_NAMES)
+        _checks.positive_int("max_trials", self.max_trials)
+        _checks.positive_int("epochs", self.epochs)
+        auto = self.final_epochs == "auto"
+        whole = isinstance(self.final_epochs, int) and not isinstance(self.final_epochs, bool)
+        if not auto and not (whole and self.final_epochs >= 0):
+            raise ValueError(
+                "`final_epochs` must be a non-negative integer or 'auto', got "
+                f"{self.final_epochs!r}."
+            )
+        if not (_checks.finite("trial_share", self.trial_share) and 0 < self.trial_share < 1):
+            raise ValueError(f"`trial_share` must lie in (0, 1), got {self.trial_share!r}.")
+        _checks.positive_int("min_final_epochs", self.min_final_epochs)
+        fraction = self.data_fraction
+        if not (_checks.finite("data_fraction", fraction) and 0 < fraction <= 1):
+            raise ValueError(f"`data_fraction` must lie in (0, 1], got {fraction!r}.")
+        budget = self.budget_seconds  # a malformed budget fails here, whatever else is set
+        if auto and budget is None:
+            raise ValueError(
+                "`final_epochs='auto'` retrains for the time the trials leave: give a "
+                "`time_budget` too, or a number of final epochs."
+            )
+        if self.max_params is not None:
+            _checks.positive_int("max_params", self.max_params)
+        if self.max_mflops is not None:
+            _checks.positive("max_mflops", self.max_mflops)
+        _checks.non_negative_int("seed", self.seed)
+
+    @property
+    def budget_seconds(self) -> float | None:
+        return parse_duration(self.time_budget)
+
+    @classmethod
+    def for_dataset(cls, dataset: str | os.PathLike = "mnist", **changes) -> SearchConfig:
+        """The defaults for `dataset` (MNIST's for the MNIST-like sets, CIFAR-10's for the
+        others and for data of your own), with `changes` (None values ignored).
+
+        Example:
+        >>> SearchConfig.for_dataset("photos/", tuner="hyperband").time_budget
+        '20m'
+        """
+        defaults = DEFAULTS.get(os.fspath(dataset), _CIFAR)
+        given = {k: v for k, v in changes.items() if v is not None}
+        return cls(dataset=os.fspath(dataset), **{**defaults, **given})
+
+    def replace(self, **changes) -> SearchConfig:
+        """This config with `changes`, validated again."""
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping) -> SearchConfig:
+        """The config `to_dict` gave (fields it does not know are refused, naming them)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"SearchConfig has no field {', '.join(map(repr, unknown))}.")
+        return cls(**values)

@@ -1,0 +1,155 @@
+"""A trial's training and timing: the constraints and time-limit checks before it trains
+(a probe where the cost model extrapolates), the fit itself, and the record the search keeps
+(best metrics, parameters, FLOPs, steady seconds per image and per validation pass)."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import replace
+
+import keras
+import keras_tuner
+
+from keras_residual.data import Dataset
+from keras_residual.flops import count_flops
+from keras_residual.search.budget import TimeLimit
+from keras_residual.training import TrainingDiverged, fit_with_recipe, train
+
+# What a trial refused before it trains says, by the status its results row then takes:
+# over a constraint, or too slow for the time left.
+NOT_TRAINED = {"rejected": "rejected before training", "skipped": "skipped before training"}
+PROBE_STEPS = 2  # steps timed (after the first) of a network whose forecast extrapolates
+
+
+def fit_trial(
+    hypermodel,
+    hp,
+    model,
+    x,
+    y=None,
+    *,
+    epochs: int = 1,
+    callbacks=(),
+    time_limit: TimeLimit | None = None,
+    **kwargs,
+):
+    """Train a trial's model: on a `Dataset` with `train` (the toolkit's pipelines),
+    else on `x`, `y`, `validation_data` as `model.fit` takes them with
+    `fit_with_recipe`. Returns the trial's record: the best of each metric over the
+    epochs, parameters, FLOPs, seconds and the next epoch. A network over the
+    constraints, or (given a `time_limit`) too slow for the time left, fails before
+    it trains."""
+    params, flops = model.count_params(), count_flops(model)
+    why = hypermodel.over_budget(params, flops)
+    if why:
+        raise keras_tuner.errors.FailedTrialError(f"{NOT_TRAINED['rejected']}: {why}")
+    recipe = hypermodel.recipe_for(hp)
+    if "batch_size" in kwargs:  # a keras-tuner user's fixed batch size
+        recipe = replace(recipe, batch_size=kwargs.pop("batch_size"))
+    why = time_limit and time_limit.check(flops)
+    if why and time_limit.worth_probing(flops):
+        started = time.perf_counter()
+        per_image = _probe(hypermodel, hp, x, y, recipe)
+        if per_image is not None:
+            spent = time.perf_counter() - started
+            timing, time_limit = time_limit.probed(flops, per_image, spent)
+            why = time_limit.check(flops, timing)
+            if kwargs.get("verbose", "auto"):
+                forecast = time_limit.cost.timing(flops).per_image
+                print(
+                    f"Timed {PROBE_STEPS} steps of {model.name}: {per_image * 1e3:.2f} ms "
+                    f"an image (forecast {forecast * 1e3:.2f}); "
+                    + ("skipping it." if why else "training it.")
+                )
+            why = why and f"{why} (timed over {PROBE_STEPS} steps)"
+    if why:
+        raise keras_tuner.errors.FailedTrialError(f"{NOT_TRAINED['skipped']}: {why}")
+    common = {
+        "epochs": epochs,
+        "recipe": recipe,
+        "seed": kwargs.pop("seed", 0),
+        "verbose": kwargs.pop("verbose", "auto"),
+        "callbacks": [*callbacks, steady := _SteadyTime()],
+        "initial_epoch": kwargs.pop("initial_epoch", 0),
+    }
+    start = time.perf_counter()
+    try:
+        if isinstance(x, Dataset):
+            history = train(model, x, **common)
+        else:
+            history = fit_with_recipe(model, x, y, **common, **kwargs)
+    except TrainingDiverged as error:
+        raise keras_tuner.errors.FailedTrialError(str(error)) from None
+    fit_seconds = time.perf_counter() - start
+    best = {
+        name: (min if "loss" in name else max)(
+            [v for v in values if math.isfinite(v)], default=math.inf * ("loss" in name)
+        )
+        for name, values in history.history.items()
+        if name != "learning_rate"
+    }
+    record = {
+        **best,
+        "params": params,
+        "flops": flops,
+        "fit_seconds": fit_seconds,
+        "next_epoch": history.epoch[-1] + 1,
+    }
+    if _sized(x):
+        record["train_examples"] = len(x.y_train if isinstance(x, Dataset) else x)
+    if steady.steps:  # the cost of more training: per image and validation, and to start
+        record["seconds_per_image"] = steady.seconds / (steady.steps * recipe.batch_size)
+        record["validation_seconds"] = steady.validation
+        steady_total = steady.seconds + steady.validation * len(history.epoch)
+        record["overhead_seconds"] = max(0.0, fit_seconds - steady_total)
+    return record
+
+
+def _probe(hypermodel, hp, x, y, recipe) -> float | None:
+    """Seconds per training image of a fresh copy of the trial's network over
+    `PROBE_STEPS` steps after the first (tracing), on the first images of `x`; None
+    where `x` is not a `Dataset` or arrays, or too few images for a step to time."""
+    if not _sized(x):
+        return None
+    images, steady = (PROBE_STEPS + 1) * recipe.batch_size, _SteadyTime()
+    arguments = {"epochs": 1, "recipe": recipe, "verbose": 0, "callbacks": [steady]}
+    model = hypermodel.build(hp)
+    with contextlib.suppress(TrainingDiverged):  # timed all the same
+        if isinstance(x, Dataset):
+            head = {"x_train": x.x_train[:images], "y_train": x.y_train[:images]}
+            train(model, replace(x, **head, x_val=x.x_val[:0], y_val=x.y_val[:0]), **arguments)
+        else:
+            fit_with_recipe(model, x[:images], y[:images], **arguments)
+    return steady.seconds / (steady.steps * recipe.batch_size) if steady.steps else None
+
+
+def _sized(x) -> bool:
+    """Whether the training images `x` say how many they are (a tf.data dataset does not)."""
+    return isinstance(x, Dataset) or hasattr(x, "shape")
+
+
+class _SteadyTime(keras.callbacks.Callback):
+    """Seconds of the training steps after the first (tracing, the pipeline's start) and
+    of the last validation pass: what more epochs of the same network cost."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds, self.steps, self.validation = 0.0, 0, 0.0
+        self._traced, self._began, self._testing = False, None, None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._began = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._traced:
+            self.seconds += time.perf_counter() - self._began
+            self.steps += 1
+        self._traced = True
+
+    def on_test_begin(self, logs=None):
+        self._testing = time.perf_counter()
+
+    def on_test_end(self, logs=None):
+        self.validation = time.perf_counter() - self._testing
