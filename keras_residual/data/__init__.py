@@ -19,11 +19,10 @@ from keras_residual.data.named import (
     check_image_size,
     load_named,
 )
-from keras_residual.data.pipelines import AUGMENTATION, FLIPS, make_pipeline
+from keras_residual.data.pipelines import FLIPS, make_pipeline
 from keras_residual.data.user import load_arrays, load_image_folder
 
 __all__ = [
-    "AUGMENTATION",
     "CIFAR10_CLASSES",
     "DATASETS",
     "DATA_ENV",

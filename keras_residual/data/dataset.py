@@ -35,7 +35,12 @@ def _channel_statistics(images: np.ndarray, chunk: int = 1024):
 
 @dataclass
 class Dataset:
-    """Train / validation / test arrays (uint8 images NHWC, int labels) and class names."""
+    """Train / validation / test arrays (uint8 images NHWC, int labels) and class names.
+
+    `augmentation` is the training augmentation the data takes by default (`flip`,
+    `translate`), stated by its loader: the CIFAR sets' flips and 4-pixel shifts, none for
+    digits and for the user's own data (text, say, must not be mirrored). None (a
+    `Dataset` made by hand) takes the named set's, as `DATASETS` states it."""
 
     name: str
     x_train: np.ndarray
@@ -46,6 +51,7 @@ class Dataset:
     y_test: np.ndarray
     class_names: tuple[str, ...]
     source: str = ""
+    augmentation: dict | None = None  # the training default, as its loader states it
     mean: np.ndarray = field(init=False)
     std: np.ndarray = field(init=False)
 

@@ -38,11 +38,22 @@ FASHION_MNIST_CLASSES = (
     "ankle boot",
 )
 # The image sets of keras.datasets: what `load_dataset` takes by name.
+# Training augmentation by default: the CIFAR sets' standard flip + 4-pixel shift; digits
+# are neither flipped nor shifted.
+_CIFAR_AUGMENTATION = {"flip": True, "translate": 4}
 DATASETS = {
     "mnist": {"shape": (28, 28, 1), "classes": tuple(str(d) for d in range(10))},
     "fashion_mnist": {"shape": (28, 28, 1), "classes": FASHION_MNIST_CLASSES},
-    "cifar10": {"shape": (32, 32, 3), "classes": CIFAR10_CLASSES},
-    "cifar100": {"shape": (32, 32, 3), "classes": tuple(str(c) for c in range(100))},
+    "cifar10": {
+        "shape": (32, 32, 3),
+        "classes": CIFAR10_CLASSES,
+        "augmentation": _CIFAR_AUGMENTATION,
+    },
+    "cifar100": {
+        "shape": (32, 32, 3),
+        "classes": tuple(str(c) for c in range(100)),
+        "augmentation": _CIFAR_AUGMENTATION,
+    },
 }
 
 
@@ -168,4 +179,5 @@ def load_named(name: str, data_dir=None, validation_split: float = 0.1, seed: in
         y_test=arrays["y_test"],
         class_names=DATASETS[name]["classes"],
         source=source,
+        augmentation=dict(DATASETS[name].get("augmentation", {})),
     )

@@ -10,11 +10,8 @@ import tensorflow as tf
 
 from keras_residual import _checks
 from keras_residual.data.dataset import Dataset
+from keras_residual.data.named import DATASETS
 from keras_residual.recipes import FLIPS
-
-# Training augmentation by default: the CIFAR sets' standard flip + 4-pixel shift; digits
-# and the user's own data (unknown: text, say) are neither flipped nor shifted.
-AUGMENTATION = {name: {"flip": True, "translate": 4} for name in ("cifar10", "cifar100")}
 
 
 def _random_crop_flip(images, seed, pad: int, mirrored=None):
@@ -83,8 +80,8 @@ def make_pipeline(
         split: `"train"`, `"val"` or `"test"`.
         batch_size: images per batch (the last batch may be smaller).
         augment: augment the images (default: for the training split), with the
-            dataset's default (`AUGMENTATION`: for CIFAR the standard 4-pixel pad +
-            random crop + horizontal flip; MNIST and the user's data: none) unless
+            dataset's default (`Dataset.augmentation`: for CIFAR the standard 4-pixel
+            pad + random crop + horizontal flip; MNIST and the user's data: none) unless
             `flip`, `translate` or `cutout` say otherwise.
         shuffle: a new order each epoch (default: for the training split).
         seed: seeds the order and the augmentation.
@@ -115,7 +112,9 @@ def make_pipeline(
     images = tf.constant(getattr(data, f"x_{split}"))
     labels = tf.constant(getattr(data, f"y_{split}"))
     mean, std = tf.constant(data.mean), tf.constant(data.std)
-    default = AUGMENTATION.get(data.name, {})
+    default = data.augmentation
+    if default is None:  # a Dataset made by hand: the named set's
+        default = DATASETS.get(data.name, {}).get("augmentation", {})
     flip = default.get("flip", False) if flip is None else _checks.choice("flip", flip, FLIPS)
     flip = flip if augment else False
     translate = default.get("translate", 0) if translate is None else translate

@@ -154,6 +154,7 @@ def load_image_folder(
         y[test],
         tuple(classes),
         source=str(folder),
+        augmentation={},  # unknown images: augment by choice (the recipe's flip, translate)
     )
 
 
@@ -218,5 +219,6 @@ def load_arrays(
     if x_test.shape[1:] != x.shape[1:]:
         raise DataError(f"{path}: x_test images are {x_test.shape[1:]}, x_train {x.shape[1:]}.")
     return Dataset(
-        path.stem, x[train], y[train], x[val], y[val], x_test, y_test, classes, source=str(path)
-    )
+        path.stem, x[train], y[train], x[val], y[val], x_test, y_test, classes,
+        source=str(path), augmentation={},
+    )  # fmt: skip
