@@ -20,8 +20,8 @@ from keras_residual._files import write_text_atomically
 AUTO_MARGIN = 0.1
 # A network refused on a forecast outside the networks timed is first timed for a few steps
 # (probed) if it would fit were it this many times faster than forecast: seconds per FLOP
-# fall with width, 1.2-1.6x from width 32 to 128 on bfloat16 (benchmarks/search_cost_model.py),
-# and below the smallest network timed the forecast is the smallest's own time.
+# fall with width (benchmarks/search_cost_model.py measures by how much), and below the
+# smallest network timed the forecast is the smallest's own time.
 PROBE_GAIN = 2.0
 PROBE_FILE = "probe.json"  # a probed network's timing, beside its trial's trial.json
 

@@ -42,11 +42,9 @@ SE_RATIO = 1 / 16
 LEARNING_RATES = {"sgd": (0.02, 0.4), "adaptive": (3e-4, 1e-2)}
 _ADAPTIVE = ("rmsprop", "adam", "adamw")
 # Depth x width in the speed family's layout (a whitening stem and a max-pool opening each
-# stage: 28 -> 27 -> 13 -> 6 -> 3), 2 to 3x cheaper an image than striding (`--downsample
-# stride`) and as accurate (ResNet-8 at width 16 retrained 3 epochs: 99.39-99.55% test over
-# six seeds; strided, 99.39% in one), so the retraining fits on CPUs without bfloat16: a
-# trial on a fifth of MNIST takes 12 s (ResNet-8, width 8) to 23 s (ResNet-14, width 16) in
-# float32 on 2 AVX2 cores.
+# stage: 28 -> 27 -> 13 -> 6 -> 3): several times cheaper an image than striding
+# (`--downsample stride`) and as accurate on MNIST, so that the main job's retraining fits
+# its budget on CPUs without bfloat16 too (measurements: benchmarks/results).
 MNIST_SPACE: dict = {
     "stages": 3,
     "blocks_per_stage": [1, 2, 3],
@@ -65,10 +63,9 @@ MNIST_SPACE: dict = {
     "batch_size": 128,
 }
 # The regime that trains best per CPU-second (the speed family's, `fast_cifar`): wide and
-# shallow, pooling downsampling (`--downsample pool,stride` compares striding: 4-16x the
-# FLOPs at these widths), trained with the `airbench` recipe's settings (Nesterov at 1.5
-# for batch 1024, decoupled decay 0.0089) and the speed family's head they are tuned for
-# (`RECIPE_HEADS`), and its GELU. 50 to 970 MFLOPs an image (`fast_cifar_s`: 206).
+# shallow, pooling downsampling (`--downsample pool,stride` compares striding, several
+# times the FLOPs at these widths), trained with the `airbench` recipe's settings and the
+# speed family's head they are tuned for (`RECIPE_HEADS`), and its GELU.
 _AIRBENCH = RECIPES["airbench"]
 CIFAR10_SPACE: dict = {
     "stages": 3,
