@@ -60,6 +60,20 @@ def _where(record: dict) -> str:
     return f"{when}, commit `{commit}`, {cpu}{cores}"
 
 
+# What every record has; the other scalar fields are the run's own figures, shown in a line.
+_PROVENANCE = {"benchmark", "date", "commit", "dirty", "command", "cpu_model", "cpu_flags",
+               "cores", "python", "note", "rows", "file", "carried_over"}  # fmt: skip
+
+
+def _figures(record: dict) -> str:
+    scalars = {
+        k: v
+        for k, v in record.items()
+        if k not in _PROVENANCE and isinstance(v, int | float | str | bool) and v is not None
+    }
+    return ", ".join(f"{k} `{_cell(v)}`" for k, v in scalars.items())
+
+
 def summary(records: list[dict]) -> str:
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for record in records:
@@ -82,11 +96,16 @@ def summary(records: list[dict]) -> str:
         lines += [f"{_where(newest)}{carried}; [`{newest['file']}`]({newest['file']})", ""]
         if newest.get("command"):
             lines += [f"`{newest['command']}`", ""]
+        if _figures(newest):
+            lines += [_figures(newest), ""]
         if newest.get("note"):
             lines += [newest["note"], ""]
         lines += [*table(newest.get("rows", [])), ""]
         for older in group[1:]:
-            lines.append(f"- earlier: {_where(older)}; [`{older['file']}`]({older['file']})")
+            figures = f" ({_figures(older)})" if _figures(older) else ""
+            lines.append(
+                f"- earlier: {_where(older)}{figures}; [`{older['file']}`]({older['file']})"
+            )
         if len(group) > 1:
             lines.append("")
     return "\n".join(lines).rstrip() + "\n"
