@@ -48,7 +48,7 @@ class RunFinished(ValueError):
     train it longer."""
 
 
-def _claim_run_folder(
+def claim_run_folder(
     out_dir, model: keras.Model, recipe: Recipe, epochs: int, resume: bool, overwrite: bool
 ) -> tuple[Path, int]:
     """Make `out_dir` this run's folder and return it with the epoch to start from.
@@ -64,7 +64,7 @@ def _claim_run_folder(
             f"`out_dir` (--out) {out} holds a search, not a training run: choose another folder."
         )
     held = [name for name in (*RUN_FILES, *RUN_FOLDERS) if (out / name).exists()]
-    done = _RunState.epochs_done(out)
+    done = RunState.epochs_done(out)
     if held and not resume:
         if not overwrite:
             what = f"{done} epoch{'s' * (done != 1)} trained" if done else "no epoch finished"
@@ -112,7 +112,7 @@ def _claim_run_folder(
     return out, done
 
 
-class _RunState(keras.callbacks.Callback):
+class RunState(keras.callbacks.Callback):
     """A run folder's state, kept so that a kill at any moment loses no finished epoch.
 
     At each epoch's end, once the loss is finite: `best_model.keras` (when `monitor`

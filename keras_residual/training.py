@@ -33,11 +33,11 @@ from keras_residual.recipes import (  # noqa: F401 (importable from here, as bef
     Recipe,
     get_recipe,
 )
-from keras_residual.run_folder import (  # noqa: F401 (importable from here, as before)
+from keras_residual.run_folder import (  # noqa: F401 (RUN_FILE, RunFinished: as before)
     RUN_FILE,
     RunFinished,
-    _claim_run_folder,
-    _RunState,
+    RunState,
+    claim_run_folder,
 )
 from keras_residual.techniques import Lookahead, check_tta, predict_with_tta
 from keras_residual.whitening import ADAPT_IMAGES, adapt_whitening, whitening_layers
@@ -143,10 +143,10 @@ def train(
         raise ValueError("`resume` and `overwrite` exclude each other: continue or replace.")
     check_output_dir(out_dir, "out_dir")
     with folder_lock(out_dir, "out_dir"):
-        out, _ = _claim_run_folder(out_dir, model, recipe, epochs, resume, overwrite)
+        out, _ = claim_run_folder(out_dir, model, recipe, epochs, resume, overwrite)
         monitor = "val_accuracy" if len(data.y_val) else "accuracy"
         files = [
-            _RunState(out, monitor),
+            RunState(out, monitor),
             keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False),
         ]
         callbacks = [*files, *(callbacks or [])]
