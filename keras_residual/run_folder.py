@@ -50,8 +50,8 @@ class RunFinished(ValueError):
 
 def claim_run_folder(
     out_dir, model: keras.Model, recipe: Recipe, epochs: int, resume: bool, overwrite: bool
-) -> tuple[Path, int]:
-    """Make `out_dir` this run's folder and return it with the epoch to start from.
+) -> Path:
+    """Make `out_dir` this run's folder and return it (`RunState` restores its last epoch).
 
     Refuses (changing nothing) a folder that holds a search, another run without
     `overwrite` or `resume`, or on resume a different model or recipe, or a run that has
@@ -64,7 +64,7 @@ def claim_run_folder(
             f"`out_dir` (--out) {out} holds a search, not a training run: choose another folder."
         )
     held = [name for name in (*RUN_FILES, *RUN_FOLDERS) if (out / name).exists()]
-    done = RunState.epochs_done(out)
+    done = committed_epoch(out)["epoch"]
     if held and not resume:
         if not overwrite:
             what = f"{done} epoch{'s' * (done != 1)} trained" if done else "no epoch finished"
@@ -75,7 +75,6 @@ def claim_run_folder(
             )
         for name in held:
             (shutil.rmtree if (out / name).is_dir() else os.remove)(out / name)
-        done = 0
     spec = getattr(model, "spec", None)  # a model build_network made knows its spec
     if spec is not None:
         run["spec"] = json.loads(json.dumps(spec.to_dict()))
@@ -109,7 +108,19 @@ def claim_run_folder(
     if spec is not None:  # `kr.spec_from_dict` rebuilds the network this run trains
         write_text_atomically(out / "spec.json", json.dumps(run["spec"], indent=2))
     write_text_atomically(out / "recipe.json", json.dumps(run["recipe"], indent=2))
-    return out, done
+    return out
+
+
+_STATE_WAY_OUT = " Train again into a new folder, or pass --overwrite to start this one afresh."
+
+
+def committed_epoch(out: Path) -> dict:
+    """The run's last committed epoch, `{"epoch": N, "weights": FILE}` (`backup/state.json`;
+    epoch 0 and no weights before the first)."""
+    state = out / "backup" / "state.json"
+    if not state.exists():
+        return {"epoch": 0, "weights": None}
+    return read_json(state, "the run's last finished epoch", _STATE_WAY_OUT)
 
 
 class RunState(keras.callbacks.Callback):
@@ -129,19 +140,13 @@ class RunState(keras.callbacks.Callback):
         self.out, self.monitor = out, monitor
         self.backup = out / "backup"
 
-    @staticmethod
-    def epochs_done(out: Path) -> int:
-        state = out / "backup" / "state.json"
-        if not state.exists():
-            return 0
-        return int(read_json(state, "the run's last finished epoch", _STATE_WAY_OUT)["epoch"])
-
     def on_train_begin(self, logs=None):
-        done = self.epochs_done(self.out)
+        commit = committed_epoch(self.out)
+        done = commit["epoch"]
         if done:
             if self.model.optimizer is not None and not self.model.optimizer.built:
                 self.model.optimizer.build(self.model.trainable_variables)
-            self.model.load_weights(self.backup / f"epoch-{done}.weights.h5")
+            self.model.load_weights(self.backup / commit["weights"])
             self.model._initial_epoch = done  # what BackupAndRestore sets for fit
         self.rows = [row for row in _read_log(self.out / "log.csv") if int(row["epoch"]) < done]
         scores = [float(row[self.monitor]) for row in self.rows if row.get(self.monitor)]
@@ -169,9 +174,6 @@ class RunState(keras.callbacks.Callback):
     def _save_model(self, name: str) -> None:
         with atomic_path(self.out / name) as temporary:
             self.model.save(temporary)
-
-
-_STATE_WAY_OUT = " Train again into a new folder, or pass --overwrite to start this one afresh."
 
 
 def _read_log(path: Path) -> list[dict]:

@@ -143,7 +143,7 @@ def train(
         raise ValueError("`resume` and `overwrite` exclude each other: continue or replace.")
     check_output_dir(out_dir, "out_dir")
     with folder_lock(out_dir, "out_dir"):
-        out, _ = claim_run_folder(out_dir, model, recipe, epochs, resume, overwrite)
+        out = claim_run_folder(out_dir, model, recipe, epochs, resume, overwrite)
         monitor = "val_accuracy" if len(data.y_val) else "accuracy"
         files = [
             RunState(out, monitor),

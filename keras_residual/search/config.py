@@ -13,8 +13,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from keras_residual import _checks
-
-TUNER_NAMES = ("random", "bayesian", "hyperband")
+from keras_residual.search.tuner import TUNERS
 
 # The defaults by the data's default space: MNIST a few-minute job that tries every depth x
 # width of its space on a fifth of the data and retrains the best that fits; the others
@@ -120,7 +119,7 @@ class SearchConfig:
         if not isinstance(self.space, Mapping):
             raise ValueError(f"`space` must be a mapping of dimensions, got {self.space!r}.")
         object.__setattr__(self, "space", dict(self.space))
-        _checks.choice("tuner", self.tuner, TUNER_NAMES)
+        _checks.choice("tuner", self.tuner, TUNERS)
         _checks.positive_int("max_trials", self.max_trials)
         _checks.positive_int("epochs", self.epochs)
         auto = self.final_epochs == "auto"

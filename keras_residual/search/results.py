@@ -133,13 +133,11 @@ def write_results(
 
 
 def _kept_sections(path: Path) -> dict:
-    """The sections of the results file `path` beside its trials (none if it is unreadable:
-    the trials it lists are rebuilt from the trials' own files)."""
+    """The sections of the results file `path` beside its trials (none if it is missing or
+    unreadable: the trials it lists are rebuilt from the trials' own files)."""
     try:
-        previous = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(previous, dict):
+        previous = read_json(path, "the search's results")
+    except StateError:
         return {}
     return {k: v for k, v in previous.items() if k not in ("trials", "pareto_front")}
 

@@ -165,38 +165,33 @@ def _legacy_config(dataset, settings: dict) -> SearchConfig:
 def _search(
     config: SearchConfig, out: Path, resume: bool, distributed_mode: bool, worker_timeout, verbose
 ) -> dict:
-    dataset, data_dir, image_size, seed = (
-        config.dataset, config.data_dir, config.image_size, config.seed
-    )  # fmt: skip
-    tuner, max_trials, epochs, final_epochs = (
-        config.tuner, config.max_trials, config.epochs, config.final_epochs
-    )  # fmt: skip
-    max_params, max_mflops, data_fraction = (
-        config.max_params, config.max_mflops, config.data_fraction
-    )  # fmt: skip
-    trial_share, min_final_epochs = config.trial_share, config.min_final_epochs
-    auto, budget = final_epochs == "auto", config.budget_seconds
+    auto, budget = config.final_epochs == "auto", config.budget_seconds
     started = time.monotonic()
     role = distributed.check_environment() if distributed_mode else distributed.role()
     dtype = resolve_dtype(config.dtype)
     out = check_output_dir(out)
     data = None
-    if dataset in DATASETS:  # shape and classes known without reading the data
-        check_image_size(dataset, image_size)
-        shape, classes = DATASETS[dataset]["shape"], len(DATASETS[dataset]["classes"])
+    if config.dataset in DATASETS:  # shape and classes known without reading the data
+        check_image_size(config.dataset, config.image_size)
+        named = DATASETS[config.dataset]
+        shape, classes = named["shape"], len(named["classes"])
     else:  # the user's own data: read (and checked) before anything is written
-        data = load_dataset(dataset, data_dir, seed=seed, image_size=image_size)
+        data = load_dataset(
+            config.dataset, config.data_dir, seed=config.seed, image_size=config.image_size
+        )
         shape, classes = data.input_shape, data.num_classes
-    space_name = default_space_for(shape, dataset)
+    space_name = default_space_for(shape, config.dataset)
     resolved = resolve_space(space_name, config.space)
-    constraints = {"max_params": max_params, "max_mflops": max_mflops}
+    constraints = {"max_params": config.max_params, "max_mflops": config.max_mflops}
     hypermodel = ResidualHyperModel(
         shape, classes, space_name, resolved, dtype=dtype, **constraints
     )
     hypermodel.spec(keras_tuner.HyperParameters())  # every dimension declares: fail now
-    recorded = {"dataset": dataset, "image_size": image_size, "tuner": tuner, "epochs": epochs}
-    recorded |= {"seed": seed, "dtype": dtype, "space": resolved, "max_trials": max_trials}
-    recorded |= {"time_budget": budget, **constraints, "data_fraction": data_fraction}
+    # What makes two searches alike (`IDENTITY`), as resolved here, and the config itself.
+    recorded = {k: getattr(config, k) for k in ("dataset", "image_size", "tuner", "epochs")}
+    recorded |= {"seed": config.seed, "dtype": dtype, "space": resolved}
+    recorded |= {"max_trials": config.max_trials, "time_budget": budget, **constraints}
+    recorded |= {"data_fraction": config.data_fraction}
     recorded["search_config"] = config.to_dict()  # what `--resume` alone continues
     recorded = json.loads(json.dumps(recorded))  # as search.json reads back: lists for tuples
     if role != "worker":
@@ -207,7 +202,7 @@ def _search(
         if resume:
             check_oracle(out / PROJECT, out)
     if data is None and role != "chief":
-        data = load_dataset(dataset, data_dir, seed=seed)
+        data = load_dataset(config.dataset, config.data_dir, seed=config.seed)
     with contextlib.ExitStack() as writing:
         if role != "worker":  # claimed only once the inputs are known to be good
             writing.enter_context(folder_lock(out, "out"))  # one search writes a folder
@@ -216,26 +211,33 @@ def _search(
                 for note in repair_trials(out / PROJECT, out):
                     print(note)
             write_text_atomically(out / "search.json", json.dumps(recorded, indent=2))
-        print(f"Searching {dataset} with the {dtype} dtype policy; results in {out}", flush=True)
+        print(
+            f"Searching {config.dataset} with the {dtype} dtype policy; results in {out}",
+            flush=True,
+        )
         project = out / PROJECT
 
         def progress(trial):
             if role != "worker":
-                write_results(collect_rows(project), out, max_params=max_params)
+                write_results(collect_rows(project), out, max_params=config.max_params)
             _print_trial_line(trial, tuner_object.oracle)
 
-        least = min_final_epochs if auto else final_epochs  # the retraining's epochs, at least
+        least = config.min_final_epochs if auto else config.final_epochs  # retrain at least
         retraining = _retraining(hypermodel, data, least) if data is not None and least else None
-        trials_budget = None if budget is None else budget * (trial_share if auto else 1)
-        options = {"max_epochs": epochs} if tuner == "hyperband" else {"max_trials": max_trials}
-        tuner_object = TUNERS[tuner](
+        trials_budget = None if budget is None else budget * (config.trial_share if auto else 1)
+        options = (
+            {"max_epochs": config.epochs}
+            if config.tuner == "hyperband"
+            else {"max_trials": config.max_trials}
+        )
+        tuner_object = TUNERS[config.tuner](
             hypermodel,
             objective="val_accuracy",
             directory=str(out),
             project_name=PROJECT,
             overwrite=False,
-            seed=seed,
-            max_consecutive_failed_trials=max_trials + 1,
+            seed=config.seed,
+            max_consecutive_failed_trials=config.max_trials + 1,
             max_retries_per_trial=1 if role else 0,
             time_budget=None if budget is None else trials_budget - (time.monotonic() - started),
             on_trial_done=progress,
@@ -246,8 +248,8 @@ def _search(
         )
         if role == "chief":
             distributed.watch_workers(tuner_object.oracle, worker_timeout)
-        trial_data = None if data is None else _fraction(data, data_fraction)
-        tuner_object.search(trial_data, epochs=epochs, verbose=verbose)
+        trial_data = None if data is None else _fraction(data, config.data_fraction)
+        tuner_object.search(trial_data, epochs=config.epochs, verbose=verbose)
         if role == "worker":
             return {"role": "worker"}
 
@@ -257,21 +259,33 @@ def _search(
         ladder = promotion_ladder(rows)
         if ladder:
             print(f"{ladder}\n")
-        if tuner != "hyperband" and not tuner_object.budget_spent and len(rows) < max_trials:
+        if (
+            config.tuner != "hyperband"
+            and not tuner_object.budget_spent
+            and len(rows) < config.max_trials
+        ):
             print(f"The search space holds {len(rows)} distinct configurations: all were tried.")
         if not any(r["status"] == "completed" for r in rows):
-            write_results(rows, out, summary, max_params=max_params)
+            write_results(rows, out, summary, max_params=config.max_params)
             reasons = sorted({r["reason"] for r in rows if r["reason"]})
             raise SearchFailed(
                 f"None of the {len(rows)} trials completed, so no model was saved "
                 f"({'; '.join(reasons) or 'no reason recorded'}). See {out / 'results.csv'}."
             )
-        data = data or load_dataset(dataset, data_dir, seed=seed)
+        data = data or load_dataset(config.dataset, config.data_dir, seed=config.seed)
         left = None if budget is None else budget - (time.monotonic() - started)
         summary["best"] = _save_best(
-            tuner_object, hypermodel, data, out, final_epochs, least, seed, verbose, left
+            tuner_object,
+            hypermodel,
+            data,
+            out,
+            config.final_epochs,
+            least,
+            config.seed,
+            verbose,
+            left,
         )
-        write_results(rows, out, summary, max_params=max_params)
+        write_results(rows, out, summary, max_params=config.max_params)
         write_text_atomically(out / FINISHED, json.dumps(recorded, indent=2))
         return {"trials": rows, **summary}
 
