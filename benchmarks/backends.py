@@ -28,7 +28,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _report import cpu_flags, emit  # noqa: E402
+from _report import emit  # noqa: E402
 
 BATCH = 128
 DEEP_PRESETS = ("resnet1202", "preact_resnet1001")
@@ -91,7 +91,7 @@ def throughput(backends: list[str], rounds: int, steps: int) -> None:
         }
         for backend, values in speeds.items()
     ]
-    emit("ResNet-20 training by Keras backend (float32)", rows, cpu_flags=cpu_flags(),
+    emit("ResNet-20 training by Keras backend (float32)", rows,
          batch=BATCH, steps=steps, rounds=rounds)  # fmt: skip
 
 
@@ -113,8 +113,7 @@ def deep(backends: list[str], presets: list[str], compile_limit: float) -> None:
                         row["seconds"] = f"> {compile_limit:.0f} (XLA still compiling)"
                     rows.append(row)
                     print(json.dumps(row), flush=True)
-    emit("Deepest presets: build, one training step, save, reload (float32)", rows,
-         cpu_flags=cpu_flags(), batch=2)  # fmt: skip
+    emit("Deepest presets: build, one training step, save, reload (float32)", rows, batch=2)
 
 
 def main() -> None:

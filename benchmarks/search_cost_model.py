@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import keras  # noqa: E402
 import keras_tuner  # noqa: E402
 import numpy as np  # noqa: E402
-from _report import cpu_flags, emit  # noqa: E402
+from _report import emit  # noqa: E402
 
 from keras_residual.search import ResidualHyperModel  # noqa: E402
 from keras_residual.search.budget import CostModel, Timing  # noqa: E402
@@ -83,7 +83,7 @@ def main() -> None:
             row[f"over_from_{name}"] = estimate and round(estimate / r["per_image"], 2)
         rows.append(row)
     emit("Search cost model: forecast over measured seconds per image", rows,
-         cpu_flags=cpu_flags(), dtype=args.dtype, steps=args.steps)  # fmt: skip
+         dtype=args.dtype, steps=args.steps)  # fmt: skip
 
 
 if __name__ == "__main__":

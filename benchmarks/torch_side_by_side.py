@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from _data import random_dataset  # noqa: E402
-from _report import cpu_flags, emit, parse_changes  # noqa: E402
+from _report import emit, parse_changes  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn import functional  # noqa: E402
 
@@ -191,8 +191,6 @@ def main() -> None:
         parameters=parameters,
         rounds=speeds,
         changes=args.spec,
-        cpu_flags=cpu_flags(),
-        cores=os.cpu_count(),
         torch=torch.__version__,
     )
 
