@@ -80,13 +80,14 @@ def choice(name: str, value: Any, allowed: Iterable[Any]) -> Any:
 
 
 def input_shape(value: Any, *, downsamples: int = 0) -> tuple:
-    """`(height, width, channels)`: sizes positive ints (height/width may be None), large
-    enough for `downsamples` stride-2 steps; else raise naming `input_shape`."""
+    """`(steps, channels)`, `(height, width, channels)` or `(depth, height, width,
+    channels)`: sizes positive ints (all but the channels may be None), large enough for
+    `downsamples` stride-2 steps; else raise naming `input_shape`."""
     try:
         shape = tuple(value)
     except TypeError:
         shape = None
-    ok = shape is not None and len(shape) == 3
+    ok = shape is not None and 2 <= len(shape) <= 4
     if ok:
         *size, channels = shape
         ok = all(d is None or (isinstance(d, int) and not isinstance(d, bool) and d > 0)
@@ -94,13 +95,15 @@ def input_shape(value: Any, *, downsamples: int = 0) -> tuple:
         ok = ok and isinstance(channels, int) and not isinstance(channels, bool) and channels > 0
     if not ok:
         raise ValueError(
-            "`input_shape` must be (height, width, channels) with positive integer sizes "
-            f"(height and width may be None), got {value!r}."
+            "`input_shape` must be (steps, channels) for sequences, (height, width, "
+            "channels) for images or (depth, height, width, channels) for volumes, with "
+            f"positive integer sizes (all but the channels may be None), got {value!r}."
         )
     smallest = 2**downsamples
-    if any(d is not None and d < smallest for d in shape[:2]):
+    if any(d is not None and d < smallest for d in shape[:-1]):
+        what = "steps" if len(shape) == 2 else "pixels per side"
         raise ValueError(
             f"`input_shape` {shape} is too small: {downsamples} stride-2 steps need at "
-            f"least {smallest}x{smallest} pixels."
+            f"least {smallest} {what}."
         )
     return shape

@@ -1,4 +1,8 @@
-"""Convolution and normalisation factories shared by the layers and builders."""
+"""Convolution, pooling and normalisation factories shared by the layers and builders.
+
+Rank-generic: a layer's rank (1 for sequences `(batch, steps, channels)`, 2 for images,
+3 for volumes) comes from its input, and these factories pick the Keras layer of that rank.
+"""
 
 from __future__ import annotations
 
@@ -8,31 +12,74 @@ from keras import ops
 from keras_residual.normalization import FusedBatchNormalization
 from keras_residual.spec import Norm
 
+RANKS = (1, 2, 3)
 
-def conv2d(
+
+def rank_of(input_shape) -> int:
+    """The spatial rank of a channels-last `input_shape` (batch included), or a ValueError.
+
+    Example:
+    >>> rank_of((None, 150, 1)), rank_of((None, 32, 32, 3))
+    (1, 2)
+    """
+    rank = len(input_shape) - 2
+    if rank not in RANKS:
+        raise ValueError(
+            "Expected channels-last inputs of rank 3 to 5: (batch, steps, channels), "
+            f"(batch, height, width, channels) or (batch, depth, height, width, channels); "
+            f"got shape {tuple(input_shape)}."
+        )
+    return rank
+
+
+def rank_spec() -> keras.InputSpec:
+    """The input spec of a rank-generic layer: sequences, images or volumes."""
+    return keras.InputSpec(min_ndim=3, max_ndim=5)
+
+
+def layer(kind: str, rank: int):
+    """The Keras layer class `kind` ("Conv", "MaxPooling", "AveragePooling",
+    "GlobalAveragePooling", "GlobalMaxPooling", "ZeroPadding") of `rank`.
+
+    Example:
+    >>> layer("MaxPooling", 1).__name__
+    'MaxPooling1D'
+    """
+    return getattr(keras.layers, f"{kind}{rank}D")
+
+
+def strided_size(size, strides: int):
+    """A spatial size after a stride (None stays None)."""
+    return None if size is None else -(-size // strides)
+
+
+def conv(
     filters: int,
     kernel_size: int,
     *,
+    rank: int = 2,
     strides: int = 1,
     groups: int = 1,
+    dilation_rate: int = 1,
     use_bias: bool = False,
     kernel_initializer="he_normal",
     name: str | None = None,
     dtype=None,
-) -> keras.layers.Conv2D:
-    """A Conv2D that expects `symmetric_pad` in front of it when strided, with its own
-    instance of `kernel_initializer` (`fresh_initializer`).
+):
+    """A convolution of `rank` that expects `symmetric_pad` in front of it when strided,
+    with its own instance of `kernel_initializer` (`fresh_initializer`).
 
     Strided convolutions pad symmetrically (torchvision and keras.applications do),
     not TensorFlow's bottom-right-heavy "same" padding, so weights port across.
     """
     padding = "valid" if strides > 1 and kernel_size > 1 else "same"
-    return keras.layers.Conv2D(
+    return layer("Conv", rank)(
         filters,
         kernel_size,
         strides=strides,
         padding=padding,
         groups=groups,
+        dilation_rate=dilation_rate,
         use_bias=use_bias,
         kernel_initializer=fresh_initializer(kernel_initializer),
         name=name,
@@ -55,21 +102,21 @@ def fresh_initializer(initializer):
     return type(initializer).from_config(initializer.get_config())
 
 
-def symmetric_pad(x, conv: keras.layers.Conv2D):
-    """Pad `x` the way `conv` (made by `conv2d`) expects."""
-    if conv.padding != "valid":
+def symmetric_pad(x, layer):
+    """Pad `x` the way `layer` (a convolution made by `conv`) expects."""
+    if layer.padding != "valid":
         return x
-    p = (conv.kernel_size[0] - 1) // 2
-    return ops.pad(x, [[0, 0], [p, p], [p, p], [0, 0]])
+    p = (layer.kernel_size[0] - 1) // 2
+    return ops.pad(x, [[0, 0]] + [[p, p]] * layer.rank + [[0, 0]])
 
 
-def padded_shape(shape, conv: keras.layers.Conv2D):
-    """The input shape `conv` sees after `symmetric_pad`."""
-    if conv.padding != "valid":
+def padded_shape(shape, layer):
+    """The input shape `layer` (made by `conv`) sees after `symmetric_pad`."""
+    if layer.padding != "valid":
         return tuple(shape)
-    p = (conv.kernel_size[0] - 1) // 2
-    height, width = (None if d is None else d + 2 * p for d in shape[1:3])
-    return (shape[0], height, width, shape[3])
+    p = (layer.kernel_size[0] - 1) // 2
+    sizes = (None if d is None else d + 2 * p for d in shape[1:-1])
+    return (shape[0], *sizes, shape[-1])
 
 
 def batch_norm(

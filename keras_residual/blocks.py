@@ -1,4 +1,7 @@
-"""Residual blocks: basic and bottleneck, post- or pre-activation, grouped, SE, drop-path."""
+"""Residual blocks: basic and bottleneck, post- or pre-activation, grouped, SE, drop-path.
+
+Rank-generic: the same block runs on sequences `(batch, steps, channels)`, images and
+volumes; its convolutions take the rank of its input."""
 
 from __future__ import annotations
 
@@ -22,6 +25,15 @@ class ConvStep(NamedTuple):
     groups: int = 1
 
 
+def _kernel_sizes(value) -> int | tuple[int, ...]:
+    """One positive int, or a tuple of them (a list from a config becomes a tuple)."""
+    if isinstance(value, list | tuple):
+        if not value:
+            raise ValueError("`kernel_size` must be a positive integer or a non-empty tuple.")
+        return tuple(_checks.positive_int("kernel_size", size) for size in value)
+    return _checks.positive_int("kernel_size", value)
+
+
 class ResidualBlock(keras.layers.Layer):
     """What `BasicBlock` and `BottleneckBlock` share: ordering, norms, SE, drop-path, shortcut.
 
@@ -32,6 +44,9 @@ class ResidualBlock(keras.layers.Layer):
     Args:
         filters: filters of the branch (its output is `filters * expansion` channels).
         strides: stride of the block (on its first 3x3, or its first 1x1 if asked).
+        kernel_size: the kernel size of the block's spatial convolutions (3); a basic
+            block also takes one size per convolution, e.g. `(8, 5, 3)` for the three
+            convolutions of Wang et al.'s time-series ResNet.
         preact: pre-activation ("v2") ordering.
         groups: grouped 3x3 convolutions (ResNeXt cardinality).
         base_width: width per group at 64 filters (ResNeXt's d); the branch's inner
@@ -44,6 +59,7 @@ class ResidualBlock(keras.layers.Layer):
         shortcut: `"A"` (identity; where the shape changes, subsample and zero-pad: no
             parameters), `"B"` (identity; a 1x1 projection where the shape changes), `"C"`
             (a projection always), `"gated"` (Highway carry gate) or `"none"` (no shortcut).
+        identity_norm: an identity shortcut passes through a batch norm (Wang et al. 2017).
         avg_down: a projection average-pools, then applies a stride-1 1x1 conv (ResNet-D).
         activation: the branch's activation.
         use_bias: conv biases: `False`, `True`, or `"auto"` (only where no norm follows).
@@ -57,6 +73,7 @@ class ResidualBlock(keras.layers.Layer):
         self,
         filters: int,
         strides: int = 1,
+        kernel_size: int | tuple[int, ...] = 3,
         preact: bool = False,
         groups: int = 1,
         base_width: int = 64,
@@ -65,6 +82,7 @@ class ResidualBlock(keras.layers.Layer):
         dropout_rate: float = 0.0,
         zero_init_residual: bool = False,
         shortcut: str = "B",
+        identity_norm: bool = False,
         avg_down: bool = False,
         activation: str = "relu",
         use_bias: bool | str = False,
@@ -77,6 +95,7 @@ class ResidualBlock(keras.layers.Layer):
         super().__init__(**kwargs)
         self.filters = _checks.positive_int("filters", filters)
         self.strides = _checks.positive_int("strides", strides)
+        self.kernel_size = _kernel_sizes(kernel_size)
         self.preact = _checks.flag("preact", preact)
         self.groups = _checks.positive_int("groups", groups)
         self.base_width = _checks.positive_int("base_width", base_width)
@@ -85,6 +104,7 @@ class ResidualBlock(keras.layers.Layer):
         self.dropout_rate = _checks.rate("dropout_rate", dropout_rate)
         self.zero_init_residual = _checks.flag("zero_init_residual", zero_init_residual)
         self.shortcut = check_shortcut(shortcut)
+        self.identity_norm = _checks.flag("identity_norm", identity_norm)
         self.avg_down = _checks.flag("avg_down", avg_down)
         self.activation = activation
         self._act = activations.get(activation)
@@ -110,7 +130,7 @@ class ResidualBlock(keras.layers.Layer):
                     f"`groups`={groups} must divide the {name} ({channels}); choose "
                     f"groups among the divisors of {channels}."
                 )
-        self.input_spec = keras.InputSpec(ndim=4)
+        self.input_spec = _convs.rank_spec()
 
     @property
     def output_filters(self) -> int:
@@ -161,7 +181,7 @@ class ResidualBlock(keras.layers.Layer):
         return norm
 
     def build(self, input_shape):
-        channels = input_shape[-1]
+        self._rank, channels = _convs.rank_of(input_shape), input_shape[-1]
         steps = self.branch_steps()
         if steps[0].groups > 1 and channels % self.groups:
             raise ValueError(f"`groups`={self.groups} must divide the input channels ({channels}).")
@@ -177,9 +197,10 @@ class ResidualBlock(keras.layers.Layer):
         for i, step in enumerate(steps):
             followed_by_bn = not (self.preact and i == last)
             zero_kernel = self.zero_init_residual and self.preact and i == last
-            conv = _convs.conv2d(
+            conv = _convs.conv(
                 step.filters,
                 step.kernel_size,
+                rank=self._rank,
                 strides=step.strides,
                 groups=step.groups,
                 use_bias=self._conv_bias(followed_by_bn),
@@ -227,11 +248,17 @@ class ResidualBlock(keras.layers.Layer):
         self._shortcut_kind = self._resolve_shortcut(channels)
         reshapes = branch_shape[-1] != channels or self.strides != 1
         self.shortcut_layer, self.gate = None, None
-        if self._shortcut_kind == "pad":
+        normed_identity = self._shortcut_kind == "identity" and self.identity_norm
+        if self._shortcut_kind == "pad" or normed_identity:
             self.shortcut_layer = IdentityShortcut(
-                self.output_filters, self.strides, mode="pad", name=f"{self.name}_shortcut",
+                self.output_filters,
+                self.strides,
+                mode=self._shortcut_kind,
+                norm=self.identity_norm,
+                **Norm(self.bn_momentum, self.bn_epsilon, self.bn_scale).layer_kwargs(),
+                name=f"{self.name}_shortcut",
                 dtype=dtype,
-            )  # fmt: skip
+            )
         elif self._shortcut_kind == "projection" or (self._shortcut_kind == "gated" and reshapes):
             self.shortcut_layer = ProjectionShortcut(
                 self.output_filters,
@@ -283,15 +310,15 @@ class ResidualBlock(keras.layers.Layer):
         return x
 
     def compute_output_shape(self, input_shape):
-        batch, height, width, _ = input_shape
-        size = [None if d is None else -(-d // self.strides) for d in (height, width)]
-        return (batch, *size, self.output_filters)
+        sizes = (_convs.strided_size(d, self.strides) for d in input_shape[1:-1])
+        return (input_shape[0], *sizes, self.output_filters)
 
     def get_config(self):
         return {
             **super().get_config(),
             "filters": self.filters,
             "strides": self.strides,
+            "kernel_size": self.kernel_size,
             "preact": self.preact,
             "groups": self.groups,
             "base_width": self.base_width,
@@ -300,6 +327,7 @@ class ResidualBlock(keras.layers.Layer):
             "dropout_rate": self.dropout_rate,
             "zero_init_residual": self.zero_init_residual,
             "shortcut": self.shortcut,
+            "identity_norm": self.identity_norm,
             "avg_down": self.avg_down,
             "activation": self.activation,
             "use_bias": self.use_bias,
@@ -313,6 +341,7 @@ class ResidualBlock(keras.layers.Layer):
 @keras.saving.register_keras_serializable(package="keras_residual")
 class BasicBlock(ResidualBlock):
     """Two 3x3 convolutions plus a shortcut (He et al., 2016); `output_filters == filters`.
+    With `kernel_size` a tuple, one convolution per size (the first strided).
 
     Args: as `ResidualBlock`.
 
@@ -320,15 +349,25 @@ class BasicBlock(ResidualBlock):
     >>> import numpy as np
     >>> tuple(BasicBlock(32, strides=2, shortcut="A")(np.ones((2, 8, 8, 16), "float32")).shape)
     (2, 4, 4, 32)
+    >>> block = BasicBlock(64, kernel_size=(8, 5, 3))  # Wang et al.'s, on a sequence
+    >>> tuple(block(np.ones((2, 150, 1), "float32")).shape), len(block.convs)
+    ((2, 150, 64), 3)
     """
 
     def _grouped_channels(self):
         return [("bottleneck width", self.bottleneck_width), ("filters", self.filters)]
 
     def branch_steps(self) -> list[ConvStep]:
+        sizes = self.kernel_size if isinstance(self.kernel_size, tuple) else (self.kernel_size,) * 2
+        last = len(sizes) - 1
         return [
-            ConvStep(self.bottleneck_width, 3, self.strides, self.groups),
-            ConvStep(self.filters, 3, groups=self.groups),
+            ConvStep(
+                self.filters if i == last else self.bottleneck_width,
+                size,
+                self.strides if i == 0 else 1,
+                self.groups,
+            )
+            for i, size in enumerate(sizes)
         ]
 
 
@@ -359,12 +398,17 @@ class BottleneckBlock(ResidualBlock):
         self.expansion = _checks.positive_int("expansion", expansion)
         self.stride_in_1x1 = _checks.flag("stride_in_1x1", stride_in_1x1)
         super().__init__(filters, strides, **kwargs)
+        if isinstance(self.kernel_size, tuple):
+            raise ValueError(
+                "A bottleneck block has one spatial convolution: `kernel_size` must be one "
+                f"integer, got {self.kernel_size}."
+            )
 
     def branch_steps(self) -> list[ConvStep]:
         first, middle = (self.strides, 1) if self.stride_in_1x1 else (1, self.strides)
         return [
             ConvStep(self.bottleneck_width, 1, first),
-            ConvStep(self.bottleneck_width, 3, middle, self.groups),
+            ConvStep(self.bottleneck_width, self.kernel_size, middle, self.groups),
             ConvStep(self.output_filters, 1),
         ]
 

@@ -40,7 +40,7 @@ class _DenseBase(keras.layers.Layer):
         return norm
 
     def _conv(self, filters, kernel_size, name, shape):
-        conv = _convs.conv2d(
+        conv = _convs.conv(
             filters,
             kernel_size,
             kernel_initializer=self.kernel_initializer,

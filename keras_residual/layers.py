@@ -4,6 +4,7 @@ from keras_residual.blocks import BasicBlock, BottleneckBlock, ResidualBlock
 from keras_residual.dense import DenseBlock, Transition
 from keras_residual.drop_path import DropPath
 from keras_residual.normalization import FusedBatchNormalization
+from keras_residual.residual import Residual
 from keras_residual.shortcuts import GatedShortcut, IdentityShortcut, ProjectionShortcut
 from keras_residual.squeeze_excite import SqueezeExcite
 from keras_residual.whitening import PatchWhitening
@@ -18,6 +19,7 @@ __all__ = [
     "IdentityShortcut",
     "PatchWhitening",
     "ProjectionShortcut",
+    "Residual",
     "ResidualBlock",
     "SqueezeExcite",
     "Transition",

@@ -320,6 +320,52 @@ def densenet_spec(
     )
 
 
+def resnet_series_spec(
+    input_shape: Sequence[int | None] = (None, 1),
+    num_classes: int = 2,
+    *,
+    filters: Sequence[int] = (64, 128, 128),
+    kernel_size: Sequence[int] = (8, 5, 3),
+    plain: bool = False,
+    name: str | None = None,
+    **fields,
+) -> ResNetSpec:
+    """The ResNet for time-series classification of Wang et al. (2017): blocks of three
+    convolutions (kernels 8, 5, 3) at 64, 128 and 128 filters, no stem and no striding,
+    global average pooling; shortcuts project where the channels change and pass through
+    a batch norm where they do not, and convolutions have biases, as in the reference Keras
+    implementation (Ismail Fawaz et al. 2019).
+
+    Args:
+        input_shape: `(steps, channels)`; steps may be None (any length).
+        num_classes: classes of the classifier.
+        filters: filters of each block (one block a stage).
+        kernel_size: the kernel sizes of a block's convolutions.
+        plain: the same network without shortcuts.
+        name: the model's name (default `resnet_series` or `plain_series`).
+        **fields: other `ResNetSpec` fields.
+
+    Example:
+    >>> spec = resnet_series_spec((150, 1), 2)
+    >>> spec.depths, spec.filters, spec.kernel_size, spec.rank
+    ((1, 1, 1), (64, 128, 128), (8, 5, 3), 1)
+    """
+    filters = tuple(filters)
+    defaults = {
+        "name": name or ("plain_series" if plain else "resnet_series"),
+        "input_shape": tuple(input_shape),
+        "num_classes": num_classes,
+        "stem": "none",
+        "depths": (1,) * len(filters),
+        "filters": filters,
+        "strides": (1,) * len(filters),
+        "kernel_size": tuple(kernel_size),
+        "identity_norm": True,
+        "use_bias": True,
+    }
+    return ResNetSpec(**_plain(plain, {**defaults, **fields}))
+
+
 def _builder(make_spec: Callable[..., Spec], summary: str, example: str):
     """The model builder of a spec maker: same arguments plus `dtype`, returns the model."""
 
@@ -370,4 +416,9 @@ densenet = _builder(
     densenet_spec,
     "A CIFAR DenseNet(-BC) as a Keras model.",
     ">>> densenet(40, growth_rate=12, bottleneck=False).name\n    'densenet40_k12'",
+)
+resnet_series = _builder(
+    resnet_series_spec,
+    "The time-series ResNet of Wang et al. (2017) as a Keras model.",
+    ">>> resnet_series((150, 1), 2).count_params()\n    506818",
 )

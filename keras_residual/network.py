@@ -7,6 +7,9 @@ stage's `stage{s}_entry_conv`, `stage{s}_pool`, `stage{s}_entry_bn`, `stage{s}_e
 then `stage{s}_block{b}` (whose sublayers are `stage{s}_block{b}_conv1`, ...), or
 `stage{s}_dense` / `stage{s}_transition`, then
 `post_bn`, `avg_pool`, `predictions`.
+
+The spec's `input_shape` sets the rank: `(steps, channels)` builds the same network with 1D
+layers, `(depth, height, width, channels)` with 3D ones.
 """
 
 from __future__ import annotations
@@ -40,13 +43,15 @@ def build_network(spec: Spec, dtype: str | None = None) -> keras.Model:
     ((None, 3), 2)
     >>> model.spec == spec.replace(input_shape=(16, 16, 1), num_classes=3)  # it keeps its spec
     True
+    >>> build_network(spec.replace(input_shape=(150, 1))).get_layer("stem_conv").rank
+    1
     """
     if not isinstance(spec, ResNetSpec | DenseNetSpec):
         raise ValueError(f"`spec` must be a ResNetSpec or DenseNetSpec, got {spec!r}.")
     with dtype_policy_scope(dtype):
         inputs = keras.Input(spec.input_shape, name="inputs")
         if isinstance(spec, DenseNetSpec):
-            x = _dense_stages(_conv_stem(inputs, spec.stem_filters), spec)
+            x = _dense_stages(_conv_stem(inputs, spec.stem_filters, rank=2), spec)
         else:
             x = _residual_stages(_stem(inputs, spec), spec)
         model = keras.Model(inputs, _head(x, spec), name=spec.name)
@@ -54,8 +59,8 @@ def build_network(spec: Spec, dtype: str | None = None) -> keras.Model:
     return model
 
 
-def _conv_stem(x, filters: int, *, use_bias: bool = False, conv_init: str = "he_normal"):
-    return keras.layers.Conv2D(
+def _conv_stem(x, filters: int, *, rank: int, use_bias=False, conv_init="he_normal"):
+    return _convs.layer("Conv", rank)(
         filters,
         3,
         padding="same",
@@ -78,21 +83,27 @@ def _activation(x, spec: Spec, prefix: str, suffix: str = ""):
 
 def _stem(x, spec: ResNetSpec):
     """`cifar`: one 3x3 conv; `imagenet`: 7x7/2 conv + 3x3/2 max-pool; `deep`: 3x(3x3) + pool;
-    `whiten`: 2x2 patch whitening + the activation."""
+    `whiten`: 2x2 patch whitening + the activation; `none`: the input itself."""
+    rank = spec.rank
+    if spec.stem == "none":
+        return x
     if spec.stem == "whiten":
         x = PatchWhitening(kernel_size=2, name="stem_whiten")(x)
         return _activation(x, spec, "stem")
     if spec.stem == "cifar":
-        x = _conv_stem(x, spec.stem_filters, use_bias=spec.stem_bias, conv_init=spec.conv_init)
+        x = _conv_stem(
+            x, spec.stem_filters, rank=rank, use_bias=spec.stem_bias, conv_init=spec.conv_init
+        )
         return x if spec.preact else _norm_activation(x, spec)
     if spec.stem == "deep":
         half = spec.stem_filters // 2
         for i, (width, strides) in enumerate(((half, 2), (half, 1), (spec.stem_filters, 1)), 1):
             if strides > 1:
-                x = keras.layers.ZeroPadding2D(1, name=f"stem_pad{i}")(x)
-            x = _convs.conv2d(
+                x = _convs.layer("ZeroPadding", rank)(1, name=f"stem_pad{i}")(x)
+            x = _convs.conv(
                 width,
                 3,
+                rank=rank,
                 strides=strides,
                 use_bias=spec.stem_bias,
                 kernel_initializer=conv_initializer(spec.conv_init),
@@ -101,8 +112,8 @@ def _stem(x, spec: ResNetSpec):
             if i < 3 or not spec.preact:
                 x = _norm_activation(x, spec, suffix=str(i))
     else:
-        x = keras.layers.ZeroPadding2D(3, name="stem_pad")(x)
-        x = keras.layers.Conv2D(
+        x = _convs.layer("ZeroPadding", rank)(3, name="stem_pad")(x)
+        x = _convs.layer("Conv", rank)(
             spec.stem_filters,
             7,
             strides=2,
@@ -112,8 +123,8 @@ def _stem(x, spec: ResNetSpec):
         )(x)
         if not spec.preact:
             x = _norm_activation(x, spec)
-    x = keras.layers.ZeroPadding2D(1, name="pool_pad")(x)
-    return keras.layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
+    x = _convs.layer("ZeroPadding", rank)(1, name="pool_pad")(x)
+    return _convs.layer("MaxPooling", rank)(3, strides=2, name="stem_pool")(x)
 
 
 def _residual_stages(x, spec: ResNetSpec):
@@ -147,14 +158,15 @@ def _residual_stages(x, spec: ResNetSpec):
 def _pool_entry(x, spec: ResNetSpec, stage: int, filters: int, strides: int):
     """Conv to the stage's channels, max-pool by its stride, norm, activation (ResNet-9's)."""
     channels = filters * (spec.expansion if spec.block == "bottleneck" else 1)
-    x = _convs.conv2d(
+    x = _convs.conv(
         channels,
         3,
+        rank=spec.rank,
         kernel_initializer=conv_initializer(spec.conv_init),
         name=f"stage{stage}_entry_conv",
     )(x)
     if strides > 1:
-        x = keras.layers.MaxPooling2D(strides, name=f"stage{stage}_pool")(x)
+        x = _convs.layer("MaxPooling", spec.rank)(strides, name=f"stage{stage}_pool")(x)
     x = _convs.batch_norm(spec.norm, name=f"stage{stage}_entry_bn")(x)
     return _activation(x, spec, f"stage{stage}_entry")
 
@@ -180,9 +192,9 @@ def _head(x, spec: Spec):
         x = _convs.batch_norm(spec.norm, name="post_bn")(x)
         x = _activation(x, spec, "post")
     if spec.pooling == "max":
-        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+        x = _convs.layer("GlobalMaxPooling", spec.rank)(name="max_pool")(x)
     elif spec.include_top or spec.pooling == "avg":
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = _convs.layer("GlobalAveragePooling", spec.rank)(name="avg_pool")(x)
     if not spec.include_top:
         return x
     activation, scale = spec.classifier_activation, spec.logit_scale

@@ -10,9 +10,10 @@ if keras.config.backend() == "tensorflow":
 
 @keras.saving.register_keras_serializable(package="keras_residual")
 class FusedBatchNormalization(keras.layers.BatchNormalization):
-    """`keras.layers.BatchNormalization` whose training step on 4-D channels-last maps runs
-    TensorFlow's fused batch-norm kernel on the TensorFlow backend: one op forward and one
-    backward instead of a chain of moments and elementwise ops. Same weights, config and
+    """`keras.layers.BatchNormalization` whose training step on channels-last sequences and
+    maps (3-D or 4-D inputs) runs TensorFlow's fused batch-norm kernel on the TensorFlow
+    backend: one op forward and one backward instead of a chain of moments and elementwise
+    ops. Same weights, config and
     inference path as the Keras layer; the moving variance takes the unbiased batch variance
     (as in Keras 2 and PyTorch). Everything else (other backends, masks, other ranks or
     axes) is exactly the Keras layer.
@@ -33,7 +34,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
             keras.config.backend() == "tensorflow"
             and training is True
             and mask is None
-            and len(inputs.shape) == 4
+            and len(inputs.shape) in (3, 4)
             and self.axis in (-1, 3)
             and self.center
             and not self.renorm
@@ -41,7 +42,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         )
         if not fusable:
             return super().call(inputs, training=training, mask=mask)
-        x = inputs
+        x = inputs if len(inputs.shape) == 4 else inputs[:, :, None, :]  # steps as height
         if x.dtype == tf.bfloat16 and x.shape[-1] % 16:
             # oneDNN's bfloat16 kernel is fast only for multiples of 16 channels (8 channels:
             # 10x slower than float32); other widths normalise in float32.
@@ -59,4 +60,5 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         momentum = self.momentum
         self.moving_mean.assign(self.moving_mean * momentum + mean * (1 - momentum))
         self.moving_variance.assign(self.moving_variance * momentum + variance * (1 - momentum))
+        outputs = outputs if len(inputs.shape) == 4 else outputs[:, :, 0, :]
         return tf.cast(outputs, inputs.dtype)

@@ -13,6 +13,7 @@ from keras_residual.models import (
     densenet_spec,
     highway_spec,
     resnet_cifar_spec,
+    resnet_series_spec,
     resnet_spec,
     resnext_spec,
     wide_resnet_spec,
@@ -26,6 +27,10 @@ SE = 1 / 16  # Hu et al.'s reduction ratio r = 16
 # timm's `default_cfgs`), the reference accuracy per preset below.
 _HE = "He et al. 2016, Deep Residual Learning for Image Recognition"
 _HE_V2 = "He et al. 2016, Identity Mappings in Deep Residual Networks"
+_WANG = (
+    "Wang et al. 2017, Time Series Classification from Scratch with Deep Neural "
+    "Networks: A Strong Baseline"
+)
 FAMILIES = {
     "resnet_cifar": ("CIFAR ResNet, option A shortcuts", _HE, "cifar10"),
     "plain_cifar": ("the CIFAR ResNet's plain twin, no shortcuts", _HE, "cifar10"),
@@ -53,6 +58,9 @@ FAMILIES = {
                    "cifar10"),
     "keras_applications": ("keras.applications' ResNet50 / ResNet50V2, weight-compatible",
                            _HE, "imagenet"),
+    "resnet_series": ("ResNet for time-series classification: three blocks of 8/5/3 "
+                      "convolutions", _WANG, "ucr"),
+    "plain_series": ("the time-series ResNet's plain twin, no shortcuts", _WANG, "ucr"),
 }  # fmt: skip
 # Top-1 accuracy the paper (or torchvision, for ImageNet) reports, percent.
 REFERENCE_ACCURACY = {
@@ -119,9 +127,11 @@ _TABLE: dict[str, tuple[str, Spec]] = {
     "resnet50_keras": ("keras_applications", resnet_spec(50, keras_compat=True)),
     "resnet50v2_keras": ("keras_applications",
                          resnet_spec(50, keras_compat=True, preact=True)),
+    "resnet_series": ("resnet_series", resnet_series_spec()),
+    "plain_series": ("plain_series", resnet_series_spec(plain=True)),
 }  # fmt: skip
 # The speed family's head is tuned for airbench's learning rate; the rest train with `fast`.
-_RECIPES = {"fast_cifar": "airbench"}
+_RECIPES = {"fast_cifar": "airbench", "resnet_series": "series", "plain_series": "series"}
 # Every preset's model carries the preset's name.
 PRESETS: dict[str, Spec] = {name: spec.replace(name=name) for name, (_, spec) in _TABLE.items()}
 PRESET_INFO: dict[str, PresetInfo] = {

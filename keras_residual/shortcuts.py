@@ -1,4 +1,6 @@
-"""Shortcut connections: identity, zero-pad identity, projection and Highway gate."""
+"""Shortcut connections: identity, zero-pad identity, projection and Highway gate.
+
+Rank-generic: sequences `(batch, steps, channels)`, images and volumes alike."""
 
 from __future__ import annotations
 
@@ -11,10 +13,6 @@ from keras_residual.spec import Norm
 IDENTITY_MODES = ("identity", "pad")
 
 
-def _strided_size(size, strides):
-    return None if size is None else -(-size // strides)
-
-
 @keras.saving.register_keras_serializable(package="keras_residual")
 class IdentityShortcut(keras.layers.Layer):
     """Parameter-free shortcut.
@@ -24,22 +22,41 @@ class IdentityShortcut(keras.layers.Layer):
         strides: subsampling factor.
         mode: `"identity"` passes the input through unchanged; `"pad"` is He et al.'s
             option A: subsample by `strides` and zero-pad the channels up to `filters`.
+        norm: a batch norm on the shortcut (Wang et al. 2017's last block for time series).
+        bn_momentum, bn_epsilon, bn_scale: its settings.
 
     Example:
     >>> import numpy as np
     >>> x = np.ones((2, 8, 8, 16), "float32")
     >>> tuple(IdentityShortcut(filters=32, strides=2, mode="pad")(x).shape)
     (2, 4, 4, 32)
+    >>> tuple(IdentityShortcut(filters=32, strides=2, mode="pad")(x[:, 0]).shape)  # sequences
+    (2, 4, 32)
     """
 
-    def __init__(self, filters: int | None = None, strides: int = 1, mode="identity", **kwargs):
+    def __init__(
+        self,
+        filters: int | None = None,
+        strides: int = 1,
+        mode="identity",
+        norm: bool = False,
+        bn_momentum: float = 0.9,
+        bn_epsilon: float = 1e-3,
+        bn_scale: bool = True,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.filters = None if filters is None else _checks.positive_int("filters", filters)
         self.strides = _checks.positive_int("strides", strides)
         self.mode = _checks.choice("mode", mode, IDENTITY_MODES)
-        self.input_spec = keras.InputSpec(ndim=4)
+        self.norm = _checks.flag("norm", norm)
+        self.bn_momentum = _checks.rate("bn_momentum", bn_momentum)
+        self.bn_epsilon = _checks.positive("bn_epsilon", bn_epsilon)
+        self.bn_scale = _checks.flag("bn_scale", bn_scale)
+        self.input_spec = _convs.rank_spec()
 
     def build(self, input_shape):
+        self._rank = _convs.rank_of(input_shape)
         channels = input_shape[-1]
         filters = channels if self.filters is None else self.filters
         if self.mode == "identity" and (filters != channels or self.strides != 1):
@@ -54,24 +71,26 @@ class IdentityShortcut(keras.layers.Layer):
                 f"the input's {channels}: use a ProjectionShortcut."
             )
         self._extra_channels = filters - channels
+        self.bn = None
+        if self.norm:
+            norm = Norm(self.bn_momentum, self.bn_epsilon, self.bn_scale)
+            self.bn = _convs.batch_norm(norm, name="bn", dtype=self.dtype_policy)
+            self.bn.build(self.compute_output_shape(input_shape))
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
         x = inputs
         if self.strides > 1:
-            x = x[:, :: self.strides, :: self.strides, :]
+            every = slice(None, None, self.strides)
+            x = x[(slice(None), *[every] * self._rank, slice(None))]
         if self._extra_channels:
-            x = ops.pad(x, [[0, 0], [0, 0], [0, 0], [0, self._extra_channels]])
-        return x
+            x = ops.pad(x, [[0, 0]] * (self._rank + 1) + [[0, self._extra_channels]])
+        return self.bn(x, training=training) if self.bn else x
 
     def compute_output_shape(self, input_shape):
-        batch, height, width, channels = input_shape
+        channels = input_shape[-1]
         filters = channels if self.filters is None else self.filters
-        return (
-            batch,
-            _strided_size(height, self.strides),
-            _strided_size(width, self.strides),
-            filters,
-        )
+        sizes = (_convs.strided_size(d, self.strides) for d in input_shape[1:-1])
+        return (input_shape[0], *sizes, filters)
 
     def get_config(self):
         return {
@@ -79,6 +98,10 @@ class IdentityShortcut(keras.layers.Layer):
             "filters": self.filters,
             "strides": self.strides,
             "mode": self.mode,
+            "norm": self.norm,
+            "bn_momentum": self.bn_momentum,
+            "bn_epsilon": self.bn_epsilon,
+            "bn_scale": self.bn_scale,
         }
 
 
@@ -124,20 +147,21 @@ class ProjectionShortcut(keras.layers.Layer):
         self.bn_epsilon = _checks.positive("bn_epsilon", bn_epsilon)
         self.bn_scale = _checks.flag("bn_scale", bn_scale)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.input_spec = keras.InputSpec(ndim=4)
+        self.input_spec = _convs.rank_spec()
 
     def build(self, input_shape):
-        dtype = self.dtype_policy
+        dtype, rank = self.dtype_policy, _convs.rank_of(input_shape)
         shape = input_shape
         self.pool = None
         if self.avg_down and self.strides > 1:
-            self.pool = keras.layers.AveragePooling2D(
+            self.pool = _convs.layer("AveragePooling", rank)(
                 self.strides, self.strides, padding="same", name="pool", dtype=dtype
             )
             shape = self.pool.compute_output_shape(shape)
-        self.conv = _convs.conv2d(
+        self.conv = _convs.conv(
             self.filters,
             1,
+            rank=rank,
             strides=1 if self.pool else self.strides,
             use_bias=self.use_bias,
             kernel_initializer=self.kernel_initializer,
@@ -157,13 +181,8 @@ class ProjectionShortcut(keras.layers.Layer):
         return self.bn(x, training=training) if self.bn else x
 
     def compute_output_shape(self, input_shape):
-        batch, height, width, _ = input_shape
-        return (
-            batch,
-            _strided_size(height, self.strides),
-            _strided_size(width, self.strides),
-            self.filters,
-        )
+        sizes = (_convs.strided_size(d, self.strides) for d in input_shape[1:-1])
+        return (input_shape[0], *sizes, self.filters)
 
     def get_config(self):
         return {
@@ -200,7 +219,7 @@ class GatedShortcut(keras.layers.Layer):
     def __init__(self, gate_bias: float = -2.0, **kwargs):
         super().__init__(**kwargs)
         self.gate_bias = _checks.finite("gate_bias", gate_bias)
-        self.input_spec = [keras.InputSpec(ndim=4), keras.InputSpec(ndim=4)]
+        self.input_spec = [_convs.rank_spec(), _convs.rank_spec()]
 
     def __call__(self, inputs, *args, **kwargs):
         if not isinstance(inputs, list | tuple) or len(inputs) != 2:
@@ -218,7 +237,7 @@ class GatedShortcut(keras.layers.Layer):
                 "GatedShortcut needs [x, residual] of equal shapes, got "
                 f"{tuple(carry_shape)} and {tuple(residual_shape)}: project x first."
             )
-        self.gate = keras.layers.Conv2D(
+        self.gate = _convs.layer("Conv", _convs.rank_of(carry_shape))(
             carry_shape[-1],
             1,
             activation="sigmoid",

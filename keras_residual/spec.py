@@ -27,7 +27,7 @@ from keras_residual import _checks
 
 SHORTCUTS = ("A", "B", "C", "gated", "none")
 BLOCKS = ("basic", "bottleneck")
-STEMS = ("cifar", "imagenet", "deep", "whiten")
+STEMS = ("cifar", "imagenet", "deep", "whiten", "none")
 DOWNSAMPLES = ("stride", "pool")
 POOLINGS = (None, "avg", "max")
 STRIDE_AT = ("first", "last")
@@ -135,9 +135,23 @@ class _Spec:
         self._validate()
         shape = _checks.input_shape(self.input_shape, downsamples=self.downsamples)
         self._set("input_shape", shape)
+        self._check_rank()
 
     def _validate(self) -> None:
         """Check (and normalise) the family's own fields."""
+
+    def _check_rank(self) -> None:
+        """Check the fields that only some input ranks take (images, sequences, volumes)."""
+
+    @property
+    def rank(self) -> int:
+        """Spatial dimensions of the input: 1 for sequences, 2 for images, 3 for volumes.
+
+        Example:
+        >>> ResNetSpec(input_shape=(150, 1)).rank
+        1
+        """
+        return len(self.input_shape) - 1
 
     @property
     def downsamples(self) -> int:
@@ -178,7 +192,9 @@ class ResNetSpec(_Spec):
 
     Args:
         name: the Keras model's name.
-        input_shape: `(height, width, channels)`; height and width may be None.
+        input_shape: `(height, width, channels)` for images (height and width may be
+            None); `(steps, channels)` for sequences and `(depth, height, width,
+            channels)` for volumes build the same network with 1D or 3D layers.
         num_classes: classes of the `predictions` layer (with `include_top`).
         include_top: end in global pooling and a float32 `Dense` classifier.
         pooling: the global pooling, `"avg"` or `"max"` (airbench, ResNet-9); without the
@@ -190,12 +206,15 @@ class ResNetSpec(_Spec):
         activation: every hidden layer's activation: `"relu"`, `"gelu"` (airbench; the
             exact, erf form) or `"silu"`.
         stem: `"cifar"` (one 3x3 conv), `"imagenet"` (7x7/2 conv and 3x3/2 max-pool),
-            `"deep"` (three 3x3 convs and a max-pool: ResNet-C/D) or `"whiten"` (a
-            `PatchWhitening` 2x2 layer and the activation, set from the data by `train`).
+            `"deep"` (three 3x3 convs and a max-pool: ResNet-C/D), `"whiten"` (a
+            `PatchWhitening` 2x2 layer and the activation, set from the data by `train`;
+            images only) or `"none"` (the first block takes the input: Wang et al. 2017).
         stem_filters: filters of the stem's (last) convolution (the whitening stem has
             `8 * channels`, from the data).
         stem_bias: give the stem convolution a bias (keras.applications does).
         block: `"basic"` (two 3x3 convs) or `"bottleneck"` (1x1, 3x3, 1x1 expanding).
+        kernel_size: the blocks' spatial kernel size; for basic blocks also one size per
+            convolution, e.g. `(8, 5, 3)`: three convolutions a block (Wang et al. 2017).
         depths: blocks per stage (0 allowed with `downsample="pool"`).
         filters: filters per stage (before a bottleneck's `expansion`).
         strides: stride of each stage's strided block (or max-pool).
@@ -205,6 +224,7 @@ class ResNetSpec(_Spec):
         stride_at: `"first"` or `"last"` block of a stage carries the stride.
         preact: pre-activation ("v2") blocks, with a final norm before the head.
         shortcut: `"A"`, `"B"`, `"C"`, `"gated"` or `"none"` (see the module's vocabulary).
+        identity_norm: identity shortcuts pass through a batch norm (Wang et al. 2017).
         avg_down: projections average-pool before a stride-1 1x1 conv (ResNet-D).
         groups: grouped 3x3 convolutions (ResNeXt cardinality).
         base_width: ResNeXt's width per group at 64 filters; bottleneck width is
@@ -231,6 +251,7 @@ class ResNetSpec(_Spec):
     stem_filters: int = 16
     stem_bias: bool = False
     block: str = "basic"
+    kernel_size: int | tuple[int, ...] = 3
     depths: tuple[int, ...] = (3, 3, 3)
     filters: tuple[int, ...] = (16, 32, 64)
     strides: tuple[int, ...] = (1, 2, 2)
@@ -238,6 +259,7 @@ class ResNetSpec(_Spec):
     stride_at: str = "first"
     preact: bool = False
     shortcut: str = "B"
+    identity_norm: bool = False
     avg_down: bool = False
     groups: int = 1
     base_width: int = 64
@@ -254,6 +276,15 @@ class ResNetSpec(_Spec):
         _checks.choice("stem", self.stem, STEMS)
         _checks.positive_int("stem_filters", self.stem_filters)
         _checks.choice("block", self.block, BLOCKS)
+        if isinstance(self.kernel_size, int) and not isinstance(self.kernel_size, bool):
+            _checks.positive_int("kernel_size", self.kernel_size)
+        else:
+            self._set("kernel_size", _positive_ints("kernel_size", self.kernel_size))
+            if self.block != "basic":
+                raise ValueError(
+                    f"`kernel_size` {self.kernel_size} gives one size per convolution, "
+                    "which only basic blocks take: use one integer with block='bottleneck'."
+                )
         _checks.choice("downsample", self.downsample, DOWNSAMPLES)
         for name in ("depths", "filters", "strides"):
             self._set(name, _positive_ints(name, getattr(self, name), zero=name == "depths"))
@@ -269,7 +300,8 @@ class ResNetSpec(_Spec):
             )
         _checks.choice("stride_at", self.stride_at, STRIDE_AT)
         check_shortcut(self.shortcut)
-        for name in ("stem_bias", "preact", "avg_down", "stride_in_1x1", "zero_init_residual"):
+        flags = ("stem_bias", "preact", "identity_norm", "avg_down", "stride_in_1x1")
+        for name in (*flags, "zero_init_residual"):
             self._set(name, _checks.flag(name, getattr(self, name)))
         for name in ("groups", "base_width", "expansion"):
             _checks.positive_int(name, getattr(self, name))
@@ -290,10 +322,17 @@ class ResNetSpec(_Spec):
                 "conv_init='he_normal' or groups=1."
             )
 
+    def _check_rank(self) -> None:
+        if self.stem == "whiten" and self.rank != 2:
+            raise ValueError(
+                "stem='whiten' whitens 2x2 image patches: images only; use stem='cifar' or "
+                f"'none' for input_shape {self.input_shape}."
+            )
+
     @property
     def downsamples(self) -> int:
         # The whitening stem's valid 2x2 conv loses a pixel: counted as one more halving.
-        stem = {"cifar": 0, "whiten": 1}.get(self.stem, 2)
+        stem = {"cifar": 0, "none": 0, "whiten": 1}.get(self.stem, 2)
         return sum(s > 1 for s in self.strides) + stem
 
     @property
@@ -304,6 +343,8 @@ class ResNetSpec(_Spec):
     def block_kwargs(self) -> dict[str, Any]:
         """The block-layer arguments every block of this network shares."""
         shared = {
+            "kernel_size": self.kernel_size,
+            "identity_norm": self.identity_norm,
             "preact": self.preact,
             "groups": self.groups,
             "base_width": self.base_width,
@@ -376,6 +417,14 @@ class DenseNetSpec(_Spec):
         self._set("compression", compression)
         self._set("dropout_rate", _checks.rate("dropout_rate", self.dropout_rate))
         _checks.positive_int("stem_filters", self.stem_filters)
+
+    def _check_rank(self) -> None:
+        if self.rank != 2:
+            raise ValueError(
+                "A DenseNetSpec builds image networks: `input_shape` must be (height, "
+                f"width, channels), got {self.input_shape}; use a ResNetSpec for "
+                "sequences and volumes."
+            )
 
     @property
     def downsamples(self) -> int:

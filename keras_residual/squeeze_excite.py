@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from keras_residual import _checks
+from keras_residual import _checks, _convs
 
 
 @keras.saving.register_keras_serializable(package="keras_residual")
@@ -21,6 +21,8 @@ class SqueezeExcite(keras.layers.Layer):
     >>> import numpy as np
     >>> tuple(SqueezeExcite(ratio=0.25)(np.ones((2, 8, 8, 16), "float32")).shape)
     (2, 8, 8, 16)
+    >>> tuple(SqueezeExcite(ratio=0.25)(np.ones((2, 8, 16), "float32")).shape)  # sequences
+    (2, 8, 16)
     """
 
     def __init__(self, ratio: float = 0.0625, activation: str = "relu", **kwargs):
@@ -30,9 +32,10 @@ class SqueezeExcite(keras.layers.Layer):
             raise ValueError("`ratio` must be in (0, 1], got 0.")
         self.activation = activation
         keras.activations.get(activation)  # fail early on an unknown name
-        self.input_spec = keras.InputSpec(ndim=4)
+        self.input_spec = _convs.rank_spec()
 
     def build(self, input_shape):
+        self._axes = tuple(range(1, _convs.rank_of(input_shape) + 1))
         channels = input_shape[-1]
         reduced = max(1, int(channels * self.ratio))
         self.reduce = keras.layers.Dense(
@@ -45,9 +48,8 @@ class SqueezeExcite(keras.layers.Layer):
         self.expand.build((None, reduced))
 
     def call(self, inputs):
-        squeezed = ops.mean(inputs, axis=(1, 2))
-        gate = self.expand(self.reduce(squeezed))
-        return inputs * gate[:, None, None, :]
+        squeezed = ops.mean(inputs, axis=self._axes, keepdims=True)
+        return inputs * self.expand(self.reduce(squeezed))
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -12,7 +12,8 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
         "--dataset",
         default="mnist",
         help="mnist, fashion_mnist, cifar10, cifar100, a folder of class subfolders of "
-        "images, or an .npz with x_train, y_train [, x_test, y_test] (default: mnist)",
+        "images, a UCR/UEA time-series folder (NAME_TRAIN.ts and NAME_TEST.ts, or .tsv), "
+        "or an .npz with x_train, y_train [, x_test, y_test] (default: mnist)",
     )
     parser.add_argument(
         "--data-dir",
@@ -90,8 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=1)
     train.add_argument(
         "--recipe",
-        help="he2016, fast, fast_cifar, airbench or adamw (default: airbench for the "
-        "fast_cifar presets, else fast)",
+        help="he2016, fast, fast_cifar, airbench, adamw or series (default: the preset's: "
+        "airbench for the fast_cifar presets, series for the time-series ones, else fast)",
     )
     train.add_argument("--optimizer", help="override: sgd, momentum, nesterov, rmsprop, adam(w)")
     train.add_argument("--lr", type=float, help="override the recipe's learning rate")

@@ -34,17 +34,17 @@ def run_probe(probe: str, folder, **environment) -> None:
 
 
 def shrunk(name: str, widest: int = 32, deepest: int = 2):
-    """Preset `name`'s spec at 32x32x3 and 4 classes, narrowed to at most `widest` filters
-    (DenseNets: growth rate 4) and cut to at most `deepest` blocks a stage (DenseNets:
-    units a block), structure kept (at 2, each stage's first block and one that repeats):
-    quick to build, train and save."""
+    """Preset `name`'s spec at 32x32x3 (a series preset: 32 steps of 3) and 4 classes,
+    narrowed to at most `widest` filters (DenseNets: growth rate 4) and cut to at most
+    `deepest` blocks a stage (DenseNets: units a block), structure kept (at 2, each stage's
+    first block and one that repeats): quick to build, train and save."""
     spec = kr.get_spec(name)
     if isinstance(spec, kr.DenseNetSpec):
         spec = spec.scaled(4 / spec.growth_rate)
     else:
         spec = spec.scaled(min(1.0, widest / max(spec.filters)))
     spec = spec.replace(depths=tuple(min(d, deepest) for d in spec.depths))
-    return spec.replace(input_shape=(32, 32, 3), num_classes=4)
+    return spec.replace(input_shape=(32,) * spec.rank + (3,), num_classes=4)
 
 
 def assert_same_outputs(model, other, x) -> None:

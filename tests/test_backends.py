@@ -50,6 +50,25 @@ LAYERS = {
     "patch_whitening": (kr.PatchWhitening, {"kernel_size": 2}, (2, 8, 8, 3), (2, 7, 7, 24)),
     "fused_batch_norm": (kr.FusedBatchNormalization, {"momentum": 0.9}, (2, 8, 8, 8),
                          (2, 8, 8, 8)),
+    # The same layers on sequences (batch, steps, channels) and volumes.
+    "identity_pad_1d": (kr.IdentityShortcut, {"filters": 16, "strides": 2, "mode": "pad"},
+                        (2, 9, 8), (2, 5, 16)),
+    "identity_norm_1d": (kr.IdentityShortcut, {"norm": True}, (2, 9, 8), (2, 9, 8)),
+    "projection_avg_down_1d": (kr.ProjectionShortcut, {"filters": 16, "strides": 2,
+                               "avg_down": True}, (2, 8, 8), (2, 4, 16)),
+    "gated_1d": (kr.GatedShortcut, {}, [(2, 8, 8), (2, 8, 8)], (2, 8, 8)),
+    "squeeze_excite_1d": (kr.SqueezeExcite, {"ratio": 0.25}, (2, 8, 8), (2, 8, 8)),
+    "basic_wang_1d": (kr.BasicBlock, {"filters": 16, "kernel_size": (8, 5, 3), "use_bias": True},
+                      (2, 12, 3), (2, 12, 16)),
+    "basic_a_preact_1d": (kr.BasicBlock, {"filters": 16, "strides": 2, "shortcut": "A",
+                          "preact": True, "se_ratio": 0.25, "drop_path_rate": 0.1},
+                          (2, 12, 8), (2, 6, 16)),
+    "bottleneck_1d": (kr.BottleneckBlock, {"filters": 4, "strides": 2, "kernel_size": 5},
+                      (2, 12, 8), (2, 6, 16)),
+    "fused_batch_norm_1d": (kr.FusedBatchNormalization, {}, (2, 12, 8), (2, 12, 8)),
+    "basic_3d": (kr.BasicBlock, {"filters": 8, "strides": 2}, (2, 4, 6, 6, 4), (2, 2, 3, 3, 8)),
+    "bottleneck_3d": (kr.BottleneckBlock, {"filters": 2, "strides": 2}, (2, 4, 4, 4, 4),
+                      (2, 2, 2, 2, 8)),
 }  # fmt: skip
 
 
@@ -86,6 +105,26 @@ def test_every_preset_family_builds_trains_and_saves(name, tmp_path):
     path = tmp_path / f"{name}.keras"
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
+    assert_same_outputs(model, loaded, x)
+
+
+def test_a_series_network_and_residual_wrappers_train_and_save(tmp_path):
+    """Wang et al.'s ResNet (shrunk) under `Residual`-wrapped LSTM, attention and Dense
+    layers: trains, saves, reloads under safe_mode with the same outputs, on this backend."""
+    spec = kr.resnet_series_spec((24, 2), 3, filters=(8, 16, 16)).replace(include_top=False)
+    inputs = keras.Input((24, 2))
+    x = kr.build_network(spec)(inputs)[:, None, :] * keras.ops.ones((1, 6, 1))
+    x = kr.Residual(keras.layers.LSTM(16, return_sequences=True), norm="pre")(x)
+    x = kr.Residual(keras.layers.MultiHeadAttention(2, key_dim=4), norm="pre")(x)
+    x = kr.Residual(keras.layers.Dense(8), norm="post", drop_path_rate=0.1)(x)
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling1D()(x)))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 24, 2)).astype("float32")
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(True))
+    loss = model.fit(x, np.arange(8) % 3, batch_size=4, epochs=2, verbose=0).history["loss"]
+    assert np.all(np.isfinite(loss))
+    model.save(tmp_path / "series.keras")
+    loaded = keras.saving.load_model(tmp_path / "series.keras", safe_mode=True)
     assert_same_outputs(model, loaded, x)
 
 

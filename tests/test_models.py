@@ -130,9 +130,9 @@ def test_include_top_and_pooling_like_keras_applications():
         (lambda: kr.resnet_cifar(21), r"`depth` must be 6n\+2"),
         (lambda: kr.resnet_cifar(32, block="bottleneck"), r"`depth` must be 9n\+2"),
         (lambda: kr.resnet_cifar(20, input_shape=(3, 3, 3)), "too small"),
-        (lambda: kr.resnet(50, input_shape=(16, 16, 3)), "at least 32x32"),
+        (lambda: kr.resnet(50, input_shape=(16, 16, 3)), "at least 32 pixels per side"),
         (lambda: kr.resnet(42), "`depth` must be one of"),
-        (lambda: kr.resnet_cifar(20, input_shape=(32, 32)), "`input_shape`"),
+        (lambda: kr.resnet_cifar(20, input_shape=(32,)), "`input_shape`"),
         (lambda: kr.resnet_cifar(20, shortcut="magic"), "`shortcut`"),
         (lambda: kr.resnet_cifar(20, block="huge"), "`block`"),
         (lambda: kr.resnet_cifar(20, pooling="median"), "`pooling`"),
@@ -179,7 +179,7 @@ def test_every_preset_round_trips_through_keras_files(name, tmp_path):
     path = tmp_path / f"{name}.keras"
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
-    x = np.random.default_rng(0).random((2, 32, 32, 3), dtype="float32")
+    x = np.random.default_rng(0).random((2, *model.input_shape[1:]), dtype="float32")
     assert_same_outputs(model, loaded, x)
 
 

@@ -225,18 +225,27 @@ def test_scaled_keeps_structure_and_groups():
         kr.IdentityShortcut(),
         kr.ProjectionShortcut(8),
         kr.SqueezeExcite(0.5),
-        kr.DenseBlock(1, growth_rate=4),
-        kr.Transition(),
     ],
     ids=lambda layer: type(layer).__name__,
 )
 def test_wrong_rank_input_fails_at_the_layer_naming_the_rank(layer):
-    with pytest.raises(ValueError, match="expected ndim=4, found ndim=5"):
-        layer(np.ones((2, 4, 4, 4, 8), "float32"))
+    """The rank-generic layers take sequences, images and volumes, nothing flatter or deeper."""
+    with pytest.raises(ValueError, match="expected min_ndim=3, found ndim=2"):
+        layer(np.ones((2, 8), "float32"))
+    with pytest.raises(ValueError, match="expected max_ndim=5, found ndim=6"):
+        layer(np.ones((2, 2, 4, 4, 4, 8), "float32"))
 
 
-def test_gated_shortcut_checks_the_rank_of_both_inputs():
+@pytest.mark.parametrize(
+    "layer", [kr.DenseBlock(1, growth_rate=4), kr.Transition()], ids=lambda x: type(x).__name__
+)
+def test_dense_layers_take_images_only(layer):
     with pytest.raises(ValueError, match="expected ndim=4, found ndim=3"):
+        layer(np.ones((2, 4, 8), "float32"))
+
+
+def test_gated_shortcut_checks_both_inputs_match():
+    with pytest.raises(ValueError, match="equal shapes"):
         kr.GatedShortcut()([np.ones((1, 4, 4, 8), "float32"), np.ones((1, 4, 8), "float32")])
 
 

@@ -1,5 +1,6 @@
 """Datasets: the `Dataset` type (`dataset`), keras.datasets' image sets by name (`named`),
-the user's own images and arrays (`user`), `load_dataset` over all three (`loading`), and the
+the user's own images and arrays (`user`), time series in the UCR/UEA archive's formats
+(`series`), `load_dataset` over all of them (`loading`), and the
 tf.data pipelines that feed them to a model (`pipelines`). Each imports only those before it.
 """
 
@@ -20,6 +21,7 @@ from keras_residual.data.named import (
     load_named,
 )
 from keras_residual.data.pipelines import FLIPS, make_pipeline
+from keras_residual.data.series import load_series, read_ts, read_tsv
 from keras_residual.data.user import load_arrays, load_image_folder
 
 __all__ = [
@@ -37,6 +39,9 @@ __all__ = [
     "load_dataset",
     "load_image_folder",
     "load_named",
+    "load_series",
     "make_pipeline",
     "read_npz",
+    "read_ts",
+    "read_tsv",
 ]

@@ -1,4 +1,5 @@
-"""`load_dataset`: a named image set, a folder of images or an `.npz` of arrays."""
+"""`load_dataset`: a named image set, a folder of images, an archive time-series dataset or
+an `.npz` of arrays."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 from keras_residual.data.dataset import DataError, Dataset
 from keras_residual.data.named import DATASETS, check_image_size, load_named
+from keras_residual.data.series import SERIES_EXTENSIONS, load_series, series_files
 from keras_residual.data.user import load_arrays, load_image_folder
 
 
@@ -22,7 +24,9 @@ def load_dataset(
 
     Args:
         name: one of `DATASETS` (`mnist`, `fashion_mnist`, `cifar10`, `cifar100`); or the
-            path of a folder of class subfolders of images (`load_image_folder`) or of an
+            path of a folder of class subfolders of images (`load_image_folder`), of a
+            UCR/UEA time-series dataset (a folder holding `<Name>_TRAIN.ts` and
+            `<Name>_TEST.ts` or `.tsv`, or one of those files: `load_series`) or of an
             `.npz` of arrays (`load_arrays`).
         data_dir: for a named dataset, a folder holding `NAME/NAME.npz` (default:
             `$KERAS_RESIDUAL_DATA`, else `keras.datasets` downloads it).
@@ -42,6 +46,9 @@ def load_dataset(
     if str(name) not in DATASETS:
         path = Path(name).expanduser()
         options = {"validation_split": validation_split, "seed": seed}
+        if path.suffix in SERIES_EXTENSIONS or (path.is_dir() and series_files(path)):
+            check_image_size(str(path), image_size)
+            return load_series(path, **options)
         if path.is_dir():
             return load_image_folder(path, image_size, **options)
         if path.suffix == ".npz":
@@ -51,7 +58,7 @@ def load_dataset(
             raise DataError(f"{path} does not exist.")
         raise DataError(
             f"`dataset` {str(name)!r} is neither one of {', '.join(DATASETS)} nor a folder "
-            "of class subfolders or an .npz file."
+            "of class subfolders, a time-series dataset (<Name>_TRAIN.ts) or an .npz file."
         )
     check_image_size(name, image_size)
     return load_named(name, data_dir, validation_split, seed)

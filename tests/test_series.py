@@ -1,0 +1,228 @@
+"""Residual networks for sequences: the archive's `.ts`/`.tsv` loaders and their bad inputs
+(synthetic files written here), the `Residual` wrapper's arithmetic and errors, Wang et
+al.'s ResNet against the reference Keras implementation, and `train` on a series folder."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_residual as kr
+from keras_residual.data import DataError, load_series, read_ts
+from keras_residual_cli import main
+
+
+def write_ts(path, series, labels, *, classes=None, header=None):
+    """A `.ts` file of `series` (lists of (steps, dims) arrays) and `labels`."""
+    dims = series[0].shape[1]
+    lines = header or [
+        f"@problemName {path.stem}",
+        "@timeStamps false",
+        f"@univariate {'true' if dims == 1 else 'false'}",
+        f"@dimensions {dims}",
+        f"@classLabel true {' '.join(classes or sorted(set(labels)))}",
+        "@data",
+    ]
+    for values, label in zip(series, labels, strict=True):
+        fields = [",".join(f"{v:.6f}" for v in column) for column in values.T]
+        lines.append(":".join([*fields, label]))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def toy_series(count, steps, dims=1, seed=0, labels=("up", "down")):
+    """Rising or falling noisy ramps: a class told by shape, levels random."""
+    rng = np.random.default_rng(seed)
+    ys = [labels[i % len(labels)] for i in range(count)]
+    ramp = np.linspace(-1, 1, steps)[:, None]
+    series = [
+        (ramp if y == labels[0] else -ramp) * rng.uniform(1, 3) + rng.normal(0, 0.1, (steps, dims))
+        + rng.uniform(-5, 5)
+        for y in ys
+    ]  # fmt: skip
+    return series, ys
+
+
+def write_dataset(folder, name="Toy", count=24, steps=32, dims=1, test_steps=None):
+    folder.mkdir(parents=True, exist_ok=True)
+    write_ts(folder / f"{name}_TRAIN.ts", *toy_series(count, steps, dims))
+    write_ts(folder / f"{name}_TEST.ts", *toy_series(count, test_steps or steps, dims, seed=1))
+    return folder
+
+
+def test_a_ts_folder_loads_as_znormalised_series_with_declared_classes(tmp_path):
+    folder = write_dataset(tmp_path / "Toy", dims=3)
+    data = kr.load_dataset(folder, validation_split=0.25)
+    assert data.x_train.shape[1:] == (32, 3) and data.x_train.dtype == np.float32
+    assert data.class_names == ("down", "up")  # @classLabel's order
+    assert len(data.y_train) + len(data.y_val) == 24 and len(data.y_test) == 24
+    assert sorted(np.bincount(data.y_val).tolist()) == [3, 3]  # stratified
+    series = np.concatenate([data.x_train, data.x_val, data.x_test])
+    np.testing.assert_allclose(series.mean(axis=1), 0, atol=1e-5)
+    np.testing.assert_allclose(series.std(axis=1), 1, atol=1e-3)
+    assert data.augmentation == {}
+    same_file = kr.load_dataset(folder / "Toy_TRAIN.ts", validation_split=0.25)
+    np.testing.assert_array_equal(same_file.x_test, data.x_test)
+
+
+def test_unequal_lengths_are_resampled_to_the_longest_training_series(tmp_path):
+    series, labels = toy_series(6, 20)
+    series[1] = series[1][:11]
+    write_ts(tmp_path / "Var_TRAIN.ts", series, labels)
+    write_ts(tmp_path / "Var_TEST.ts", *toy_series(4, 27))
+    data = load_series(tmp_path, validation_split=0.0)
+    assert data.x_train.shape[1:] == (20, 1) and data.x_test.shape[1:] == (20, 1)
+    # A resampled ramp is still a ramp: linear interpolation keeps its shape.
+    assert np.all(np.diff(data.x_test[0, :, 0]) * np.sign(data.x_test[0, -1, 0]) > -0.5)
+
+
+def test_a_tsv_folder_loads_with_numeric_classes_in_order(tmp_path):
+    rows = ["10\t1\t2\t3\t4", "2\t4\t3\t2\tNaN", "10\t0\t1\t2\t3", "2\t3\t2\t1\t0"]
+    (tmp_path / "N_TRAIN.tsv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "N_TEST.tsv").write_text("\n".join(rows[:2]) + "\n")
+    data = load_series(tmp_path, validation_split=0.0)
+    assert data.class_names == ("2", "10") and data.x_train.shape[1:] == (4, 1)
+    assert data.y_train.tolist() == [1, 0, 1, 0]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("@classLabel false\n@data\n1,2:a\n", "line 1: '@classLabel true"),
+        ("@problemName X\n1,2,3:a\n", "line 2: values before @data"),
+        ("@classLabel true a b\n", "no '@data' line"),
+        ("@dimensions 2\n@classLabel true a\n@data\n1,2,3:a\n", "line 4: 1 dimensions"),
+        ("@classLabel true a\n@data\n1,2:3,4:a\n1,2:a\n", "line 4: 1 dimensions"),
+        ("@classLabel true a\n@data\n1,?,3:a\n", "line 3: a missing value ('?')"),
+        ("@classLabel true a\n@data\n1,NaN,3:a\n", "line 3: a missing value ('NaN')"),
+        ("@classLabel true a b\n@data\n1,2,3:c\n", "line 3: class label 'c' is not among"),
+        ("@classLabel true a\n@data\n1,x,3:a\n", "line 3: 'x' is not a number"),
+    ],
+)
+def test_malformed_ts_files_are_refused_naming_file_and_line(tmp_path, body, expected):
+    path = tmp_path / "Bad_TRAIN.ts"
+    path.write_text(body)
+    with pytest.raises(DataError, match="Bad_TRAIN.ts") as error:
+        read_ts(path)
+    assert expected in str(error.value)
+
+
+def test_a_training_file_without_its_test_file_is_refused(tmp_path):
+    write_ts(tmp_path / "Solo_TRAIN.ts", *toy_series(4, 8))
+    with pytest.raises(DataError, match="Solo_TEST.ts"):
+        kr.load_dataset(tmp_path)
+
+
+def test_cli_refuses_bad_series_before_creating_the_output_folder(tmp_path, capsys):
+    folder = write_dataset(tmp_path / "Short", steps=6)
+    out = tmp_path / "run"
+    # Six steps cannot be halved five times (ResNet-18's stem and stages).
+    argv = ["train", "--model", "resnet18", "--dataset", str(folder), "--out", str(out)]
+    assert main(argv) == 2
+    assert "too small" in capsys.readouterr().err and not out.exists()
+    (folder / "Toy_TEST.ts").write_text("@classLabel true up\n@data\n1,2:sideways\n")
+    argv[2] = "resnet_series"
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Toy_TEST.ts, line 3" in err and "'sideways'" in err and not out.exists()
+
+
+def test_train_fits_wangs_resnet_on_a_series_folder_saves_and_exports_it(tmp_path, capsys):
+    folder = write_dataset(tmp_path / "Ramps", count=32, steps=24, dims=2)
+    out = tmp_path / "run"
+    argv = ["train", "--model", "resnet_series", "--dataset", str(folder), "--epochs", "3"]
+    assert main([*argv, "--out", str(out), "--lr", "0.003"]) == 0
+    printed = capsys.readouterr().out
+    accuracy = float(printed.split("test accuracy:")[1].split()[0])
+    assert accuracy >= 0.9  # rising vs falling ramps: learnt in three epochs
+    model = keras.saving.load_model(out / "best_model.keras", safe_mode=True)
+    assert model.input_shape == (None, 24, 2) and model.output_shape == (None, 2)
+    assert model.get_layer("stage3_block1").kernel_size == (8, 5, 3)
+    # Deployable like an image model: the export checks its outputs against the model's.
+    assert main(["export", str(out / "best_model.keras"), "--out", str(tmp_path / "m.tflite"),
+                 "--format", "tflite"]) == 0  # fmt: skip
+    assert (tmp_path / "m.tflite").stat().st_size > 0
+
+
+def _reference_wang_resnet(input_shape, classes, n=64):
+    """The ResNet of Ismail Fawaz et al.'s dl-4-tsc (`classifiers/resnet.py`) in plain
+    keras.layers."""
+    layers = keras.layers
+    inputs = keras.Input(input_shape)
+
+    def block(x, filters, expand):
+        y = x
+        for size in (8, 5, 3):
+            y = layers.BatchNormalization()(layers.Conv1D(filters, size, padding="same")(y))
+            y = layers.Activation("relu")(y) if size != 3 else y
+        shortcut = layers.Conv1D(filters, 1, padding="same")(x) if expand else x
+        return layers.Activation("relu")(layers.add([layers.BatchNormalization()(shortcut), y]))
+
+    x = block(block(block(inputs, n, True), 2 * n, True), 2 * n, False)
+    x = layers.GlobalAveragePooling1D()(x)
+    return keras.Model(inputs, layers.Dense(classes, activation="softmax")(x))
+
+
+@pytest.mark.parametrize(("shape", "classes"), [((150, 1), 2), ((100, 6), 4), ((None, 12), 9)])
+def test_wangs_resnet_has_the_reference_implementations_parameters(shape, classes):
+    reference = _reference_wang_resnet(shape, classes)
+    model = kr.build("resnet_series", input_shape=shape, num_classes=classes)
+    assert model.count_params() == reference.count_params()
+
+    def shapes(network):
+        return sorted(tuple(w.shape) for w in network.trainable_weights)
+
+    assert shapes(model) == shapes(reference)
+    plain = kr.build("plain_series", input_shape=shape, num_classes=classes)
+    assert plain.count_params() < model.count_params()
+    assert not any(isinstance(layer, kr.IdentityShortcut) for layer in plain.layers)
+
+
+def test_residual_adds_the_shortcut_in_pre_and_post_norm_orderings():
+    x = np.random.default_rng(0).normal(size=(2, 5, 4)).astype("float32")
+    dense = keras.layers.Dense(4)
+    pre = kr.Residual(dense, norm="pre")
+    y = keras.ops.convert_to_numpy(pre(x))
+    expected = x + keras.ops.convert_to_numpy(dense(pre.norm_layer(x)))
+    np.testing.assert_allclose(y, expected, atol=1e-6)
+    post = kr.Residual(keras.layers.Dense(4), norm="post")
+    z = keras.ops.convert_to_numpy(post(x))
+    unnormed = x + keras.ops.convert_to_numpy(post.inner(x))
+    np.testing.assert_allclose(z, keras.ops.convert_to_numpy(post.norm_layer(unnormed)), atol=1e-5)
+    widen = kr.Residual(keras.layers.Dense(6))
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(widen(x)),
+        keras.ops.convert_to_numpy(widen.inner(x) + widen.projection(x)),
+        atol=1e-6,
+    )
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda: kr.Residual(keras.layers.LSTM(4)), "return_sequences=True"),
+        (lambda: kr.Residual(keras.layers.Conv1D(4, 3, strides=2)), "keep the input's shape"),
+        (lambda: kr.Residual(keras.layers.Dense(6), shortcut="identity"), "shortcut='identity'"),
+        (lambda: kr.Residual("dense"), "`inner` must be a Keras layer"),
+        (lambda: kr.Residual(keras.layers.Dense(4), norm="middle"), "`norm`"),
+        (lambda: kr.Residual(keras.layers.Dense(4), drop_path_rate=1.5), "`drop_path_rate`"),
+    ],
+)
+def test_residual_rejects_what_cannot_be_added(make, expected):
+    with pytest.raises(ValueError, match=expected.replace("(", r"\(").replace("'", "'")):
+        make()(np.ones((2, 6, 4), "float32"))
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"input_shape": (32, 1), "stem": "whiten"}, "images only"),
+        ({"kernel_size": (8, 5, 3), "block": "bottleneck"}, "only basic blocks"),
+        ({"kernel_size": 0}, "`kernel_size`"),
+        ({"input_shape": (3, 1), "strides": (1, 2, 2)}, "at least 4 steps"),
+    ],
+)
+def test_series_specs_reject_what_a_sequence_cannot_take(changes, expected):
+    with pytest.raises(ValueError, match=expected):
+        kr.ResNetSpec(**changes)
+    with pytest.raises(ValueError, match="image networks"):
+        kr.DenseNetSpec(input_shape=(32, 3))
