@@ -1,14 +1,18 @@
-"""Wang et al.'s ResNet for time series trained by `keras-residual train` on UCR/UEA archive
-datasets (their fixed train/test split), as a user trains it: test accuracy and wall time
-per dataset beside the published ResNet's (Ismail Fawaz et al. 2019: 1,500 epochs of Adam).
+"""Residual networks on UCR/UEA archive datasets (their fixed train/test split), run as a
+user runs them: `keras-residual search --dataset DIR/NAME --time-budget T` (the default), or
+`keras-residual train --model resnet_series --epochs E` (Wang et al.'s ResNet with the
+`series` recipe). Test accuracy and wall time per dataset beside the published ResNet's
+(Ismail Fawaz et al. 2019: 1,500 epochs of Adam).
 
     python benchmarks/series.py --data-dir DIR                 # DIR/NAME/NAME_TRAIN.ts ...
-    python benchmarks/series.py --data-dir DIR --datasets GunPoint --epochs 100
+    python benchmarks/series.py --data-dir DIR --datasets GunPoint --time-budget 5m
+    python benchmarks/series.py --data-dir DIR --train --epochs 100
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import subprocess
 import sys
@@ -29,39 +33,65 @@ PUBLISHED = {
 }
 
 
-def run(dataset: Path, model: str, epochs: int, seed: int) -> dict:
+def _run(command: list[str]) -> tuple[str, float]:
+    started = time.monotonic()
+    printed = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return printed, time.monotonic() - started
+
+
+def train(dataset: Path, model: str, epochs: int, seed: int) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         command = [sys.executable, "-m", "keras_residual_cli", "train", "--model", model]
         command += ["--dataset", str(dataset), "--epochs", str(epochs), "--seed", str(seed)]
-        command += ["--out", str(Path(folder) / "run")]
-        started = time.monotonic()
-        printed = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-        wall = time.monotonic() - started
+        printed, wall = _run([*command, "--out", str(Path(folder) / "run")])
     accuracy = float(re.search(r"test accuracy: ([0-9.]+)", printed).group(1))
     return {"test_accuracy": round(100 * accuracy, 2), "wall_seconds": round(wall, 1)}
+
+
+def search(dataset: Path, budget: str, seed: int) -> dict:
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "search"
+        command = [sys.executable, "-m", "keras_residual_cli", "search", "--dataset"]
+        command += [str(dataset), "--time-budget", budget, "--seed", str(seed)]
+        _, wall = _run([*command, "--out", str(out)])
+        results = json.loads((out / "results.json").read_text())
+    best = results["best"]
+    values = best["hyperparameters"]
+    return {
+        "test_accuracy": round(100 * best["test_accuracy"], 2),
+        "wall_seconds": round(wall, 1),
+        "trials": len(results["trials"]),
+        "best": f"w{values['width']} x{values['blocks_per_stage']} k{values['kernel_size']}"
+        f"{' se' if values['se_ratio'] else ''}",
+        "retrained_epochs": best["retrained_epochs"],
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--datasets", default=",".join(PUBLISHED))
+    parser.add_argument("--time-budget", default="10m", help="of each search")
+    parser.add_argument("--train", action="store_true", help="train --model, no search")
     parser.add_argument("--model", default="resnet_series")
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     rows = []
     for name in args.datasets.split(","):
-        result = run(args.data_dir / name, args.model, args.epochs, args.seed)
+        if args.train:
+            result = train(args.data_dir / name, args.model, args.epochs, args.seed)
+        else:
+            result = search(args.data_dir / name, args.time_budget, args.seed)
         rows.append({"dataset": name, **result, "published_accuracy": PUBLISHED.get(name)})
         print(rows[-1], flush=True)
-    emit(
-        f"Time series: keras-residual train --model {args.model} --epochs {args.epochs}",
-        rows,
-        model=args.model,
-        epochs=args.epochs,
-        seed=args.seed,
-        recipe="the preset's (series)",
-    )
+    if args.train:
+        title = f"Time series: keras-residual train --model {args.model} --epochs {args.epochs}"
+        meta = {"model": args.model, "epochs": args.epochs, "recipe": "the preset's (series)"}
+    else:
+        title = f"Time series: keras-residual search --time-budget {args.time_budget}"
+        meta = {"time_budget": args.time_budget}
+    emit(title, rows, seed=args.seed, **meta)
 
 
 if __name__ == "__main__":

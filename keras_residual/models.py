@@ -324,8 +324,10 @@ def resnet_series_spec(
     input_shape: Sequence[int | None] = (None, 1),
     num_classes: int = 2,
     *,
-    filters: Sequence[int] = (64, 128, 128),
-    kernel_size: Sequence[int] = (8, 5, 3),
+    width: int = 64,
+    stages: int = 3,
+    blocks_per_stage: int = 1,
+    kernel_size: int | Sequence[int] = (8, 5, 3),
     plain: bool = False,
     name: str | None = None,
     **fields,
@@ -339,8 +341,11 @@ def resnet_series_spec(
     Args:
         input_shape: `(steps, channels)`; steps may be None (any length).
         num_classes: classes of the classifier.
-        filters: filters of each block (one block a stage).
-        kernel_size: the kernel sizes of a block's convolutions.
+        width: the first stage's filters; later stages have twice as many.
+        stages: stages of blocks.
+        blocks_per_stage: blocks in each stage.
+        kernel_size: the kernel sizes of a block's convolutions (one integer: two
+            convolutions of that size).
         plain: the same network without shortcuts.
         name: the model's name (default `resnet_series` or `plain_series`).
         **fields: other `ResNetSpec` fields.
@@ -350,16 +355,19 @@ def resnet_series_spec(
     >>> spec.depths, spec.filters, spec.kernel_size, spec.rank
     ((1, 1, 1), (64, 128, 128), (8, 5, 3), 1)
     """
-    filters = tuple(filters)
+    _checks.positive_int("width", width)
+    _checks.positive_int("stages", stages)
+    _checks.positive_int("blocks_per_stage", blocks_per_stage)
+    kernel_size = kernel_size if isinstance(kernel_size, int) else tuple(kernel_size)
     defaults = {
         "name": name or ("plain_series" if plain else "resnet_series"),
         "input_shape": tuple(input_shape),
         "num_classes": num_classes,
         "stem": "none",
-        "depths": (1,) * len(filters),
-        "filters": filters,
-        "strides": (1,) * len(filters),
-        "kernel_size": tuple(kernel_size),
+        "depths": (blocks_per_stage,) * stages,
+        "filters": tuple(width * (1 if s == 0 else 2) for s in range(stages)),
+        "strides": (1,) * stages,
+        "kernel_size": kernel_size,
         "identity_norm": True,
         "use_bias": True,
     }

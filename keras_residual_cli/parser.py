@@ -134,13 +134,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--tuner", choices=("random", "bayesian", "hyperband"), help="default: random"
     )
     search.add_argument(
-        "--max-trials", type=int, help="default: MNIST 9, else 32 (the budget decides)"
+        "--max-trials",
+        type=int,
+        help="default: MNIST 9, time series 12, else 32 (the budget decides)",
     )
-    search.add_argument("--epochs", type=int, help="epochs per trial (default 1)")
+    search.add_argument(
+        "--epochs", type=int, help="epochs per trial (default: time series 30, else 1)"
+    )
     search.add_argument(
         "--time-budget",
-        help="the whole search's, final retraining included: 90s, 10m, 1h (default: MNIST "
-        "4.5m, else 20m)",
+        help="the whole search's, final retraining included: 90s, 10m, 1h, or none "
+        "(default: MNIST 4.5m, time series 10m, else 20m)",
     )
     search.add_argument(
         "--final-epochs",
@@ -153,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--min-final-epochs",
         type=int,
         help="with --final-epochs auto: retrain at least this long, and skip networks too "
-        "slow for it before they train (default: MNIST 1, else 5)",
+        "slow for it before they train (default: MNIST 1, time series 60, else 5)",
     )
     search.add_argument(
         "--trial-share",

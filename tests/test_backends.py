@@ -111,7 +111,7 @@ def test_every_preset_family_builds_trains_and_saves(name, tmp_path):
 def test_a_series_network_and_residual_wrappers_train_and_save(tmp_path):
     """Wang et al.'s ResNet (shrunk) under `Residual`-wrapped LSTM, attention and Dense
     layers: trains, saves, reloads under safe_mode with the same outputs, on this backend."""
-    spec = kr.resnet_series_spec((24, 2), 3, filters=(8, 16, 16)).replace(include_top=False)
+    spec = kr.resnet_series_spec((24, 2), 3, width=8).replace(include_top=False)
     inputs = keras.Input((24, 2))
     x = kr.build_network(spec)(inputs)[:, None, :] * keras.ops.ones((1, 6, 1))
     x = kr.Residual(keras.layers.LSTM(16, return_sequences=True), norm="pre")(x)

@@ -2,6 +2,8 @@
 (synthetic files written here), the `Residual` wrapper's arithmetic and errors, Wang et
 al.'s ResNet against the reference Keras implementation, and `train` on a series folder."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -49,17 +51,20 @@ def write_dataset(folder, name="Toy", count=24, steps=32, dims=1, test_steps=Non
     return folder
 
 
-def test_a_ts_folder_loads_as_znormalised_series_with_declared_classes(tmp_path):
+def test_a_ts_folder_loads_with_declared_classes_univariate_series_znormalised(tmp_path):
     folder = write_dataset(tmp_path / "Toy", dims=3)
     data = kr.load_dataset(folder, validation_split=0.25)
     assert data.x_train.shape[1:] == (32, 3) and data.x_train.dtype == np.float32
     assert data.class_names == ("down", "up")  # @classLabel's order
     assert len(data.y_train) + len(data.y_val) == 24 and len(data.y_test) == 24
     assert sorted(np.bincount(data.y_val).tolist()) == [3, 3]  # stratified
-    series = np.concatenate([data.x_train, data.x_val, data.x_test])
-    np.testing.assert_allclose(series.mean(axis=1), 0, atol=1e-5)
-    np.testing.assert_allclose(series.std(axis=1), 1, atol=1e-3)
+    # Multivariate series keep their levels (the pipelines standardise per channel).
+    assert np.abs(data.x_train.mean(axis=1)).max() > 1
     assert data.augmentation == {}
+    univariate = kr.load_dataset(write_dataset(tmp_path / "Uni"))
+    series = np.concatenate([univariate.x_train, univariate.x_val, univariate.x_test])
+    np.testing.assert_allclose(series.mean(axis=1), 0, atol=1e-5)  # z-normalised each
+    np.testing.assert_allclose(series.std(axis=1), 1, atol=1e-3)
     same_file = kr.load_dataset(folder / "Toy_TRAIN.ts", validation_split=0.25)
     np.testing.assert_array_equal(same_file.x_test, data.x_test)
 
@@ -127,15 +132,15 @@ def test_cli_refuses_bad_series_before_creating_the_output_folder(tmp_path, caps
 
 
 def test_train_fits_wangs_resnet_on_a_series_folder_saves_and_exports_it(tmp_path, capsys):
-    folder = write_dataset(tmp_path / "Ramps", count=32, steps=24, dims=2)
+    folder = write_dataset(tmp_path / "Ramps", count=64, steps=24)
     out = tmp_path / "run"
-    argv = ["train", "--model", "resnet_series", "--dataset", str(folder), "--epochs", "3"]
+    argv = ["train", "--model", "resnet_series", "--dataset", str(folder), "--epochs", "8"]
     assert main([*argv, "--out", str(out), "--lr", "0.003"]) == 0
     printed = capsys.readouterr().out
     accuracy = float(printed.split("test accuracy:")[1].split()[0])
-    assert accuracy >= 0.9  # rising vs falling ramps: learnt in three epochs
+    assert accuracy >= 0.9  # rising vs falling ramps: learnt in 32 steps
     model = keras.saving.load_model(out / "best_model.keras", safe_mode=True)
-    assert model.input_shape == (None, 24, 2) and model.output_shape == (None, 2)
+    assert model.input_shape == (None, 24, 1) and model.output_shape == (None, 2)
     assert model.get_layer("stage3_block1").kernel_size == (8, 5, 3)
     # Deployable like an image model: the export checks its outputs against the model's.
     assert main(["export", str(out / "best_model.keras"), "--out", str(tmp_path / "m.tflite"),
@@ -226,3 +231,25 @@ def test_series_specs_reject_what_a_sequence_cannot_take(changes, expected):
         kr.ResNetSpec(**changes)
     with pytest.raises(ValueError, match="image networks"):
         kr.DenseNetSpec(input_shape=(32, 3))
+
+
+def test_search_on_a_series_folder_takes_the_series_space_and_saves_its_best(tmp_path, capsys):
+    from keras_residual.search import SearchConfig
+    from keras_residual.search.space import resolve_space
+
+    folder = write_dataset(tmp_path / "Ramps", count=24, steps=16)
+    config = SearchConfig.for_dataset(folder)
+    assert (config.time_budget, config.epochs, config.min_final_epochs) == ("10m", 30, 60)
+    assert resolve_space("series")["kernel_size"][0] == "8,5,3"  # Wang et al.'s block first
+    out = tmp_path / "search"
+    argv = ["search", "--dataset", str(folder), "--out", str(out), "--epochs", "2"]
+    argv += ["--max-trials", "1", "--time-budget", "none", "--final-epochs", "2"]
+    argv += ["--width", "8", "--blocks-per-stage", "1"]
+    assert main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["best"]["retrained_epochs"] == 2
+    assert results["best"]["test_accuracy"] is not None
+    assert {t["kernel_size"] for t in results["trials"]} <= {"8,5,3", "5,5", "3,3"}
+    model = keras.saving.load_model(out / "best_model.keras", safe_mode=True)
+    assert model.input_shape == (None, 16, 1)
+    assert model.name.startswith("resnet_series3_w8_k")

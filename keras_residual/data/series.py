@@ -3,8 +3,11 @@ float32 arrays: `.ts` (univariate or multivariate, equal or unequal length, stri
 numeric labels) and the UCR archive's `.tsv` (label first, tab-separated values).
 
 A dataset is a folder holding `<Name>_TRAIN.ts` and `<Name>_TEST.ts` (or `.tsv`), as the
-archive ships it. Each series is z-normalised per dimension (the archive's practice, so
-that a class is told by its shape, not its level). Unequal lengths are resampled by linear
+archive ships it. A univariate series is z-normalised (the UCR archive's practice, so that
+a class is told by its shape, not its level); multivariate series keep their values, whose
+levels across dimensions carry information (per-series z-normalisation costs
+JapaneseVowels 23 points), and are standardised per channel over the training set like
+every dataset. Unequal lengths are resampled by linear
 interpolation to the longest training series: the networks' convolutions and batch norms
 have no masks, and zero padding would let global pooling average the padding in, so
 that a series' length, not its shape, could decide its class.
@@ -228,7 +231,11 @@ def _znormalise(series: np.ndarray) -> np.ndarray:
 
 
 def _stack(series: list[np.ndarray], length: int) -> np.ndarray:
-    return np.stack([_znormalise(_resample(s, length)) for s in series]).astype("float32")
+    """The series at `length` steps in one float32 array; univariate ones z-normalised."""
+    resampled = [_resample(s, length) for s in series]
+    if resampled[0].shape[1] == 1:
+        resampled = [_znormalise(s) for s in resampled]
+    return np.stack(resampled).astype("float32")
 
 
 def _class_order(labels: list[str]) -> tuple[str, ...]:
@@ -247,7 +254,7 @@ def load_series(
     seed: int = 0,
 ) -> Dataset:
     """A UCR/UEA archive dataset (its fixed train/test split) as a `Dataset` of
-    `(n, steps, channels)` float32 series, z-normalised per series and dimension.
+    `(n, steps, channels)` float32 series (univariate ones z-normalised per series).
 
     Args:
         path: a folder holding `<Name>_TRAIN.ts` and `<Name>_TEST.ts` (or `.tsv`), or

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from keras_residual import _checks
+from keras_residual.data.series import series_files
 from keras_residual.search.tuner import TUNERS
 
 # The defaults by the data's default space: MNIST a few-minute job that tries every depth x
@@ -32,17 +33,27 @@ _CIFAR = {
     "min_final_epochs": 5,  # half the speed presets' 10; networks too slow are skipped
     "data_fraction": 1.0,
 }
+# Time series of the archive: tens to hundreds of series train an epoch in seconds, so a
+# trial is tens of epochs and the retraining hundreds.
+_SERIES = {
+    "max_trials": 12,
+    "epochs": 30,
+    "time_budget": "10m",
+    "final_epochs": "auto",
+    "min_final_epochs": 60,
+    "data_fraction": 1.0,
+}
 DEFAULTS = {"mnist": _MNIST, "fashion_mnist": _MNIST, "cifar10": _CIFAR, "cifar100": _CIFAR}
 
 
 def parse_duration(text: str | float | None) -> float | None:
-    """Seconds from `90`, `90s`, `10m` or `1.5h`; None stays None.
+    """Seconds from `90`, `90s`, `10m` or `1.5h`; None (or `"none"`: no budget) stays None.
 
     Example:
     >>> parse_duration("10m"), parse_duration("1.5h"), parse_duration(45)
     (600.0, 5400.0, 45.0)
     """
-    if text is None:
+    if text is None or str(text).strip().lower() == "none":
         return None
     units = {"s": 1, "m": 60, "h": 3600}
     raw = str(text).strip().lower()
@@ -62,7 +73,8 @@ class SearchConfig:
 
     Args:
         dataset: a name of `keras_residual.data.DATASETS`, or the path of a folder of
-            class subfolders of images or of an `.npz` of arrays (`load_dataset`).
+            class subfolders of images, of a UCR/UEA time-series dataset or of an `.npz`
+            of arrays (`load_dataset`).
         data_dir: where the named datasets are (default: `$KERAS_RESIDUAL_DATA`, else
             `keras.datasets`); not part of what makes two searches alike.
         image_size: `N` or `(height, width)` a folder's images are resized to.
@@ -153,14 +165,16 @@ class SearchConfig:
 
     @classmethod
     def for_dataset(cls, dataset: str | os.PathLike = "mnist", **changes) -> SearchConfig:
-        """The defaults for `dataset` (MNIST's for the MNIST-like sets, CIFAR-10's for the
-        others and for data of your own), with `changes` (None values ignored).
+        """The defaults for `dataset` (MNIST's for the MNIST-like sets, the series defaults
+        for a time-series dataset of the UCR/UEA archive's files, CIFAR-10's for the others
+        and for images of your own), with `changes` (None values ignored).
 
         Example:
         >>> SearchConfig.for_dataset("photos/", tuner="hyperband").time_budget
         '20m'
         """
-        defaults = DEFAULTS.get(os.fspath(dataset), _CIFAR)
+        series = os.fspath(dataset) not in DEFAULTS and series_files(dataset) is not None
+        defaults = _SERIES if series else DEFAULTS.get(os.fspath(dataset), _CIFAR)
         given = {k: v for k, v in changes.items() if v is not None}
         return cls(dataset=os.fspath(dataset), **{**defaults, **given})
 

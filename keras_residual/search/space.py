@@ -19,7 +19,7 @@ import numpy as np
 from keras_residual import _checks
 from keras_residual.fast_cifar import FAST_CIFAR_ACTIVATION, FAST_CIFAR_HEAD
 from keras_residual.flops import count_flops
-from keras_residual.models import resnet_cifar_spec
+from keras_residual.models import resnet_cifar_spec, resnet_series_spec
 from keras_residual.network import build_network
 from keras_residual.search.trials import fit_trial
 from keras_residual.spec import ACTIVATIONS, BLOCKS, DOWNSAMPLES, Norm, ResNetSpec
@@ -35,6 +35,11 @@ SEARCHED_SHORTCUTS = ("A", "B", "C", "gated")
 ARCHITECTURE = (
     "stages", "blocks_per_stage", "width", "widen_factor", "block",
     "downsample", "preact", "shortcut", "se_ratio", "activation", "drop_path_rate",
+)  # fmt: skip
+# A series space's architecture: `resnet_series_spec`'s arguments and `ResNetSpec` fields.
+SERIES_ARCHITECTURE = (
+    "stages", "blocks_per_stage", "width", "kernel_size", "block", "preact", "shortcut",
+    "se_ratio", "activation", "drop_path_rate",
 )  # fmt: skip
 SAMPLINGS = ("linear", "log", "reverse_log")
 SE_RATIO = 1 / 16
@@ -84,15 +89,37 @@ CIFAR10_SPACE: dict = {
     "weight_decay": _AIRBENCH.weight_decay,
     "batch_size": _AIRBENCH.batch_size,
 }
+# Time series (`(steps, channels)` data): Wang et al.'s ResNet (width 64, one block a stage,
+# kernels 8/5/3) and its neighbours in depth, width and kernel sizes (`"8,5,3"`: a
+# convolution per size, as keras-tuner's choices are scalars of one type), trained with the
+# `series` recipe.
+_SERIES = RECIPES["series"]
+SERIES_SPACE: dict = {
+    "stages": 3,
+    "blocks_per_stage": [1, 2],
+    "width": [32, 64],
+    "kernel_size": ["8,5,3", "5,5", "3,3"],
+    "block": "basic",
+    "preact": False,
+    "shortcut": "B",
+    "se_ratio": [0.0, SE_RATIO],
+    "activation": "relu",
+    "drop_path_rate": 0.0,
+    "optimizer": _SERIES.optimizer,
+    "learning_rate": _SERIES.learning_rate,
+    "weight_decay": _SERIES.weight_decay,
+    "batch_size": _SERIES.batch_size,
+}
 DEFAULT_SPACES = {
     "mnist": MNIST_SPACE,
     "fashion_mnist": MNIST_SPACE,
     "cifar10": CIFAR10_SPACE,
     "cifar100": CIFAR10_SPACE,
+    "series": SERIES_SPACE,
 }
 # The recipe each default space's trials train with (the search's own fields laid over it).
 SPACE_RECIPES = {"mnist": "fast", "fashion_mnist": "fast", "cifar10": "airbench",
-                 "cifar100": "airbench"}  # fmt: skip
+                 "cifar100": "airbench", "series": "series"}  # fmt: skip
 # The head (pooling, logit scale, batch-norm settings, init) a recipe's learning rate is tuned
 # for: airbench's logits x 1/9 take a rate that would blow up unscaled logits.
 RECIPE_HEADS = {"airbench": FAST_CIFAR_HEAD}
@@ -136,7 +163,9 @@ def _check_dimension(name: str, spec):
     else:
         values = [spec]
     for value in values:
-        if name in _ALLOWED:
+        if name == "kernel_size":
+            kernel_sizes(value)
+        elif name in _ALLOWED:
             _checks.choice(name, value, _ALLOWED[name])
         elif name in ("drop_path_rate", "se_ratio"):
             _checks.rate(name, value)
@@ -148,16 +177,40 @@ def _check_dimension(name: str, spec):
             _checks.positive(name, value)
 
 
+def kernel_sizes(value) -> int | tuple[int, ...]:
+    """A `kernel_size` dimension's value as the spec takes it: `3` (two convolutions of 3)
+    or sizes, one convolution each, `"8,5,3"` -> `(8, 5, 3)` (keras-tuner's choices are
+    scalars).
+
+    Example:
+    >>> kernel_sizes("8,5,3"), kernel_sizes(3)
+    ((8, 5, 3), 3)
+    """
+    if isinstance(value, str):
+        try:
+            return tuple(_checks.positive_int("kernel_size", int(k)) for k in value.split(","))
+        except ValueError:
+            raise ValueError(
+                f"`kernel_size` must be a positive integer or sizes such as '8,5,3', got {value!r}."
+            ) from None
+    return _checks.positive_int("kernel_size", value)
+
+
 def default_space_for(input_shape, dataset: str | None = None) -> str:
     """The default space for `dataset`: a built-in dataset's own; for data of your own,
-    by `input_shape`: MNIST's for small one-channel images, CIFAR-10's for anything else.
+    by `input_shape`: the series space for `(steps, channels)`, MNIST's for small
+    one-channel images, CIFAR-10's for other images.
 
     Example:
     >>> default_space_for((96, 96, 3)), default_space_for((28, 28, 1), "fashion_mnist")
     ('cifar10', 'fashion_mnist')
+    >>> default_space_for((150, 1))
+    'series'
     """
     if dataset in DEFAULT_SPACES:
         return dataset
+    if len(input_shape) == 2:
+        return "series"
     *size, channels = input_shape
     small = all(side is not None and side <= 32 for side in size)
     return "mnist" if channels == 1 and small else "cifar10"
@@ -245,6 +298,13 @@ def _smallest(name: str, values):
     if isinstance(values, Mapping):
         return values["min"]
     options = list(values) if isinstance(values, list | tuple) else [values]
+    if name == "kernel_size":  # the fewest kernel taps (one size: two convolutions)
+
+        def taps(value):
+            sizes = kernel_sizes(value)
+            return sum(sizes) if isinstance(sizes, tuple) else 2 * sizes
+
+        return min(options, key=taps)
     cheapest = {"block": "basic", "shortcut": "A", "se_ratio": 0.0}
     if name in cheapest and cheapest[name] in options:
         return cheapest[name]
@@ -347,7 +407,7 @@ class ResidualHyperModel(keras_tuner.HyperModel):
             if name in hp.values:
                 hp.values[name] = _smallest(name, values)
         reasons = []
-        for downsample in np.atleast_1d(self.space["downsample"]):
+        for downsample in np.atleast_1d(self.space.get("downsample", "stride")):
             if "downsample" in hp.values:
                 hp.values["downsample"] = str(downsample)
             spec = self.spec(hp)
@@ -391,6 +451,8 @@ class ResidualHyperModel(keras_tuner.HyperModel):
         CIFAR ResNet family (`resnet_cifar_spec`) with the chosen family and spec fields,
         on the head the recipe is tuned for."""
         v = self.declare(hp)
+        if len(self.input_shape) == 2:
+            return self._series_spec(v)
         chosen = {name: v[name] for name in ARCHITECTURE}
         stem, strides = downsampling(self.input_shape, v["stages"])
         pool = v["downsample"] == "pool"
@@ -407,6 +469,15 @@ class ResidualHyperModel(keras_tuner.HyperModel):
         )
         name = f"{'preact_' if v['preact'] else ''}{spec.name}_w{v['width']}"
         return spec.replace(name=name + ("_pool" if pool else ""))
+
+    def _series_spec(self, v: dict) -> ResNetSpec:
+        """A series trial's architecture: the `resnet_series_spec` family."""
+        chosen = {name: v[name] for name in SERIES_ARCHITECTURE}
+        chosen["kernel_size"] = sizes = kernel_sizes(v["kernel_size"])
+        spec = resnet_series_spec(self.input_shape, self.num_classes, norm=self.norm, **chosen)
+        kernels = "-".join(map(str, sizes)) if isinstance(sizes, tuple) else f"{sizes}x2"
+        depth = v["stages"] * v["blocks_per_stage"]
+        return spec.replace(name=f"resnet_series{depth}_w{v['width']}_k{kernels}")
 
     def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
         return build_network(self.spec(hp), dtype=self.dtype)
