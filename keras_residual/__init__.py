@@ -39,6 +39,8 @@ from keras_residual.models import (
     resnet_spec,
     resnext,
     resnext_spec,
+    tcn,
+    tcn_spec,
     wide_resnet,
     wide_resnet_spec,
 )
@@ -187,6 +189,8 @@ __all__ = [
     "resolve_dtype",
     "spec_from_dict",
     "train",
+    "tcn",
+    "tcn_spec",
     "tta_views",
     "wide_resnet",
     "wide_resnet_spec",

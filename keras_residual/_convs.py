@@ -61,6 +61,7 @@ def conv(
     strides: int = 1,
     groups: int = 1,
     dilation_rate: int = 1,
+    causal: bool = False,
     use_bias: bool = False,
     kernel_initializer="he_normal",
     name: str | None = None,
@@ -70,9 +71,11 @@ def conv(
     with its own instance of `kernel_initializer` (`fresh_initializer`).
 
     Strided convolutions pad symmetrically (torchvision and keras.applications do),
-    not TensorFlow's bottom-right-heavy "same" padding, so weights port across.
+    not TensorFlow's bottom-right-heavy "same" padding, so weights port across. A causal
+    one (sequences) pads on the left only: its output at a step sees no later step.
     """
     padding = "valid" if strides > 1 and kernel_size > 1 else "same"
+    padding = "causal" if causal else padding
     return layer("Conv", rank)(
         filters,
         kernel_size,

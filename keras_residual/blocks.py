@@ -23,6 +23,7 @@ class ConvStep(NamedTuple):
     kernel_size: int
     strides: int = 1
     groups: int = 1
+    dilation_rate: int = 1
 
 
 def _kernel_sizes(value) -> int | tuple[int, ...]:
@@ -47,6 +48,10 @@ class ResidualBlock(keras.layers.Layer):
         kernel_size: the kernel size of the block's spatial convolutions (3); a basic
             block also takes one size per convolution, e.g. `(8, 5, 3)` for the three
             convolutions of Wang et al.'s time-series ResNet.
+        dilation_rate: the dilation of the spatial convolutions (TCNs double it per
+            block); needs `strides=1`.
+        causal: sequences only: the convolutions pad on the left, so that a step's output
+            sees no later step (a TCN's causal convolutions).
         preact: pre-activation ("v2") ordering.
         groups: grouped 3x3 convolutions (ResNeXt cardinality).
         base_width: width per group at 64 filters (ResNeXt's d); the branch's inner
@@ -74,6 +79,8 @@ class ResidualBlock(keras.layers.Layer):
         filters: int,
         strides: int = 1,
         kernel_size: int | tuple[int, ...] = 3,
+        dilation_rate: int = 1,
+        causal: bool = False,
         preact: bool = False,
         groups: int = 1,
         base_width: int = 64,
@@ -96,6 +103,13 @@ class ResidualBlock(keras.layers.Layer):
         self.filters = _checks.positive_int("filters", filters)
         self.strides = _checks.positive_int("strides", strides)
         self.kernel_size = _kernel_sizes(kernel_size)
+        self.dilation_rate = _checks.positive_int("dilation_rate", dilation_rate)
+        self.causal = _checks.flag("causal", causal)
+        if self.dilation_rate > 1 and self.strides > 1:
+            raise ValueError(
+                f"A block cannot both dilate (`dilation_rate`={dilation_rate}) and stride "
+                f"(`strides`={strides}): Keras's convolutions take one of them."
+            )
         self.preact = _checks.flag("preact", preact)
         self.groups = _checks.positive_int("groups", groups)
         self.base_width = _checks.positive_int("base_width", base_width)
@@ -182,6 +196,11 @@ class ResidualBlock(keras.layers.Layer):
 
     def build(self, input_shape):
         self._rank, channels = _convs.rank_of(input_shape), input_shape[-1]
+        if self.causal and self._rank != 1:
+            raise ValueError(
+                f"`causal` convolutions are for sequences (batch, steps, channels); got an "
+                f"input of shape {tuple(input_shape)}."
+            )
         steps = self.branch_steps()
         if steps[0].groups > 1 and channels % self.groups:
             raise ValueError(f"`groups`={self.groups} must divide the input channels ({channels}).")
@@ -203,6 +222,8 @@ class ResidualBlock(keras.layers.Layer):
                 rank=self._rank,
                 strides=step.strides,
                 groups=step.groups,
+                dilation_rate=step.dilation_rate,
+                causal=self.causal,
                 use_bias=self._conv_bias(followed_by_bn),
                 kernel_initializer="zeros" if zero_kernel else self.kernel_initializer,
                 name=f"{self.name}_conv{i + 1}",
@@ -319,6 +340,8 @@ class ResidualBlock(keras.layers.Layer):
             "filters": self.filters,
             "strides": self.strides,
             "kernel_size": self.kernel_size,
+            "dilation_rate": self.dilation_rate,
+            "causal": self.causal,
             "preact": self.preact,
             "groups": self.groups,
             "base_width": self.base_width,
@@ -366,6 +389,7 @@ class BasicBlock(ResidualBlock):
                 size,
                 self.strides if i == 0 else 1,
                 self.groups,
+                self.dilation_rate,
             )
             for i, size in enumerate(sizes)
         ]
@@ -408,7 +432,9 @@ class BottleneckBlock(ResidualBlock):
         first, middle = (self.strides, 1) if self.stride_in_1x1 else (1, self.strides)
         return [
             ConvStep(self.bottleneck_width, 1, first),
-            ConvStep(self.bottleneck_width, self.kernel_size, middle, self.groups),
+            ConvStep(
+                self.bottleneck_width, self.kernel_size, middle, self.groups, self.dilation_rate
+            ),
             ConvStep(self.output_filters, 1),
         ]
 

@@ -374,6 +374,60 @@ def resnet_series_spec(
     return ResNetSpec(**_plain(plain, {**defaults, **fields}))
 
 
+def tcn_spec(
+    input_shape: Sequence[int | None] = (None, 1),
+    num_classes: int = 2,
+    *,
+    levels: int = 6,
+    width: int = 64,
+    kernel_size: int = 3,
+    dropout_rate: float = 0.0,
+    plain: bool = False,
+    name: str | None = None,
+    **fields,
+) -> ResNetSpec:
+    """A residual temporal convolutional network (Bai et al. 2018): `levels` blocks of two
+    dilated causal convolutions, the dilation doubling per level (1, 2, 4, ...), a 1x1
+    projection where the channels change, global average pooling. Batch norm stands in for
+    the paper's weight norm. Its receptive field, `spec.receptive_field`, is
+    `1 + 2 * (kernel_size - 1) * (2**levels - 1)` steps.
+
+    Args:
+        input_shape: `(steps, channels)`; steps may be None.
+        num_classes: classes of the classifier.
+        levels: blocks, each with twice the previous dilation.
+        width: filters of every block.
+        kernel_size: of the causal convolutions.
+        dropout_rate: dropout between a block's convolutions (the paper's 0.05-0.2).
+        plain: the same network without shortcuts.
+        name: the model's name (default `tcn` or `plain_tcn`).
+        **fields: other `ResNetSpec` fields.
+
+    Example:
+    >>> spec = tcn_spec((150, 1), 2)
+    >>> spec.dilations, spec.receptive_field
+    ((1, 2, 4, 8, 16, 32), 253)
+    """
+    _checks.positive_int("levels", levels)
+    _checks.positive_int("width", width)
+    _checks.positive_int("kernel_size", kernel_size)
+    defaults = {
+        "name": name or ("plain_tcn" if plain else "tcn"),
+        "input_shape": tuple(input_shape),
+        "num_classes": num_classes,
+        "stem": "none",
+        "depths": (1,) * levels,
+        "filters": (width,) * levels,
+        "strides": (1,) * levels,
+        "dilations": tuple(2**level for level in range(levels)),
+        "kernel_size": (kernel_size, kernel_size),
+        "causal": True,
+        "dropout_rate": dropout_rate,
+        "use_bias": True,
+    }
+    return ResNetSpec(**_plain(plain, {**defaults, **fields}))
+
+
 def _builder(make_spec: Callable[..., Spec], summary: str, example: str):
     """The model builder of a spec maker: same arguments plus `dtype`, returns the model."""
 
@@ -429,4 +483,9 @@ resnet_series = _builder(
     resnet_series_spec,
     "The time-series ResNet of Wang et al. (2017) as a Keras model.",
     ">>> resnet_series((150, 1), 2).count_params()\n    506818",
+)
+tcn = _builder(
+    tcn_spec,
+    "A residual temporal convolutional network (Bai et al. 2018) as a Keras model.",
+    ">>> tcn((150, 1), 2).get_layer('stage6_block1').dilation_rate\n    32",
 )

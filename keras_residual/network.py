@@ -132,8 +132,9 @@ def _residual_stages(x, spec: ResNetSpec):
     block_layer, shared = BLOCK_LAYERS[spec.block], spec.block_kwargs()
     shared["kernel_initializer"] = conv_initializer(spec.conv_init)
     total, index = sum(spec.depths), 0
-    for s, (count, filters, stage_strides) in enumerate(
-        zip(spec.depths, spec.filters, spec.strides, strict=True), 1
+    dilations = spec.dilations or (1,) * len(spec.depths)
+    for s, (count, filters, stage_strides, dilation) in enumerate(
+        zip(spec.depths, spec.filters, spec.strides, dilations, strict=True), 1
     ):
         strided_block = 1 if spec.stride_at == "first" else count
         if spec.downsample == "pool":
@@ -147,6 +148,7 @@ def _residual_stages(x, spec: ResNetSpec):
                 filters,
                 strides,
                 shortcut=shortcut,
+                dilation_rate=dilation,
                 drop_path_rate=spec.drop_path_rate * index / max(total - 1, 1),
                 name=f"stage{s}_block{b}",
                 **shared,

@@ -16,6 +16,7 @@ from keras_residual.models import (
     resnet_series_spec,
     resnet_spec,
     resnext_spec,
+    tcn_spec,
     wide_resnet_spec,
 )
 from keras_residual.network import build_network
@@ -61,6 +62,9 @@ FAMILIES = {
     "resnet_series": ("ResNet for time-series classification: three blocks of 8/5/3 "
                       "convolutions", _WANG, "ucr"),
     "plain_series": ("the time-series ResNet's plain twin, no shortcuts", _WANG, "ucr"),
+    "tcn": ("residual TCN: dilated causal convolutions, receptive field 253 steps",
+            "Bai et al. 2018, An Empirical Evaluation of Generic Convolutional and Recurrent "
+            "Networks for Sequence Modeling", "ucr"),
 }  # fmt: skip
 # Top-1 accuracy the paper (or torchvision, for ImageNet) reports, percent.
 REFERENCE_ACCURACY = {
@@ -129,9 +133,13 @@ _TABLE: dict[str, tuple[str, Spec]] = {
                          resnet_spec(50, keras_compat=True, preact=True)),
     "resnet_series": ("resnet_series", resnet_series_spec()),
     "plain_series": ("plain_series", resnet_series_spec(plain=True)),
+    "tcn": ("tcn", tcn_spec()),
 }  # fmt: skip
 # The speed family's head is tuned for airbench's learning rate; the rest train with `fast`.
-_RECIPES = {"fast_cifar": "airbench", "resnet_series": "series", "plain_series": "series"}
+_RECIPES = {
+    "fast_cifar": "airbench",
+    **dict.fromkeys(("resnet_series", "plain_series", "tcn"), "series"),
+}
 # Every preset's model carries the preset's name.
 PRESETS: dict[str, Spec] = {name: spec.replace(name=name) for name, (_, spec) in _TABLE.items()}
 PRESET_INFO: dict[str, PresetInfo] = {

@@ -218,6 +218,9 @@ class ResNetSpec(_Spec):
         depths: blocks per stage (0 allowed with `downsample="pool"`).
         filters: filters per stage (before a bottleneck's `expansion`).
         strides: stride of each stage's strided block (or max-pool).
+        dilations: the dilation of each stage's spatial convolutions (None: 1 everywhere;
+            a TCN doubles it per stage), in stages with stride 1.
+        causal: sequences only: causal convolutions (a step's output sees no later step).
         downsample: `"stride"` (a stage's first or last block is strided) or `"pool"`
             (each stage opens with conv, max-pool by its stride, norm and ReLU, and its
             blocks keep the shape: Page's ResNet-9 and airbench).
@@ -255,6 +258,8 @@ class ResNetSpec(_Spec):
     depths: tuple[int, ...] = (3, 3, 3)
     filters: tuple[int, ...] = (16, 32, 64)
     strides: tuple[int, ...] = (1, 2, 2)
+    dilations: tuple[int, ...] | None = None
+    causal: bool = False
     downsample: str = "stride"
     stride_at: str = "first"
     preact: bool = False
@@ -298,9 +303,23 @@ class ResNetSpec(_Spec):
                 "`depths`, `filters` and `strides` need one entry per stage, got "
                 f"{len(self.depths)}, {len(self.filters)} and {len(self.strides)}."
             )
+        if self.dilations is not None:
+            self._set("dilations", _positive_ints("dilations", self.dilations))
+            if len(self.dilations) != len(self.depths):
+                raise ValueError(
+                    f"`dilations` needs one entry per stage ({len(self.depths)}), got "
+                    f"{self.dilations}."
+                )
+            pairs = zip(self.dilations, self.strides, strict=True)
+            for stage, (dilation, stride) in enumerate(pairs, 1):
+                if dilation > 1 and stride > 1:
+                    raise ValueError(
+                        f"Stage {stage} both dilates and strides: give it `dilations` 1 or "
+                        "`strides` 1 (Keras's convolutions take one of them)."
+                    )
         _checks.choice("stride_at", self.stride_at, STRIDE_AT)
         check_shortcut(self.shortcut)
-        flags = ("stem_bias", "preact", "identity_norm", "avg_down", "stride_in_1x1")
+        flags = ("stem_bias", "preact", "identity_norm", "avg_down", "stride_in_1x1", "causal")
         for name in (*flags, "zero_init_residual"):
             self._set(name, _checks.flag(name, getattr(self, name)))
         for name in ("groups", "base_width", "expansion"):
@@ -323,6 +342,11 @@ class ResNetSpec(_Spec):
             )
 
     def _check_rank(self) -> None:
+        if self.causal and self.rank != 1:
+            raise ValueError(
+                f"`causal` convolutions are for sequences: input_shape {self.input_shape} is "
+                "not (steps, channels)."
+            )
         if self.stem == "whiten" and self.rank != 2:
             raise ValueError(
                 "stem='whiten' whitens 2x2 image patches: images only; use stem='cifar' or "
@@ -336,6 +360,35 @@ class ResNetSpec(_Spec):
         return sum(s > 1 for s in self.strides) + stem
 
     @property
+    def receptive_field(self) -> int | None:
+        """How many input steps (pixels along a side) one position of the last feature map
+        sees through the deepest path; None for the stems and the downsampling that pool
+        (`imagenet`, `deep`, `whiten`, `downsample="pool"`).
+
+        Example:
+        >>> ResNetSpec(input_shape=(100, 1), stem="none", depths=(1, 1), filters=(8, 8),
+        ...            strides=(1, 1), dilations=(1, 2), causal=True).receptive_field
+        13
+        """
+        if self.stem not in ("none", "cifar") or self.downsample != "stride":
+            return None
+        field, jump = (3, 1) if self.stem == "cifar" else (1, 1)
+        if self.block == "bottleneck":
+            kernels, stride_at = (1, self.kernel_size, 1), 0 if self.stride_in_1x1 else 1
+        else:
+            kernels = self.kernel_size
+            kernels, stride_at = (kernels if isinstance(kernels, tuple) else (kernels,) * 2), 0
+        dilations = self.dilations or (1,) * len(self.depths)
+        for count, stride, dilation in zip(self.depths, self.strides, dilations, strict=True):
+            strided_block = 0 if self.stride_at == "first" else count - 1
+            for block in range(count):
+                for i, kernel in enumerate(kernels):
+                    field += (kernel - 1) * dilation * jump
+                    if block == strided_block and i == stride_at:
+                        jump *= stride
+        return field
+
+    @property
     def post_norm(self) -> bool:
         """Pre-activation networks normalise once more before the head."""
         return self.preact
@@ -344,6 +397,7 @@ class ResNetSpec(_Spec):
         """The block-layer arguments every block of this network shares."""
         shared = {
             "kernel_size": self.kernel_size,
+            "causal": self.causal,
             "identity_norm": self.identity_norm,
             "preact": self.preact,
             "groups": self.groups,

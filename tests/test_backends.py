@@ -63,6 +63,8 @@ LAYERS = {
     "basic_a_preact_1d": (kr.BasicBlock, {"filters": 16, "strides": 2, "shortcut": "A",
                           "preact": True, "se_ratio": 0.25, "drop_path_rate": 0.1},
                           (2, 12, 8), (2, 6, 16)),
+    "basic_tcn_1d": (kr.BasicBlock, {"filters": 8, "dilation_rate": 2, "causal": True},
+                     (2, 12, 4), (2, 12, 8)),
     "bottleneck_1d": (kr.BottleneckBlock, {"filters": 4, "strides": 2, "kernel_size": 5},
                       (2, 12, 8), (2, 6, 16)),
     "fused_batch_norm_1d": (kr.FusedBatchNormalization, {}, (2, 12, 8), (2, 12, 8)),

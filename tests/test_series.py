@@ -253,3 +253,49 @@ def test_search_on_a_series_folder_takes_the_series_space_and_saves_its_best(tmp
     model = keras.saving.load_model(out / "best_model.keras", safe_mode=True)
     assert model.input_shape == (None, 16, 1)
     assert model.name.startswith("resnet_series3_w8_k")
+
+
+def test_an_npz_of_series_loads_as_sequences(tmp_path):
+    series, labels = toy_series(20, 16, dims=3)
+    x, y = np.stack(series), np.array([label == "up" for label in labels], int)
+    np.savez(tmp_path / "uni.npz", x_train=x[..., 0], y_train=y)  # (n, steps): univariate
+    assert kr.load_dataset(tmp_path / "uni.npz").input_shape == (16, 1)
+    np.savez(tmp_path / "multi.npz", x_train=x, y_train=y, layout="series")
+    data = kr.load_dataset(tmp_path / "multi.npz")
+    assert data.input_shape == (16, 3) and data.x_train.dtype == np.float32
+    np.savez(tmp_path / "odd.npz", x_train=x, y_train=y, layout="sequence")
+    with pytest.raises(DataError, match="odd.npz: layout must be 'images' or 'series'"):
+        kr.load_dataset(tmp_path / "odd.npz")
+
+
+def test_the_tcn_is_causal_and_reports_its_receptive_field():
+    spec = kr.tcn_spec((64, 2), 3, levels=4, width=8)
+    assert spec.receptive_field == 1 + 2 * (3 - 1) * (2**4 - 1)
+    features = kr.build_network(spec.replace(include_top=False, pooling=None))
+    x = np.random.default_rng(0).normal(size=(2, 64, 2)).astype("float32")
+    later = x.copy()
+    later[:, 40:] += 5.0  # change the future
+    y, y_later = (keras.ops.convert_to_numpy(features(v)) for v in (x, later))
+    np.testing.assert_array_equal(y[:, :40], y_later[:, :40])  # the past does not see it
+    assert not np.allclose(y[:, 40:], y_later[:, 40:])
+    # A step's output sees exactly `receptive_field` steps back: a change there reaches it.
+    reach = x.copy()
+    reach[:, 63 - spec.receptive_field + 1] += 5.0
+    assert not np.allclose(keras.ops.convert_to_numpy(features(reach))[:, 63], y[:, 63])
+    blocks = [layer for layer in features.layers if isinstance(layer, kr.BasicBlock)]
+    assert [b.dilation_rate for b in blocks] == [1, 2, 4, 8] and all(b.causal for b in blocks)
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda: kr.BasicBlock(8, strides=2, dilation_rate=2), "both dilate"),
+        (lambda: kr.ResNetSpec(dilations=(1, 2, 2)), "Stage 2 both dilates and strides"),
+        (lambda: kr.ResNetSpec(dilations=(1, 2)), "one entry per stage"),
+        (lambda: kr.ResNetSpec(causal=True), "`causal` convolutions are for sequences"),
+        (lambda: kr.BasicBlock(8, causal=True)(np.ones((1, 4, 4, 8), "float32")), "sequences"),
+    ],
+)
+def test_dilation_and_causality_reject_what_they_cannot_do(make, expected):
+    with pytest.raises(ValueError, match=expected):
+        make()

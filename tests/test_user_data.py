@@ -98,7 +98,9 @@ def test_npz_of_arrays_with_one_hot_labels_and_no_test_split(tmp_path):
           "y_test": np.array([0, 9])}, r"y_test \(classes .* in 0..3; got 9"),
         ({"x_train": np.zeros((4, 8, 8)), "y_train": np.arange(4), "x_test": np.zeros((2, 8, 8))},
          "only one of x_test and y_test"),
-        ({"x_train": np.zeros((4, 8)), "y_train": np.arange(4)}, "x_train must be"),
+        ({"x_train": np.zeros(4), "y_train": np.arange(4)}, "x_train must be"),
+        ({"x_train": np.zeros((4, 8, 8, 8)), "y_train": np.arange(4), "layout": "series"},
+         r"x_train must be a non-empty numeric array of series"),
         ({"y_train": np.arange(4)}, "lacks the arrays"),
     ],
 )  # fmt: skip

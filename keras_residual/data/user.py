@@ -168,8 +168,10 @@ def load_arrays(
     """An `.npz` of `x_train`, `y_train` (and optionally `x_test`, `y_test`) as a `Dataset`.
 
     Images are NHWC or NHW (one channel added), of any numeric dtype; labels integer or
-    one-hot. Classes are `0 .. max(y_train)`. Without test arrays, `test_split` of the
-    training set is held out for testing; `validation_split` always is.
+    one-hot. Series are `(n, steps)` (one channel added) or, with `layout="series"` saved
+    beside them, `(n, steps, channels)`. Classes are `0 .. max(y_train)`. Without test
+    arrays, `test_split` of the training set is held out for testing; `validation_split`
+    always is.
 
     Args:
         path: the `.npz` file.
@@ -178,28 +180,36 @@ def load_arrays(
         seed: draws the held-out examples.
 
     Raises:
-        DataError: a missing array, arrays that are not images, lengths that differ or
-            labels that are not whole numbers from 0 (or, in `y_test`, not among
+        DataError: a missing array, arrays that are not images or series, lengths that
+            differ or labels that are not whole numbers from 0 (or, in `y_test`, not among
             `y_train`'s classes); the message names the file.
 
     Example:
     >>> data = load_arrays("my_arrays.npz")  # doctest: +SKIP
+    >>> np.savez("my_series.npz", x_train=x, y_train=y, layout="series")  # doctest: +SKIP
     """
     path = Path(path).expanduser()
     _checks.rate("validation_split", validation_split)
     _checks.rate("test_split", test_split)
-    arrays = read_npz(path, required=("x_train", "y_train"), optional=("x_test", "y_test"))
+    arrays = read_npz(
+        path, required=("x_train", "y_train"), optional=("x_test", "y_test", "layout")
+    )
     if ("x_test" in arrays) != ("y_test" in arrays):
         raise DataError(f"{path} has only one of x_test and y_test; give both or neither.")
+    layout = str(arrays.pop("layout", "images"))
+    if layout not in ("images", "series"):
+        raise DataError(f"{path}: layout must be 'images' or 'series', got {layout!r}.")
     for key in [k for k in arrays if k.startswith("x_")]:
         x = arrays[key]
-        x = x[..., None] if x.ndim == 3 else x
-        if x.ndim != 4 or x.dtype.kind not in "uif" or not len(x):
+        series = layout == "series" or x.ndim == 2
+        x = x[..., None] if x.ndim == (2 if series else 3) else x
+        if x.ndim != (3 if series else 4) or x.dtype.kind not in "uif" or not len(x):
+            what = "series (N, steps[, channels])" if series else "images (N, H, W[, C])"
             raise DataError(
-                f"{path}: {key} must be a non-empty numeric array of images (N, H, W[, C]), "
+                f"{path}: {key} must be a non-empty numeric array of {what}, "
                 f"got {x.dtype} {x.shape}."
             )
-        arrays[key] = x
+        arrays[key] = x.astype("float32") if series else x
     for key in [k for k in arrays if k.startswith("y_")]:
         arrays[key] = labels_as_indices(f"{path}: {key}", arrays[key])
     for split in ("train", "test"):
@@ -217,7 +227,7 @@ def load_arrays(
     x = arrays["x_train"]
     x_test, y_test = arrays.get("x_test", x[test]), arrays.get("y_test", y[test])
     if x_test.shape[1:] != x.shape[1:]:
-        raise DataError(f"{path}: x_test images are {x_test.shape[1:]}, x_train {x.shape[1:]}.")
+        raise DataError(f"{path}: x_test examples are {x_test.shape[1:]}, x_train {x.shape[1:]}.")
     return Dataset(
         path.stem, x[train], y[train], x[val], y[val], x_test, y_test, classes,
         source=str(path), augmentation={},
