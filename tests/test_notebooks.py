@@ -19,8 +19,8 @@ def _code(notebook) -> str:
     return "\n".join(line for cell in cells for line in cell.splitlines() if line[:1] not in "%!")
 
 
-def test_there_are_five_notebooks():
-    assert [n.name[:2] for n in NOTEBOOKS] == ["01", "02", "03", "04", "05"]
+def test_there_are_six_notebooks():
+    assert [n.name[:2] for n in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

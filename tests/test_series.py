@@ -7,48 +7,11 @@ import json
 import keras
 import numpy as np
 import pytest
+from conftest import toy_series, write_dataset, write_ts
 
 import keras_residual as kr
 from keras_residual.data import DataError, load_series, read_ts
 from keras_residual_cli import main
-
-
-def write_ts(path, series, labels, *, classes=None, header=None):
-    """A `.ts` file of `series` (lists of (steps, dims) arrays) and `labels`."""
-    dims = series[0].shape[1]
-    lines = header or [
-        f"@problemName {path.stem}",
-        "@timeStamps false",
-        f"@univariate {'true' if dims == 1 else 'false'}",
-        f"@dimensions {dims}",
-        f"@classLabel true {' '.join(classes or sorted(set(labels)))}",
-        "@data",
-    ]
-    for values, label in zip(series, labels, strict=True):
-        fields = [",".join(f"{v:.6f}" for v in column) for column in values.T]
-        lines.append(":".join([*fields, label]))
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def toy_series(count, steps, dims=1, seed=0, labels=("up", "down")):
-    """Rising or falling noisy ramps: a class told by shape, levels random."""
-    rng = np.random.default_rng(seed)
-    ys = [labels[i % len(labels)] for i in range(count)]
-    ramp = np.linspace(-1, 1, steps)[:, None]
-    series = [
-        (ramp if y == labels[0] else -ramp) * rng.uniform(1, 3) + rng.normal(0, 0.1, (steps, dims))
-        + rng.uniform(-5, 5)
-        for y in ys
-    ]  # fmt: skip
-    return series, ys
-
-
-def write_dataset(folder, name="Toy", count=24, steps=32, dims=1, test_steps=None):
-    folder.mkdir(parents=True, exist_ok=True)
-    write_ts(folder / f"{name}_TRAIN.ts", *toy_series(count, steps, dims))
-    write_ts(folder / f"{name}_TEST.ts", *toy_series(count, test_steps or steps, dims, seed=1))
-    return folder
 
 
 def test_a_ts_folder_loads_with_declared_classes_univariate_series_znormalised(tmp_path):
