@@ -28,7 +28,7 @@ def test_a_ts_folder_loads_with_declared_classes_univariate_series_znormalised(t
     series = np.concatenate([univariate.x_train, univariate.x_val, univariate.x_test])
     np.testing.assert_allclose(series.mean(axis=1), 0, atol=1e-5)  # z-normalised each
     np.testing.assert_allclose(series.std(axis=1), 1, atol=1e-3)
-    same_file = kr.load_dataset(folder / "Toy_TRAIN.ts", validation_split=0.25)
+    same_file = kr.load_dataset(folder / "Toy_TEST.ts", validation_split=0.25)
     np.testing.assert_array_equal(same_file.x_test, data.x_test)
 
 

@@ -195,20 +195,21 @@ def series_files(path: str | os.PathLike) -> tuple[Path, Path] | None:
     """
     path = Path(path)
     if path.is_file():
-        folder, stem = path.parent, path.stem.rsplit("_", 1)[0]
-        candidates = [path] if path.suffix in SERIES_EXTENSIONS else []
+        if path.suffix not in SERIES_EXTENSIONS:
+            return None
+        folder, name = path.parent, path.stem.removesuffix("_TEST").removesuffix("_TRAIN")
+        candidates = [folder / f"{name}_TRAIN{path.suffix}"]
     elif path.is_dir():
-        folder, stem = path, path.name
-        candidates = [folder / f"{stem}_TRAIN{ext}" for ext in SERIES_EXTENSIONS]
-        candidates += sorted(folder.glob(f"*_TRAIN{SERIES_EXTENSIONS[0]}"))
-        candidates += sorted(folder.glob(f"*_TRAIN{SERIES_EXTENSIONS[1]}"))
+        folder = path
+        candidates = [folder / f"{path.name}_TRAIN{ext}" for ext in SERIES_EXTENSIONS]
+        for ext in SERIES_EXTENSIONS:
+            candidates += sorted(folder.glob(f"*_TRAIN{ext}"))
     else:
         return None
     for train in candidates:
-        if not train.is_file() or not train.stem.endswith("_TRAIN"):
+        if not train.is_file():
             continue
-        stem = train.stem.removesuffix("_TRAIN")
-        test = folder / f"{stem}_TEST{train.suffix}"
+        test = folder / f"{train.stem.removesuffix('_TRAIN')}_TEST{train.suffix}"
         if not test.is_file():
             raise DataError(
                 f"{train} has no test file beside it: the archive's split needs {test.name}."

@@ -29,11 +29,14 @@ PROBE_FILE = "probe.json"  # a probed network's timing, beside its trial's trial
 @dataclass(frozen=True)
 class Timing:
     """A network's measured cost: seconds to start (tracing, the pipeline), per training
-    image once running, and per validation pass (one an epoch)."""
+    image once running, per validation pass (one an epoch), and per epoch besides its
+    steps and validation (starting the epoch's data, the callbacks: what epochs of a few
+    steps, as on a small time-series set, mostly cost)."""
 
     overhead: float
     per_image: float
     validation: float = 0.0
+    per_epoch: float = 0.0
 
     @classmethod
     def of(cls, trial) -> Timing | None:
@@ -41,17 +44,21 @@ class Timing:
         metrics = trial.metrics
         if not metrics.exists("seconds_per_image"):
             return None
-        validation = metrics.exists("validation_seconds")
+
+        def recorded(name: str) -> float:
+            return metrics.get_last_value(name) if metrics.exists(name) else 0.0
+
         return cls(
             metrics.get_last_value("overhead_seconds"),
             metrics.get_last_value("seconds_per_image"),
-            metrics.get_last_value("validation_seconds") if validation else 0.0,
+            recorded("validation_seconds"),
+            recorded("epoch_overhead_seconds"),
         )
 
     def seconds(self, images: int, epochs: int, test_passes: float = 0.0) -> float:
         """Seconds to train `epochs` epochs of `images` images each, then to test it for
         as long as `test_passes` validation passes take."""
-        epoch = self.per_image * images + self.validation
+        epoch = self.per_image * images + self.validation + self.per_epoch
         return self.overhead + epoch * epochs + self.validation * test_passes
 
 
@@ -98,6 +105,7 @@ class CostModel:
     per_image: tuple[float, ...]
     validation: tuple[float, ...]
     overhead: float
+    per_epoch: float = 0.0
 
     @classmethod
     def from_trials(cls, trials, probes: Iterable[tuple[float, Timing]] = ()) -> CostModel | None:
@@ -121,16 +129,18 @@ class CostModel:
         >>> CostModel.from_timings([(4e6, Timing(2, 3e-4)), (1e6, Timing(1, 1e-4))]).flops
         (1000000.0, 4000000.0)
         """
-        timings, overheads = {}, []
+        timings, overheads, per_epoch = {}, [], []
         for flops, timing in timed:
             known = timings.get(float(flops), timing)
             timings[float(flops)] = max(known, timing, key=lambda t: t.per_image)
             overheads.append(timing.overhead)
+            per_epoch.append(timing.per_epoch)
         if not timings:
             return None
         flops = tuple(sorted(timings))
         per_image = tuple(timings[f].per_image for f in flops)
-        return cls(flops, per_image, tuple(timings[f].validation for f in flops), max(overheads))
+        validation = tuple(timings[f].validation for f in flops)
+        return cls(flops, per_image, validation, max(overheads), max(per_epoch))
 
     def timing(self, flops: float) -> Timing:
         """The estimated timing of a network of `flops` forward FLOPs per image."""
@@ -139,6 +149,7 @@ class CostModel:
             self.overhead,
             _at(flops, xs, np.asarray(self.per_image)),
             _at(flops, xs, np.asarray(self.validation)),
+            self.per_epoch,
         )
 
 

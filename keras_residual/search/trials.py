@@ -99,10 +99,12 @@ def fit_trial(
     }
     if _sized(x):
         record["train_examples"] = len(x.y_train if isinstance(x, Dataset) else x)
-    if steady.steps:  # the cost of more training: per image and validation, and to start
+    if steady.steps:  # the cost of more training: per image, validation, epoch; to start
+        epochs = len(history.epoch)
         record["seconds_per_image"] = steady.seconds / (steady.steps * recipe.batch_size)
         record["validation_seconds"] = steady.validation
-        steady_total = steady.seconds + steady.validation * len(history.epoch)
+        record["epoch_overhead_seconds"] = steady.per_epoch
+        steady_total = steady.seconds + (steady.validation + steady.per_epoch) * epochs
         record["overhead_seconds"] = max(0.0, fit_seconds - steady_total)
     return record
 
@@ -131,20 +133,33 @@ def _sized(x) -> bool:
 
 
 class _SteadyTime(keras.callbacks.Callback):
-    """Seconds of the training steps after the first (tracing, the pipeline's start) and
-    of the last validation pass: what more epochs of the same network cost."""
+    """Seconds of the training steps after the first (tracing, the pipeline's start), of
+    the last validation pass, and of each epoch after the first besides its steps and
+    validation (`per_epoch`, their mean): what more epochs of the same network cost."""
 
     def __init__(self):
         super().__init__()
-        self.seconds, self.steps, self.validation = 0.0, 0, 0.0
+        self.seconds, self.steps, self.validation, self.per_epoch = 0.0, 0, 0.0, 0.0
         self._traced, self._began, self._testing = False, None, None
+        self._epoch_began, self._epoch_steps, self._extra = None, 0.0, []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_began, self._epoch_steps = time.perf_counter(), 0.0
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch > 0:  # the first epoch's extra time is the start-up's
+            wall = time.perf_counter() - self._epoch_began
+            self._extra.append(max(0.0, wall - self._epoch_steps - self.validation))
+            self.per_epoch = sum(self._extra) / len(self._extra)
 
     def on_train_batch_begin(self, batch, logs=None):
         self._began = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
+        seconds = time.perf_counter() - self._began
+        self._epoch_steps += seconds
         if self._traced:
-            self.seconds += time.perf_counter() - self._began
+            self.seconds += seconds
             self.steps += 1
         self._traced = True
 

@@ -122,7 +122,12 @@ class _RecordingTuner:
         metrics = {k: record[k] for k in keys}
         # The trial's fidelity: epochs its network trained in all, and on how many images.
         metrics["epochs"] = record["next_epoch"]
-        timing = ("seconds_per_image", "validation_seconds", "overhead_seconds")
+        timing = (
+            "seconds_per_image",
+            "validation_seconds",
+            "epoch_overhead_seconds",
+            "overhead_seconds",
+        )
         for name in ("train_examples", *timing):
             if record.get(name) is not None:
                 metrics[name] = record[name]
