@@ -274,12 +274,14 @@ def test_no_trial_starts_that_the_budget_cannot_fit(tmp_path):
     images = 10 * trial.metrics.get_last_value("train_examples")
     retraining = Retraining(final_epochs=3, images=images)
     estimate = retraining.seconds(trial)
-    per_image, validation, start = (
-        trial.metrics.get_last_value(name)
-        for name in ("seconds_per_image", "validation_seconds", "overhead_seconds")
+    names = ("seconds_per_image", "validation_seconds", "epoch_overhead_seconds")
+    per_image, validation, per_epoch, start = (
+        trial.metrics.get_last_value(n) for n in (*names, "overhead_seconds")
     )
-    assert estimate == pytest.approx(start + (per_image * retraining.images + validation) * 3)
-    assert 0 < per_image * 96 * 2 + validation * 2 < trial.metrics.get_last_value("fit_seconds")
+    epoch = per_image * retraining.images + validation + per_epoch
+    assert estimate == pytest.approx(start + epoch * 3)
+    steady = (per_image * 96 + validation + per_epoch) * 2
+    assert 0 < steady < trial.metrics.get_last_value("fit_seconds")
     assert retraining.pick(tuner.oracle, estimate) is trial
     assert retraining.pick(tuner.oracle, estimate / 2) is None
     # No trial's retraining (3 epochs, each as long as 2 trials) fits: the search goes on
