@@ -2,7 +2,8 @@
 
 Each record is what a benchmark's `emit` wrote (or a measurement carried over from an older
 README, marked so): a title, the date, commit, CPU and command, and rows. The summary shows,
-per benchmark and kind of CPU, the newest record's table, and lists the older ones.
+per benchmark and kind of CPU, the tables of the newest commit's records (one run, or a run
+split over several invocations, say a dataset list in parts), and lists the older ones.
 
     python benchmarks/summarize.py            # write the summary
     python benchmarks/summarize.py --check    # exit 1 if the summary is out of date
@@ -90,18 +91,12 @@ def summary(records: list[dict]) -> str:
     ]
     for (title, kind), group in sorted(groups.items()):
         group.sort(key=lambda r: r.get("date", ""), reverse=True)
-        newest = group[0]
+        commit = group[0].get("commit")
+        current = [r for r in group if commit and r.get("commit") == commit] or group[:1]
         lines += [f"## {title} ({KINDS[kind]})", ""]
-        carried = " *(carried over)*" if newest.get("carried_over") else ""
-        lines += [f"{_where(newest)}{carried}; [`{newest['file']}`]({newest['file']})", ""]
-        if newest.get("command"):
-            lines += [f"`{newest['command']}`", ""]
-        if _figures(newest):
-            lines += [_figures(newest), ""]
-        if newest.get("note"):
-            lines += [newest["note"], ""]
-        lines += [*table(newest.get("rows", [])), ""]
-        for older in group[1:]:
+        for newest in sorted(current, key=lambda r: r.get("date", "")):
+            lines += _record(newest)
+        for older in [r for r in group if r not in current]:
             figures = f" ({_figures(older)})" if _figures(older) else ""
             lines.append(
                 f"- earlier: {_where(older)}{figures}; [`{older['file']}`]({older['file']})"
@@ -109,6 +104,19 @@ def summary(records: list[dict]) -> str:
         if len(group) > 1:
             lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _record(record: dict) -> list[str]:
+    """A record's provenance, command, figures, note and table."""
+    carried = " *(carried over)*" if record.get("carried_over") else ""
+    lines = [f"{_where(record)}{carried}; [`{record['file']}`]({record['file']})", ""]
+    if record.get("command"):
+        lines += [f"`{record['command']}`", ""]
+    if _figures(record):
+        lines += [_figures(record), ""]
+    if record.get("note"):
+        lines += [record["note"], ""]
+    return [*lines, *table(record.get("rows", [])), ""]
 
 
 def main(argv=None) -> int:
