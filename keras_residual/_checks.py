@@ -18,6 +18,16 @@ def positive_int(name: str, value: Any) -> int:
     return value
 
 
+def kernel_sizes(name: str, value: Any) -> int | tuple[int, ...]:
+    """Return `value` if it is one positive int, or as a tuple if it is a non-empty list or
+    tuple of them (a kernel size per convolution), else raise naming `name`."""
+    if isinstance(value, list | tuple):
+        if not value:
+            raise ValueError(f"`{name}` must be a positive integer or a non-empty tuple.")
+        return tuple(positive_int(name, size) for size in value)
+    return positive_int(name, value)
+
+
 def non_negative_int(name: str, value: Any) -> int:
     """Return `value` if it is an int >= 0, else raise a ValueError naming `name`."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:

@@ -26,15 +26,6 @@ class ConvStep(NamedTuple):
     dilation_rate: int = 1
 
 
-def _kernel_sizes(value) -> int | tuple[int, ...]:
-    """One positive int, or a tuple of them (a list from a config becomes a tuple)."""
-    if isinstance(value, list | tuple):
-        if not value:
-            raise ValueError("`kernel_size` must be a positive integer or a non-empty tuple.")
-        return tuple(_checks.positive_int("kernel_size", size) for size in value)
-    return _checks.positive_int("kernel_size", value)
-
-
 class ResidualBlock(keras.layers.Layer):
     """What `BasicBlock` and `BottleneckBlock` share: ordering, norms, SE, drop-path, shortcut.
 
@@ -102,7 +93,7 @@ class ResidualBlock(keras.layers.Layer):
         super().__init__(**kwargs)
         self.filters = _checks.positive_int("filters", filters)
         self.strides = _checks.positive_int("strides", strides)
-        self.kernel_size = _kernel_sizes(kernel_size)
+        self.kernel_size = _checks.kernel_sizes("kernel_size", kernel_size)
         self.dilation_rate = _checks.positive_int("dilation_rate", dilation_rate)
         self.causal = _checks.flag("causal", causal)
         if self.dilation_rate > 1 and self.strides > 1:

@@ -281,15 +281,12 @@ class ResNetSpec(_Spec):
         _checks.choice("stem", self.stem, STEMS)
         _checks.positive_int("stem_filters", self.stem_filters)
         _checks.choice("block", self.block, BLOCKS)
-        if isinstance(self.kernel_size, int) and not isinstance(self.kernel_size, bool):
-            _checks.positive_int("kernel_size", self.kernel_size)
-        else:
-            self._set("kernel_size", _positive_ints("kernel_size", self.kernel_size))
-            if self.block != "basic":
-                raise ValueError(
-                    f"`kernel_size` {self.kernel_size} gives one size per convolution, "
-                    "which only basic blocks take: use one integer with block='bottleneck'."
-                )
+        self._set("kernel_size", _checks.kernel_sizes("kernel_size", self.kernel_size))
+        if isinstance(self.kernel_size, tuple) and self.block != "basic":
+            raise ValueError(
+                f"`kernel_size` {self.kernel_size} gives one size per convolution, "
+                "which only basic blocks take: use one integer with block='bottleneck'."
+            )
         _checks.choice("downsample", self.downsample, DOWNSAMPLES)
         for name in ("depths", "filters", "strides"):
             self._set(name, _positive_ints(name, getattr(self, name), zero=name == "depths"))
