@@ -5,6 +5,7 @@ al.'s ResNet against the reference Keras implementation, and `train` on a series
 import json
 
 import keras
+import keras_tuner
 import numpy as np
 import pytest
 from conftest import toy_series, write_dataset, write_ts
@@ -216,6 +217,29 @@ def test_search_on_a_series_folder_takes_the_series_space_and_saves_its_best(tmp
     model = keras.saving.load_model(out / "best_model.keras", safe_mode=True)
     assert model.input_shape == (None, 16, 1)
     assert model.name.startswith("resnet_series3_w8_k")
+
+
+def test_a_series_search_tries_wangs_resnet_first_then_draws_as_keras_tuner_does(tmp_path):
+    from keras_residual.search import ResidualHyperModel
+    from keras_residual.search.tuner import BayesianOptimization, Hyperband, RandomSearch
+
+    hypermodel = ResidualHyperModel((40, 2), 3)
+    name, values = hypermodel.baseline()
+    hp = keras_tuner.HyperParameters()
+    hypermodel.declare(hp)
+    hp.values.update(values)
+    preset = kr.build("resnet_series", input_shape=(40, 2), num_classes=3)
+    assert hypermodel.spec(hp).replace(name=preset.spec.name) == preset.spec  # the preset itself
+    assert hypermodel.recipe_for(hp) == kr.get_recipe(kr.preset_info(name).recipe)
+    for kind, first in ((RandomSearch, True), (BayesianOptimization, True), (Hyperband, False)):
+        options = {"max_epochs": 3} if kind is Hyperband else {"max_trials": 3}
+        tuner = kind(hypermodel, objective="val_accuracy", directory=tmp_path / kind.__name__,
+                     first_values=values, isolate_trials=False, **options)  # fmt: skip
+        drawn = [tuner.oracle.create_trial(f"t{i}").hyperparameters.values for i in range(2)]
+        assert ({k: drawn[0][k] for k in values} == values) == first, kind
+        assert {k: drawn[1][k] for k in values} != values  # drawn, not the preset again
+    narrowed = ResidualHyperModel((40, 2), 3, width=[16, 32])
+    assert narrowed.baseline() is None  # a space without the preset searches as it was
 
 
 def test_an_npz_of_series_loads_as_sequences(tmp_path):

@@ -216,6 +216,9 @@ def _search(
             flush=True,
         )
         project = out / PROJECT
+        baseline = hypermodel.baseline() if config.tuner != "hyperband" else None
+        if baseline and role != "worker" and not project.exists():
+            print(f"The first trial is the {baseline[0]} preset, as a point of the space.")
 
         def progress(trial):
             if role != "worker":
@@ -244,6 +247,7 @@ def _search(
             # distributed workers share a remote oracle: they stop at the budget, nothing kept
             retraining=None if role else retraining,
             retraining_budget=budget - trials_budget if auto and not role else None,
+            first_values=baseline and baseline[1],
             **options,
         )
         if role == "chief":

@@ -110,6 +110,17 @@ SERIES_SPACE: dict = {
     "weight_decay": _SERIES.weight_decay,
     "batch_size": _SERIES.batch_size,
 }
+# The preset a default space holds as a point: a search tries it first (`baseline`), so its
+# best can only be at least as good on the validation split as the known network.
+BASELINES = {
+    "series": ("resnet_series", {
+        "stages": 3, "blocks_per_stage": 1, "width": 64, "kernel_size": "8,5,3",
+        "block": "basic", "preact": False, "shortcut": "B", "se_ratio": 0.0,
+        "activation": "relu", "drop_path_rate": 0.0, "optimizer": _SERIES.optimizer,
+        "learning_rate": _SERIES.learning_rate, "weight_decay": _SERIES.weight_decay,
+        "batch_size": _SERIES.batch_size,
+    }),
+}  # fmt: skip
 DEFAULT_SPACES = {
     "mnist": MNIST_SPACE,
     "fashion_mnist": MNIST_SPACE,
@@ -293,6 +304,16 @@ def _declare(hp: keras_tuner.HyperParameters, name: str, spec):
     return hp.Fixed(name, spec)
 
 
+def _holds(name: str, spec, value) -> bool:
+    """Whether dimension `name`, declared as `spec`, can take `value`."""
+    if isinstance(spec, Mapping):
+        return spec["min"] <= value <= spec["max"]
+    options = list(spec) if isinstance(spec, list | tuple) else [spec]
+    if name == "kernel_size":
+        return kernel_sizes(value) in [kernel_sizes(option) for option in options]
+    return value in options
+
+
 def _smallest(name: str, values):
     """The value of a dimension that makes the smallest network."""
     if isinstance(values, Mapping):
@@ -377,6 +398,7 @@ class ResidualHyperModel(keras_tuner.HyperModel):
         self.input_shape = _checks.input_shape(self.input_shape)
         dataset = default_space_for(self.input_shape) if dataset is None else dataset
         self.space = resolve_space(dataset, space, **dimensions)
+        self.space_name = dataset
         self.recipe = _checks.choice("recipe", recipe or SPACE_RECIPES[dataset], RECIPES)
         head = RECIPE_HEADS.get(self.recipe, {})
         self.norm = norm or head.get("norm", Norm())
@@ -388,6 +410,22 @@ class ResidualHyperModel(keras_tuner.HyperModel):
         self.max_mflops = None if max_mflops is None else _checks.positive("max_mflops", max_mflops)
         if self.max_params or self.max_mflops:
             self._check_smallest_fits()
+
+    def baseline(self) -> tuple[str, dict] | None:
+        """The preset this space holds as a point (`BASELINES`), as its name and the
+        point's values, or None: no preset for the space, or a space (narrowed, say) that
+        does not hold it. The toolkit's tuners try it first.
+
+        Example:
+        >>> ResidualHyperModel((150, 1), 2).baseline()[0]
+        'resnet_series'
+        >>> ResidualHyperModel((150, 1), 2, width=[16, 32]).baseline() is None
+        True
+        """
+        name, values = BASELINES.get(self.space_name, (None, {}))
+        if name is None or not all(_holds(k, self.space[k], v) for k, v in values.items()):
+            return None
+        return name, dict(values)
 
     def over_budget(self, params: int, flops: float) -> str | None:
         """Why a network of `params` parameters and `flops` forward FLOPs per image breaks

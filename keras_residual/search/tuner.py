@@ -52,7 +52,9 @@ class _RecordingTuner:
     retrained in it, the search goes on with networks that fit their own retraining.
 
     `seed` (default 0) fixes the sequence of trials; unlike in keras-tuner, 0 is a seed
-    like any other.
+    like any other. `first_values` (hyperparameter values: a known network as a point of
+    the space, `ResidualHyperModel.baseline`) are the first trial's; the oracle draws the
+    others as it would (Hyperband's brackets take none).
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class _RecordingTuner:
         isolate_trials: bool = True,
         retraining: Retraining | None = None,
         retraining_budget: float | None = None,
+        first_values: dict | None = None,
         **kwargs,
     ):
         self.time_budget = time_budget
@@ -76,6 +79,13 @@ class _RecordingTuner:
         # keras-tuner reads a seed of 0 (or None) as "draw one at random": shift by one so
         # every seed, 0 included, gives the same sequence of trials on every run.
         super().__init__(*args, seed=self._seed + 1, **kwargs)
+        local = isinstance(self.oracle, keras_tuner.Oracle)  # a distributed worker's is remote
+        if (
+            first_values
+            and local
+            and not isinstance(self.oracle, keras_tuner.oracles.HyperbandOracle)
+        ):
+            _start_with(self.oracle, first_values)
 
     def _build_and_fit_model(self, trial, *args, **kwargs):
         if self._processes is None:
@@ -245,6 +255,19 @@ class _RecordingTuner:
         finally:
             if self._processes is not None:
                 self._processes.close()
+
+
+def _start_with(oracle: keras_tuner.Oracle, values: dict) -> None:
+    """Make `oracle`'s first trial take `values`; later ones (and those of a resumed search,
+    whose oracle has trials) are the oracle's own."""
+    populate = oracle.populate_space
+
+    def populate_space(trial_id):
+        if oracle.trials:
+            return populate(trial_id)
+        return {"status": keras_tuner.engine.trial.TrialStatus.RUNNING, "values": dict(values)}
+
+    oracle.populate_space = populate_space
 
 
 def epochs_trained(trial) -> int:
