@@ -236,7 +236,7 @@ def test_the_retraining_plans_its_test_in_validation_passes():
         assert _retraining(hypermodel, data.subset(test=8), 3).test_passes == views / 4
 
 
-def test_retrain_trains_a_trials_configuration_afresh_for_the_epochs_given(tmp_path):
+def test_retrain_trains_a_trials_configuration_afresh_on_train_and_val_images(tmp_path):
     tuner, data = _in_process_tuner(tmp_path, [4, 6]), _tiny_data()
     tuner.search(data, epochs=1, verbose=0)
     (trial,) = tuner.oracle.trials.values()
@@ -244,7 +244,9 @@ def test_retrain_trains_a_trials_configuration_afresh_for_the_epochs_given(tmp_p
     model = retrain(tuner.hypermodel, hp, data, 3, verbose=0)
     assert model.count_params() == trial.metrics.get_last_value("params")
     batch = tuner.hypermodel.recipe_for(hp).batch_size
-    assert int(model.optimizer.iterations) == 3 * -(-len(data.y_train) // batch)
+    images = len(data.y_train) + len(data.y_val)  # the validation split has done its job
+    assert int(model.optimizer.iterations) == 3 * -(-images // batch)
+    assert _retraining(tuner.hypermodel, data, 3).images == images  # and is planned for
     with pytest.raises(ValueError, match="epochs"):
         retrain(tuner.hypermodel, hp, data, 0)
 

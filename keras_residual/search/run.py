@@ -295,12 +295,12 @@ def _search(
 
 
 def _retraining(hypermodel, data: Dataset, final_epochs: int) -> Retraining:
-    """The cost of retraining on all of `data` for at least `final_epochs` and testing
-    with the recipe's test-time augmentation: the test's images times its views, in
-    validation passes (what a trial times)."""
+    """The cost of retraining on all of `data` (training and validation images) for at
+    least `final_epochs` and testing with the recipe's test-time augmentation: the test's
+    images times its views, in validation passes (what a trial times)."""
     views = len(tta_views(data.x_test[:1], get_recipe(hypermodel.recipe).tta))
     passes = len(data.y_test) * views / len(data.y_val) if len(data.y_val) else 0.0
-    return Retraining(final_epochs, len(data.y_train), passes)
+    return Retraining(final_epochs, len(data.y_train) + len(data.y_val), passes)
 
 
 def _fraction(data: Dataset, fraction: float) -> Dataset:
@@ -336,9 +336,10 @@ def retrain(
     seed: int = 0,
     verbose: int | str = "auto",
 ) -> keras.Model:
-    """A trial's configuration built afresh and trained on all of `data` for `epochs`
-    with its recipe (the schedule spread over those epochs), as the search retrains its
-    best. The model is returned untested.
+    """A trial's configuration built afresh and trained on all of `data`'s training
+    and validation splits (`Dataset.fold_validation`) for `epochs` with its recipe (the
+    schedule spread over those epochs), as the search retrains its best. The model is
+    returned untested.
 
     Example:
     >>> hypermodel = ResidualHyperModel((28, 28, 1), 10, width=8, blocks_per_stage=1)
@@ -349,7 +350,8 @@ def retrain(
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
     model = hypermodel.build(hyperparameters)
-    hypermodel.fit(hyperparameters, model, data, epochs=epochs, seed=seed, verbose=verbose)
+    folded = data.fold_validation()
+    hypermodel.fit(hyperparameters, model, folded, epochs=epochs, seed=seed, verbose=verbose)
     return model
 
 
