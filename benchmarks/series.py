@@ -48,12 +48,13 @@ def train(dataset: Path, model: str, epochs: int, seed: int) -> dict:
     return {"test_accuracy": round(100 * accuracy, 2), "wall_seconds": round(wall, 1)}
 
 
-def search(dataset: Path, budget: str, seed: int) -> dict:
+def search(dataset: Path, budget: str, seed: int, keep: Path | None) -> dict:
     with tempfile.TemporaryDirectory() as folder:
-        out = Path(folder) / "search"
+        out = (keep or Path(folder)) / dataset.name
         command = [sys.executable, "-m", "keras_residual_cli", "search", "--dataset"]
         command += [str(dataset), "--time-budget", budget, "--seed", str(seed)]
-        _, wall = _run([*command, "--out", str(out)])
+        printed, wall = _run([*command, "--out", str(out)])
+        (out / "printed.txt").write_text(printed)
         results = json.loads((out / "results.json").read_text())
     best = results["best"]
     values = best["hyperparameters"]
@@ -76,13 +77,14 @@ def main() -> None:
     parser.add_argument("--model", default="resnet_series")
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep", type=Path, help="keep each search's folder in KEEP/NAME")
     args = parser.parse_args()
     rows = []
     for name in args.datasets.split(","):
         if args.train:
             result = train(args.data_dir / name, args.model, args.epochs, args.seed)
         else:
-            result = search(args.data_dir / name, args.time_budget, args.seed)
+            result = search(args.data_dir / name, args.time_budget, args.seed, args.keep)
         rows.append({"dataset": name, **result, "published_accuracy": PUBLISHED.get(name)})
         print(rows[-1], flush=True)
     if args.train:

@@ -1,4 +1,9 @@
+import contextlib
+import io
 import os
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # On JAX, XLA compiles every train step before it runs: at LLVM's level 0 the families' tiny
@@ -35,7 +40,8 @@ def run_probe(probe: str, folder, **environment) -> None:
 
 def shrunk(name: str, widest: int = 32, deepest: int = 2):
     """Preset `name`'s spec at 32x32x3 (a series preset: 32 steps of 3) and 4 classes,
-    narrowed to at most `widest` filters (DenseNets: growth rate 4) and cut to at most
+    narrowed to at most `widest` filters (DenseNets: growth rate 4), cut to its first and
+    last stages (the others repeat the last's structure at other widths) and to at most
     `deepest` blocks a stage (DenseNets: units a block), structure kept (at 2, each stage's
     first block and one that repeats): quick to build, train and save."""
     spec = kr.get_spec(name)
@@ -43,7 +49,10 @@ def shrunk(name: str, widest: int = 32, deepest: int = 2):
         spec = spec.scaled(4 / spec.growth_rate)
     else:
         spec = spec.scaled(min(1.0, widest / max(spec.filters)))
-    spec = spec.replace(depths=tuple(min(d, deepest) for d in spec.depths))
+        ends = {k: (v[0], v[-1]) for k in ("filters", "strides", "dilations")
+                if (v := getattr(spec, k)) is not None}  # fmt: skip
+        spec = spec.replace(depths=(spec.depths[0], spec.depths[-1]), **ends)
+    spec = spec.replace(depths=tuple(min(d, deepest) for d in (spec.depths[0], spec.depths[-1])))
     return spec.replace(input_shape=(32,) * spec.rank + (3,), num_classes=4)
 
 
@@ -136,3 +145,27 @@ def data_dir(tmp_path_factory):
     write_npz(root / "cifar10" / "cifar10.npz", (32, 32, 3))
     write_dataset(root / "ucr" / "GunPoint", name="GunPoint", count=32, steps=48)
     return root
+
+
+# The finished search that tests of results, reports, resumption and damaged state files
+# share (each search costs tens of seconds): three trials of tiny networks on half of MNIST.
+FINISHED_SEARCH = {"max_trials": 3, "data_fraction": 0.5, "width": [4, 6, 8, 10],
+                   "blocks_per_stage": 1}  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def finished_search(data_dir, tmp_path_factory):
+    """`FINISHED_SEARCH` run once: its folder `out`, what it `printed` and its `result`.
+    Read it only; a test that writes to the folder takes `finished_copy`."""
+    from keras_residual.search import run_search
+
+    out, printed = tmp_path_factory.mktemp("finished") / "search", io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        result = run_search("mnist", out, data_dir=data_dir, verbose=0, **FINISHED_SEARCH)
+    return SimpleNamespace(out=out, printed=printed.getvalue(), result=result)
+
+
+@pytest.fixture
+def finished_copy(finished_search, tmp_path):
+    """A copy of the finished search's folder, to change."""
+    return Path(shutil.copytree(finished_search.out, tmp_path / "search"))

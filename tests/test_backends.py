@@ -100,8 +100,8 @@ def test_every_preset_family_builds_trains_and_saves(name, tmp_path):
     x = rng.random((4, 32, 32, 3), dtype="float32")
     y = keras.utils.to_categorical(np.arange(4) % 4, 4)
     model.compile(optimizer="sgd", loss="categorical_crossentropy")
-    # Two steps of 4 images: batch norm over 2 images of a 1x1 map (ResNet-50's last stage
-    # at 32x32) is too few values to normalise by, and can blow up for some initial weights.
+    # Two steps of 4 images: batch norm over 2 images of a small map (an ImageNet network's
+    # last stage at 32x32) is too few values to normalise by, and can blow up.
     loss = model.fit(x, y, batch_size=4, epochs=2, verbose=0).history["loss"][-1]
     assert np.isfinite(loss)
     path = tmp_path / f"{name}.keras"

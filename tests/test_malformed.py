@@ -4,16 +4,14 @@ behind or lost."""
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import learnable_images
+from conftest import FINISHED_SEARCH, learnable_images
 
 import keras_residual as kr
 from keras_residual._files import write_text_atomically
@@ -296,21 +294,9 @@ def test_help_and_argument_errors_need_no_tensorflow():
 # --- State files ------------------------------------------------------------------------
 
 
-def _search(data_dir, out, **kwargs):
-    return run_search("mnist", out, max_trials=2, data_dir=data_dir, verbose=0, **TINY, **kwargs)
-
-
-@pytest.fixture(scope="module")
-def _finished_search(data_dir, tmp_path_factory):
-    """A finished two-trial search; each test damages a copy of it."""
-    out = tmp_path_factory.mktemp("finished") / "s"
-    _search(data_dir, out)
-    return out
-
-
-@pytest.fixture
-def finished_copy(_finished_search, tmp_path):
-    return Path(shutil.copytree(_finished_search, tmp_path / "s"))
+def _resume(data_dir, out):
+    """Resume the copy of conftest's finished search in `out`."""
+    return run_search("mnist", out, data_dir=data_dir, verbose=0, resume=True, **FINISHED_SEARCH)
 
 
 def test_damaged_trial_files_are_named_and_their_trials_rerun(data_dir, finished_copy, capsys):
@@ -324,13 +310,13 @@ def test_damaged_trial_files_are_named_and_their_trials_rerun(data_dir, finished
     assert printed.count("unreadable") >= 2
     for trial in trials:
         assert f"{trial} (the trial's state) is truncated or corrupt" in printed
-    result = _search(data_dir, out, resume=True)
+    result = _resume(data_dir, out)
     printed = capsys.readouterr().out
     for trial_id, trial in enumerate(trials):
         assert f"{trial} was truncated or corrupt" in printed
         assert f"trial {trial_id} runs again" in printed
         assert trial.with_name("trial.json.corrupt").exists()
-    assert [r["status"] for r in result["trials"]] == ["completed", "completed"]
+    assert [r["status"] for r in result["trials"]] == ["completed"] * 3
 
 
 @pytest.mark.parametrize(
@@ -348,7 +334,7 @@ def test_a_damaged_search_state_file_is_named_with_the_way_out(
     (out / "finished.json").unlink()
     (out / damaged).write_text(text)
     with pytest.raises(ValueError, match=f"{out / damaged} \\({message}\\) is truncated") as e:
-        _search(data_dir, out, resume=True)
+        _resume(data_dir, out)
     assert "keras-residual report" in str(e.value) and "new --out" in str(e.value)
     capsys.readouterr()
     assert main(["report", str(out)]) == 0  # the finished trials are intact

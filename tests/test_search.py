@@ -14,7 +14,7 @@ import keras
 import keras_tuner
 import numpy as np
 import pytest
-from conftest import learnable_images
+from conftest import FINISHED_SEARCH, learnable_images
 
 import keras_residual as kr
 from keras_residual.flops import count_flops
@@ -88,11 +88,9 @@ def test_hypermodel_builds_the_chosen_depth_width_and_block(block, kind, preact)
     assert blocks[0].filters == 8 and blocks[0].se_ratio > 0
 
 
-def test_search_records_trials_and_saves_the_best_model(data_dir, tmp_path, capsys):
-    out = tmp_path / "search"
-    result = run_search("mnist", out, max_trials=3, data_dir=data_dir, verbose=0,
-                        data_fraction=0.5, **TINY)  # fmt: skip
-    printed = capsys.readouterr().out
+def test_search_records_trials_and_saves_the_best_model(data_dir, finished_search):
+    out, printed, result = finished_search.out, finished_search.printed, finished_search.result
+    assert FINISHED_SEARCH == {"max_trials": 3, "data_fraction": 0.5, **TINY}
     assert printed.count("[trial ") == 3 and "best so far=" in printed
     rows = read_csv(out / "results.csv")
     assert [r["trial_id"] for r in rows] == ["0", "1", "2"]
@@ -503,13 +501,12 @@ def test_bad_input_fails_before_any_work(kwargs, message, tmp_path, data_dir):
     assert not out.exists()
 
 
-def test_output_directory_of_another_search_is_refused(data_dir, tmp_path):
-    out = tmp_path / "owned"
-    run_search("mnist", out, max_trials=1, data_dir=data_dir, verbose=0, **TINY)
+def test_output_directory_of_another_search_is_refused(data_dir, finished_copy):
+    out, other = finished_copy, {**FINISHED_SEARCH, "width": [4, 12]}
     with pytest.raises(ValueError, match="different search.*width"):
-        run_search("mnist", out, max_trials=1, data_dir=data_dir, width=[4, 12])
+        run_search("mnist", out, data_dir=data_dir, **other)
     with pytest.raises(ValueError, match="--resume"):
-        run_search("mnist", out, max_trials=1, data_dir=data_dir, **TINY)
+        run_search("mnist", out, data_dir=data_dir, **FINISHED_SEARCH)
 
 
 def _cli(*args, env=None):
@@ -595,14 +592,13 @@ def test_space_file_narrows_dimensions(tmp_path):
         kr.search.load_space_file(tmp_path / "missing.json")
 
 
-def test_report_rebuilds_results_from_a_search_directory(data_dir, tmp_path, capsys):
+def test_report_rebuilds_results_from_a_search_directory(finished_copy, tmp_path, capsys):
     from keras_residual_cli import main
 
-    out = tmp_path / "reported"
-    run_search("mnist", out, max_trials=1, data_dir=data_dir, verbose=0, **TINY)
+    out = finished_copy
     (out / "results.csv").unlink()
     assert main(["report", str(out)]) == 0
-    assert len(read_csv(out / "results.csv")) == 1 and "val_acc" in capsys.readouterr().out
+    assert len(read_csv(out / "results.csv")) == 3 and "val_acc" in capsys.readouterr().out
     assert main(["report", str(tmp_path / "nothing")]) == 2
 
 
