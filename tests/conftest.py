@@ -44,15 +44,15 @@ def shrunk(name: str, widest: int = 32, deepest: int = 2):
     last stages (the others repeat the last's structure at other widths) and to at most
     `deepest` blocks a stage (DenseNets: units a block), structure kept (at 2, each stage's
     first block and one that repeats): quick to build, train and save."""
-    spec = kr.get_spec(name)
+    spec, ends = kr.get_spec(name), {}
     if isinstance(spec, kr.DenseNetSpec):
         spec = spec.scaled(4 / spec.growth_rate)
     else:
         spec = spec.scaled(min(1.0, widest / max(spec.filters)))
         ends = {k: (v[0], v[-1]) for k in ("filters", "strides", "dilations")
                 if (v := getattr(spec, k)) is not None}  # fmt: skip
-        spec = spec.replace(depths=(spec.depths[0], spec.depths[-1]), **ends)
-    spec = spec.replace(depths=tuple(min(d, deepest) for d in (spec.depths[0], spec.depths[-1])))
+    depths = tuple(min(d, deepest) for d in (spec.depths[0], spec.depths[-1]))
+    spec = spec.replace(depths=depths, **ends)
     return spec.replace(input_shape=(32,) * spec.rank + (3,), num_classes=4)
 
 

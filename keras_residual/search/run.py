@@ -216,9 +216,7 @@ def _search(
             flush=True,
         )
         project = out / PROJECT
-        baseline = hypermodel.baseline() if config.tuner != "hyperband" else None
-        if baseline and role != "worker" and not project.exists():
-            print(f"The first trial is the {baseline[0]} preset, as a point of the space.")
+        fresh, baseline = not project.exists(), hypermodel.baseline()
 
         def progress(trial):
             if role != "worker":
@@ -250,6 +248,8 @@ def _search(
             first_values=baseline and baseline[1],
             **options,
         )
+        if tuner_object.first_values and role != "worker" and fresh:
+            print(f"The first trial is the {baseline[0]} preset, as a point of the space.")
         if role == "chief":
             distributed.watch_workers(tuner_object.oracle, worker_timeout)
         trial_data = None if data is None else _fraction(data, config.data_fraction)

@@ -304,11 +304,16 @@ def _declare(hp: keras_tuner.HyperParameters, name: str, spec):
     return hp.Fixed(name, spec)
 
 
+def _options(spec) -> list:
+    """The values a fixed dimension or a list of choices declares."""
+    return list(spec) if isinstance(spec, list | tuple) else [spec]
+
+
 def _holds(name: str, spec, value) -> bool:
     """Whether dimension `name`, declared as `spec`, can take `value`."""
     if isinstance(spec, Mapping):
         return spec["min"] <= value <= spec["max"]
-    options = list(spec) if isinstance(spec, list | tuple) else [spec]
+    options = _options(spec)
     if name == "kernel_size":
         return kernel_sizes(value) in [kernel_sizes(option) for option in options]
     return value in options
@@ -318,7 +323,7 @@ def _smallest(name: str, values):
     """The value of a dimension that makes the smallest network."""
     if isinstance(values, Mapping):
         return values["min"]
-    options = list(values) if isinstance(values, list | tuple) else [values]
+    options = _options(values)
     if name == "kernel_size":  # the fewest kernel taps (one size: two convolutions)
 
         def taps(value):

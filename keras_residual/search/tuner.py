@@ -79,13 +79,14 @@ class _RecordingTuner:
         # keras-tuner reads a seed of 0 (or None) as "draw one at random": shift by one so
         # every seed, 0 included, gives the same sequence of trials on every run.
         super().__init__(*args, seed=self._seed + 1, **kwargs)
-        local = isinstance(self.oracle, keras_tuner.Oracle)  # a distributed worker's is remote
-        if (
-            first_values
-            and local
-            and not isinstance(self.oracle, keras_tuner.oracles.HyperbandOracle)
-        ):
-            _start_with(self.oracle, first_values)
+        # The values the first trial takes, or None: a distributed worker's oracle is
+        # remote, and Hyperband's brackets draw their own.
+        takes = isinstance(self.oracle, keras_tuner.Oracle) and not isinstance(
+            self.oracle, keras_tuner.oracles.HyperbandOracle
+        )
+        self.first_values = first_values if takes else None
+        if self.first_values:
+            _start_with(self.oracle, self.first_values)
 
     def _build_and_fit_model(self, trial, *args, **kwargs):
         if self._processes is None:
