@@ -6,10 +6,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-# On JAX, XLA compiles every train step before it runs: at LLVM's level 0 the families' tiny
-# steps compile in 0.6x the time (they run for two steps, where optimisation cannot pay).
-if os.environ.get("KERAS_BACKEND") == "jax":
-    os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
+# On JAX, XLA compiles every train step, and every initializer for each weight's shape,
+# before it runs: at LLVM's level 0 the families' tiny steps compile in 0.6x the time (they
+# run for two steps, where optimisation cannot pay), and a file another backend saved loads
+# in a fifth. Set for every run: the tests' JAX subprocesses read it too.
+os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -161,7 +162,9 @@ def finished_search(data_dir, tmp_path_factory):
 
     out, printed = tmp_path_factory.mktemp("finished") / "search", io.StringIO()
     with contextlib.redirect_stdout(printed):
-        result = run_search("mnist", out, data_dir=data_dir, verbose=0, **FINISHED_SEARCH)
+        result = run_search(
+            "mnist", out, data_dir=data_dir, verbose=0, isolate_trials=False, **FINISHED_SEARCH
+        )
     return SimpleNamespace(out=out, printed=printed.getvalue(), result=result)
 
 

@@ -155,26 +155,25 @@ def test_a_search_whose_every_trial_fails_raises(data_dir, tmp_path):
     out = tmp_path / "diverging"
     with pytest.raises(SearchFailed, match="None of the 2 trials completed.*diverged"):
         run_search("mnist", out, max_trials=2, data_dir=data_dir, verbose=0,
-                   learning_rate=1e12, **TINY)  # fmt: skip
+                   isolate_trials=False, learning_rate=1e12, **TINY)  # fmt: skip
     assert (out / "results.csv").exists() and not (out / "best_model.keras").exists()
 
 
 def test_exhausted_space_is_said_and_a_finished_search_is_not_retrained(data_dir, tmp_path, capsys):
     out = tmp_path / "small"
     space = {"width": 4, "blocks_per_stage": [1, 2]}  # two configurations
-    run_search("mnist", out, max_trials=5, data_dir=data_dir, verbose=0, space=space)
+    options = {"data_dir": data_dir, "verbose": 0, "space": space, "isolate_trials": False}
+    run_search("mnist", out, max_trials=5, **options)
     assert "holds 2 distinct configurations: all were tried" in capsys.readouterr().out
     saved = (out / "best_model.keras").stat().st_mtime_ns
-    again = run_search(
-        "mnist", out, max_trials=5, data_dir=data_dir, verbose=0, space=space, resume=True
-    )
+    again = run_search("mnist", out, max_trials=5, resume=True, **options)
     assert "finished" in capsys.readouterr().out and len(again["trials"]) == 2
     assert (out / "best_model.keras").stat().st_mtime_ns == saved  # not retrained
     # A search finished before `image_size` was recorded is still this search, finished.
     recorded = json.loads((out / "finished.json").read_text())
     del recorded["image_size"]
     (out / "finished.json").write_text(json.dumps(recorded))
-    run_search("mnist", out, max_trials=5, data_dir=data_dir, verbose=0, space=space, resume=True)
+    run_search("mnist", out, max_trials=5, resume=True, **options)
     assert "finished" in capsys.readouterr().out
     assert (out / "best_model.keras").stat().st_mtime_ns == saved
 
@@ -296,7 +295,8 @@ def test_help_and_argument_errors_need_no_tensorflow():
 
 def _resume(data_dir, out):
     """Resume the copy of conftest's finished search in `out`."""
-    return run_search("mnist", out, data_dir=data_dir, verbose=0, resume=True, **FINISHED_SEARCH)
+    options = {"data_dir": data_dir, "verbose": 0, "isolate_trials": False}
+    return run_search("mnist", out, resume=True, **options, **FINISHED_SEARCH)
 
 
 def test_damaged_trial_files_are_named_and_their_trials_rerun(data_dir, finished_copy, capsys):

@@ -183,7 +183,8 @@ def test_constraints_reject_networks_before_they_train():
 
 def test_time_budget_stops_launching_trials(data_dir, tmp_path, capsys):
     out = tmp_path / "budget"
-    run_search("mnist", out, max_trials=4, time_budget="1s", data_dir=data_dir, verbose=0, **TINY)
+    run_search("mnist", out, max_trials=4, time_budget="1s", data_dir=data_dir, verbose=0,
+               isolate_trials=False, **TINY)  # fmt: skip
     (row,) = read_csv(out / "results.csv")
     assert int(row["train_examples"]) == len(kr.load_dataset("mnist", data_dir).y_train)
     assert "time budget of 1 s spent" in capsys.readouterr().out
@@ -193,7 +194,7 @@ def test_auto_final_epochs_retrain_in_the_time_the_trials_leave(data_dir, tmp_pa
     out, budget, began = tmp_path / "auto", 30.0, time.time()
     result = run_search("mnist", out, max_trials=50, time_budget=budget, final_epochs="auto",
                         trial_share=0.4, min_final_epochs=2, data_dir=data_dir, verbose=0,
-                        **TINY)  # fmt: skip
+                        isolate_trials=False, **TINY)  # fmt: skip
     printed = capsys.readouterr().out
     rows = json.loads((out / "results.json").read_text())["trials"]
     # Every trial that trained started in the trials' share (a skipped one never trains,

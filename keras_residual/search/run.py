@@ -99,6 +99,7 @@ def run_search(
     distributed_mode: bool = False,
     worker_timeout: float = 60.0,
     verbose: int | str = "auto",
+    isolate_trials: bool = True,
     **settings,
 ) -> dict:
     """Run the search `config` describes and save the best model.
@@ -120,6 +121,8 @@ def run_search(
         distributed_mode: keras-tuner's chief/worker mode (its environment variables).
         worker_timeout: seconds before the chief counts a silent worker lost.
         verbose: Keras's `verbose` for the trials.
+        isolate_trials: train the trials in a trial process (bounded memory; a crash
+            fails one trial); False trains them in this process (for a debugger, say).
 
     Returns:
         The results: `trials`, the `config` as `search.json` records it and the `best`
@@ -138,7 +141,8 @@ def run_search(
         )
     _checks.positive("worker_timeout", worker_timeout)
     out = out if out is not None else default_out(config.dataset)
-    return _search(config, Path(out), resume, distributed_mode, worker_timeout, verbose)
+    execution = {"worker_timeout": worker_timeout, "verbose": verbose}
+    return _search(config, Path(out), resume, distributed_mode, isolate_trials, **execution)
 
 
 def default_out(dataset: str | os.PathLike) -> str:
@@ -163,7 +167,14 @@ def _legacy_config(dataset, settings: dict) -> SearchConfig:
 
 
 def _search(
-    config: SearchConfig, out: Path, resume: bool, distributed_mode: bool, worker_timeout, verbose
+    config: SearchConfig,
+    out: Path,
+    resume: bool,
+    distributed_mode: bool,
+    isolate_trials: bool,
+    *,
+    worker_timeout: float,
+    verbose: int | str,
 ) -> dict:
     auto, budget = config.final_epochs == "auto", config.budget_seconds
     started = time.monotonic()
@@ -246,6 +257,7 @@ def _search(
             retraining=None if role else retraining,
             retraining_budget=budget - trials_budget if auto and not role else None,
             first_values=baseline and baseline[1],
+            isolate_trials=isolate_trials,
             **options,
         )
         if tuner_object.first_values and role != "worker" and fresh:
