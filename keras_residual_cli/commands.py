@@ -138,6 +138,7 @@ def _search(args) -> int:
         resume=args.resume,
         distributed_mode=args.distributed,
         worker_timeout=args.worker_timeout,
+        isolate_trials=not args.in_process,
     )
     return 0
 

@@ -182,6 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--worker-timeout", type=float, default=60, help="seconds before a silent worker is lost"
     )
+    search.add_argument(
+        "--in-process",
+        action="store_true",
+        help="train the trials in this process, not in a trial process (for a debugger: "
+        "memory then grows with every trial, and a crash ends the search)",
+    )
     search.add_argument("--seed", type=int, help="draws and seeds the trials (default 0)")
     search.add_argument("--max-params", type=int, help="reject networks with more parameters")
     search.add_argument(

@@ -53,6 +53,12 @@ def test_resume_alone_continues_the_recorded_config(captured, tmp_path):
     assert main(["search", "--out", str(out), "--resume", "--dtype", "float32"]) == 0
     config, _, options = captured[0]
     assert config == recorded.replace(dtype="float32") and options["resume"] is True
+    assert options["isolate_trials"] is True
+
+
+def test_in_process_trains_the_trials_in_the_search_process(captured, tmp_path):
+    assert main(["search", "--dtype", "float32", "--out", str(tmp_path / "s"), "--in-process"]) == 0
+    assert captured[0][2]["isolate_trials"] is False
 
 
 @pytest.mark.parametrize(
