@@ -141,8 +141,15 @@ def run_search(
         )
     _checks.positive("worker_timeout", worker_timeout)
     out = out if out is not None else default_out(config.dataset)
-    execution = {"worker_timeout": worker_timeout, "verbose": verbose}
-    return _search(config, Path(out), resume, distributed_mode, isolate_trials, **execution)
+    return _search(
+        config,
+        Path(out),
+        resume,
+        distributed_mode,
+        isolate_trials,
+        worker_timeout=worker_timeout,
+        verbose=verbose,
+    )
 
 
 def default_out(dataset: str | os.PathLike) -> str:
