@@ -160,6 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
         "slow for it before they train (default: MNIST 1, time series 60, else 5)",
     )
     search.add_argument(
+        "--max-final-epochs",
+        type=int,
+        help="the time a budget leaves extends the retraining to at most this many epochs "
+        "(default: time series 300, else as many as fit)",
+    )
+    search.add_argument(
         "--trial-share",
         type=float,
         help="with --final-epochs auto: the budget's share for trials (default 0.5)",

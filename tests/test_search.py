@@ -193,8 +193,8 @@ def test_time_budget_stops_launching_trials(data_dir, tmp_path, capsys):
 def test_auto_final_epochs_retrain_in_the_time_the_trials_leave(data_dir, tmp_path, capsys):
     out, budget, began = tmp_path / "auto", 30.0, time.time()
     result = run_search("mnist", out, max_trials=50, time_budget=budget, final_epochs="auto",
-                        trial_share=0.4, min_final_epochs=2, data_dir=data_dir, verbose=0,
-                        isolate_trials=False, **TINY)  # fmt: skip
+                        trial_share=0.4, min_final_epochs=2, max_final_epochs=3,
+                        data_dir=data_dir, verbose=0, isolate_trials=False, **TINY)  # fmt: skip
     printed = capsys.readouterr().out
     rows = json.loads((out / "results.json").read_text())["trials"]
     # Every trial that trained started in the trials' share (a skipped one never trains,
@@ -203,9 +203,11 @@ def test_auto_final_epochs_retrain_in_the_time_the_trials_leave(data_dir, tmp_pa
     assert trained and all(r["started_at"] - began < 0.4 * budget for r in trained)
     assert all(r["status"] in ("completed", "skipped") for r in rows)  # none failed
     epochs = result["best"]["retrained_epochs"]
-    assert isinstance(epochs, int) and epochs >= 2
+    assert isinstance(epochs, int) and 2 <= epochs <= 3
     assert f"for {epochs} epochs (as many as fit in the" in printed
-    assert re.search(r"s left, at least 2\): about \d+ s, then about \d+ s to test", printed)
+    assert re.search(
+        r"s left, at least 2, at most 3\): about \d+ s, then about \d+ s to test", printed
+    )
 
 
 def test_auto_final_epochs_keep_the_rest_of_the_budget_for_the_retraining(
@@ -313,6 +315,8 @@ def test_no_trial_starts_that_the_budget_cannot_fit(tmp_path):
         seconds = (start + (epochs + 0.5) * one) / (1 - AUTO_MARGIN)
         assert Retraining(1, images).epochs_within(trial, seconds) == epochs
     assert Retraining(1, images).epochs_within(trial, start / 2) == 1
+    assert Retraining(1, images, most_epochs=4).epochs_within(trial, seconds) == 4  # fit 9
+    assert Retraining(5, images, most_epochs=4).epochs_within(trial, seconds) == 5  # least
     # The test after it (say 10,000 images in 6 views against 5,000 validated: 12 passes)
     # is planned for too, so the epochs it takes are not given to the retraining.
     tested = Retraining(1, images, test_passes=12)
@@ -493,6 +497,8 @@ def test_a_network_too_slow_for_the_time_left_is_skipped_before_it_trains(tmp_pa
         ({"final_epochs": True}, "non-negative integer or 'auto'"),
         ({"final_epochs": "auto", "time_budget": "1m", "trial_share": 1}, "`trial_share`"),
         ({"final_epochs": "auto", "time_budget": "1m", "min_final_epochs": 0}, "`min_final_"),
+        ({"min_final_epochs": 5, "max_final_epochs": 3}, r"`max_final_epochs` \(3\) must be"),
+        ({"max_final_epochs": 0}, "`max_final_epochs`"),
     ],
 )
 def test_bad_input_fails_before_any_work(kwargs, message, tmp_path, data_dir):

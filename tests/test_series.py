@@ -204,6 +204,7 @@ def test_search_on_a_series_folder_takes_the_series_space_and_saves_its_best(tmp
     folder = write_dataset(tmp_path / "Ramps", count=24, steps=16)
     config = SearchConfig.for_dataset(folder)
     assert (config.time_budget, config.epochs, config.min_final_epochs) == ("10m", 30, 60)
+    assert config.max_final_epochs == 300  # past it, a few dozen series over-train
     assert resolve_space("series")["kernel_size"][0] == "8,5,3"  # Wang et al.'s block first
     out = tmp_path / "search"
     argv = ["search", "--dataset", str(folder), "--out", str(out), "--epochs", "2"]

@@ -234,10 +234,18 @@ class Retraining:
     time left is short.
 
     Called as `retraining(oracle, seconds_left)` by the tuners: the time to keep for
-    the retraining of `pick(oracle, seconds_left)` (infinite when none fits)."""
+    the retraining of `pick(oracle, seconds_left)` (infinite when none fits). The time
+    left extends a retraining to `most_epochs` at most (None: as many as fit)."""
 
-    def __init__(self, final_epochs: int, images: int, test_passes: float = 0.0):
+    def __init__(
+        self,
+        final_epochs: int,
+        images: int,
+        test_passes: float = 0.0,
+        most_epochs: int | None = None,
+    ):
         self.final_epochs, self.images, self.test_passes = final_epochs, images, test_passes
+        self.most_epochs = most_epochs
 
     def seconds(self, trial, epochs: int | None = None) -> float:
         """The trial's `Timing` for the retraining's images and `epochs` (default
@@ -252,13 +260,17 @@ class Retraining:
         return 0.0 if timing is None else timing.validation * self.test_passes
 
     def epochs_within(self, trial, seconds: float) -> int:
-        """The most epochs (at least `final_epochs`) of the trial's retraining that fit
-        `seconds` with its test, `AUTO_MARGIN` of them kept for slower epochs."""
+        """The most epochs (at least `final_epochs`, at most `most_epochs`) of the trial's
+        retraining that fit `seconds` with its test, `AUTO_MARGIN` of them kept for slower
+        epochs."""
         start = self.seconds(trial, 0)  # starting, and testing once trained
         epoch = self.seconds(trial, 1) - start
         if epoch <= 0:  # nothing recorded to plan with
             return self.final_epochs
-        return max(self.final_epochs, math.floor(((1 - AUTO_MARGIN) * seconds - start) / epoch))
+        fit = math.floor(((1 - AUTO_MARGIN) * seconds - start) / epoch)
+        if self.most_epochs is not None:
+            fit = min(fit, self.most_epochs)
+        return max(self.final_epochs, fit)
 
     def pick(self, oracle, seconds_left: float | None = None):
         """The best completed trial whose retraining fits `seconds_left` (None: the best),

@@ -34,13 +34,15 @@ _CIFAR = {
     "data_fraction": 1.0,
 }
 # Time series of the archive: tens to hundreds of series train an epoch in seconds, so a
-# trial is tens of epochs and the retraining hundreds.
+# trial is tens of epochs and the retraining hundreds, but not more: on a few dozen series
+# the series recipe over-trains past about 300 (docs/series.md).
 _SERIES = {
     "max_trials": 12,
     "epochs": 30,
     "time_budget": "10m",
     "final_epochs": "auto",
     "min_final_epochs": 60,
+    "max_final_epochs": 300,
     "data_fraction": 1.0,
 }
 DEFAULTS = {"mnist": _MNIST, "fashion_mnist": _MNIST, "cifar10": _CIFAR, "cifar100": _CIFAR}
@@ -91,6 +93,8 @@ class SearchConfig:
         trial_share: with `final_epochs="auto"`, the budget's share for trials.
         min_final_epochs: with `"auto"`, retrain at least this long; networks too slow
             for it are skipped before they train.
+        max_final_epochs: the time a budget leaves extends the retraining to at most
+            this many epochs (None: as many as fit).
         data_fraction: trials train on this share of the training set (the retraining
             and the test use all of it).
         max_params, max_mflops: networks over these are rejected before they train.
@@ -116,6 +120,7 @@ class SearchConfig:
     final_epochs: int | str = 0
     trial_share: float = 0.5
     min_final_epochs: int = 1
+    max_final_epochs: int | None = None
     data_fraction: float = 1.0
     max_params: int | None = None
     max_mflops: float | None = None
@@ -144,6 +149,13 @@ class SearchConfig:
         if not (_checks.finite("trial_share", self.trial_share) and 0 < self.trial_share < 1):
             raise ValueError(f"`trial_share` must lie in (0, 1), got {self.trial_share!r}.")
         _checks.positive_int("min_final_epochs", self.min_final_epochs)
+        if self.max_final_epochs is not None:
+            _checks.positive_int("max_final_epochs", self.max_final_epochs)
+            if self.max_final_epochs < self.min_final_epochs:
+                raise ValueError(
+                    f"`max_final_epochs` ({self.max_final_epochs}) must be at least "
+                    f"`min_final_epochs` ({self.min_final_epochs})."
+                )
         fraction = self.data_fraction
         if not (_checks.finite("data_fraction", fraction) and 0 < fraction <= 1):
             raise ValueError(f"`data_fraction` must lie in (0, 1], got {fraction!r}.")

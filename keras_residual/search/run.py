@@ -303,7 +303,7 @@ def _search(
             data,
             out,
             config.final_epochs,
-            least,
+            (least, config.max_final_epochs),
             config.seed,
             verbose,
             left,
@@ -313,13 +313,16 @@ def _search(
         return {"trials": rows, **summary}
 
 
-def _retraining(hypermodel, data: Dataset, final_epochs: int) -> Retraining:
+def _retraining(
+    hypermodel, data: Dataset, final_epochs: int, most_epochs: int | None = None
+) -> Retraining:
     """The cost of retraining on all of `data` (training and validation images) for at
-    least `final_epochs` and testing with the recipe's test-time augmentation: the test's
-    images times its views, in validation passes (what a trial times)."""
+    least `final_epochs` (at most `most_epochs`) and testing with the recipe's test-time
+    augmentation: the test's images times its views, in validation passes (what a trial
+    times)."""
     views = len(tta_views(data.x_test[:1], get_recipe(hypermodel.recipe).tta))
     passes = len(data.y_test) * views / len(data.y_val) if len(data.y_val) else 0.0
-    return Retraining(final_epochs, len(data.y_train) + len(data.y_val), passes)
+    return Retraining(final_epochs, len(data.y_train) + len(data.y_val), passes, most_epochs)
 
 
 def _fraction(data: Dataset, fraction: float) -> Dataset:
@@ -380,18 +383,18 @@ def _save_best(
     data: Dataset,
     out: Path,
     final_epochs: int | str,
-    least: int,
+    bounds: tuple[int, int | None],
     seed: int,
     verbose,
     seconds_left: float | None,
 ) -> dict:
-    """Save the best trial's network: retrained for `final_epochs` ("auto": `least`) or,
-    when a budget leaves `seconds_left`, for as many more epochs as fit (the best trial
-    whose retraining for `least` fits), or with its own weights."""
-    oracle = tuner_object.oracle
+    """Save the best trial's network: retrained for `final_epochs` ("auto": `least` of
+    `bounds`) or, when a budget leaves `seconds_left`, for as many more epochs as fit, up
+    to `most` (the best trial whose retraining for `least` fits), or with its own weights."""
+    (least, most), oracle = bounds, tuner_object.oracle
     best_trial = oracle.get_best_trials(1)[0]
     if final_epochs:
-        retraining = _retraining(hypermodel, data, least)
+        retraining = _retraining(hypermodel, data, least, most)
         fitting = retraining.pick(oracle, seconds_left)
         if fitting is None:
             print(
@@ -408,7 +411,8 @@ def _save_best(
         fill = ""
         if seconds_left is not None:  # the time the trials leave goes to the retraining
             final_epochs = retraining.epochs_within(best_trial, seconds_left)
-            fill = f" (as many as fit in the {seconds_left:.0f} s left, at least {least})"
+            ceiling = "" if most is None else f", at most {most}"
+            fill = f" (as many as fit in the {seconds_left:.0f} s left, at least {least}{ceiling})"
         hp, test = best_trial.hyperparameters, retraining.test_seconds(best_trial)
         print(
             f"Retraining trial {best_trial.trial_id}'s configuration for {final_epochs} epochs"
