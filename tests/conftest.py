@@ -1,5 +1,7 @@
 import contextlib
+import fcntl
 import io
+import json
 import os
 import shutil
 from pathlib import Path
@@ -25,6 +27,13 @@ FAMILIES = (
     "resnext29_8x64d", "densenet_bc100_k12", "resnet18", "resnet50d", "resnext50_32x4d",
     "resnet50_keras", "resnet50v2_keras", "fast_cifar_s",
 )  # fmt: skip
+
+
+def pytest_collection_modifyitems(items):
+    """Slow tests first: pytest-xdist's workers, handed one test at a time (`--maxschedchunk`
+    in pyproject.toml), share them out while the quick ones fill the gaps, instead of one
+    worker ending the run alone on a long test."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def run_probe(probe: str, folder, **environment) -> None:
@@ -136,16 +145,35 @@ def write_npz(path, shape, train=600, test=100):
     return path
 
 
+def shared_folder(tmp_path_factory, name: str, make) -> Path:
+    """The folder `name` that `make(folder)` fills, made once a test run: pytest-xdist's
+    workers share it (the first to ask makes it under a lock, the others wait for it, as
+    pytest-xdist's docs show for a costly session fixture)."""
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the run's own
+    folder, done = root / name, root / f"{name}.done"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released as the file closes
+        if not done.exists():  # (a worker that failed to make it may have left a part)
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            make(folder)
+            done.touch()
+    return folder
+
+
+def _write_data_dir(root):
+    write_npz(root / "mnist" / "mnist.npz", (28, 28))
+    write_npz(root / "cifar10" / "cifar10.npz", (32, 32, 3))
+    write_dataset(root / "ucr" / "GunPoint", name="GunPoint", count=32, steps=48)
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory):
     """A data directory in the documented layout with small learnable MNIST/CIFAR-10, and a
     time-series folder where the notebooks look for the archive's GunPoint (synthetic
-    ramps of its length)."""
-    root = tmp_path_factory.mktemp("datasets")
-    write_npz(root / "mnist" / "mnist.npz", (28, 28))
-    write_npz(root / "cifar10" / "cifar10.npz", (32, 32, 3))
-    write_dataset(root / "ucr" / "GunPoint", name="GunPoint", count=32, steps=48)
-    return root
+    ramps of its length). Read it only: the workers share it."""
+    return shared_folder(tmp_path_factory, "datasets", _write_data_dir)
 
 
 # The finished search that tests of results, reports, resumption and damaged state files
@@ -156,16 +184,22 @@ FINISHED_SEARCH = {"max_trials": 3, "data_fraction": 0.5, "width": [4, 6, 8, 10]
 
 @pytest.fixture(scope="session")
 def finished_search(data_dir, tmp_path_factory):
-    """`FINISHED_SEARCH` run once: its folder `out`, what it `printed` and its `result`.
-    Read it only; a test that writes to the folder takes `finished_copy`."""
+    """`FINISHED_SEARCH` run once a test run: its folder `out`, what it `printed` and its
+    `result`. Read it only; a test that writes to the folder takes `finished_copy`."""
     from keras_residual.search import run_search
 
-    out, printed = tmp_path_factory.mktemp("finished") / "search", io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        result = run_search(
-            "mnist", out, data_dir=data_dir, verbose=0, isolate_trials=False, **FINISHED_SEARCH
-        )
-    return SimpleNamespace(out=out, printed=printed.getvalue(), result=result)
+    def search(folder):
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            result = run_search("mnist", folder / "search", data_dir=data_dir, verbose=0,
+                                isolate_trials=False, **FINISHED_SEARCH)  # fmt: skip
+        (folder / "printed.txt").write_text(printed.getvalue())
+        (folder / "result.json").write_text(json.dumps(result))
+
+    folder = shared_folder(tmp_path_factory, "finished", search)
+    result = json.loads((folder / "result.json").read_text())
+    return SimpleNamespace(out=folder / "search", printed=(folder / "printed.txt").read_text(),
+                           result=result)  # fmt: skip
 
 
 @pytest.fixture

@@ -110,6 +110,7 @@ def test_every_preset_family_builds_trains_and_saves(name, tmp_path):
     assert_same_outputs(model, loaded, x)
 
 
+@pytest.mark.slow
 def test_a_series_network_and_residual_wrappers_train_and_save(tmp_path):
     """Wang et al.'s ResNet (shrunk) under `Residual`-wrapped LSTM, attention and Dense
     layers: trains, saves, reloads under safe_mode with the same outputs, on this backend."""
@@ -149,6 +150,7 @@ def _every_layer_model():
 NEXT = {"tensorflow": "jax", "jax": "torch", "torch": "tensorflow"}[BACKEND]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec(NEXT) is None, reason=f"{NEXT} is not installed")
 def test_a_keras_file_moves_to_the_next_backend(tmp_path):
     other = NEXT

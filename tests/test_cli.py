@@ -4,6 +4,7 @@ import pytest
 from keras_residual_cli import DTYPE_ENV, main
 
 
+@pytest.mark.slow
 def test_train_then_evaluate(data_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv(DTYPE_ENV, "")  # --dtype sets it; restored after the test
     out = tmp_path / "run"

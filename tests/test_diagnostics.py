@@ -73,6 +73,7 @@ def test_plot_gradient_flow_draws_one_line_per_model():
     assert [t.get_text() for t in same.get_xticklabels()][2] == "stage1_block1"
 
 
+@pytest.mark.slow
 def test_degradation_experiment_trains_plain_and_residual_twins(data_dir):
     data = kr.load_dataset("mnist", data_dir).subset(train=192, val=64, test=64)
     recipe = kr.get_recipe("fast", batch_size=64)

@@ -43,6 +43,7 @@ def test_a_bfloat16_trained_model_file_becomes_a_float32_tflite_file(tmp_path, c
     assert main([*argv, "--overwrite"]) == 0
 
 
+@pytest.mark.slow
 def test_artifacts_serve_without_this_package(tmp_path):
     model = kr.resnet_cifar(8, (16, 16, 3), 4, width=8)
     kr.export(model, tmp_path / "saved", "saved_model")

@@ -38,6 +38,7 @@ def test_notebook_uses_only_the_public_api(path):
                 assert node.attr in keras_residual.search.__all__, f"search.{node.attr}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_in_fast_mode(path, data_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_RESIDUAL_FAST", "1")

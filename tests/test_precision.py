@@ -47,6 +47,7 @@ def test_resolve_dtype_none_is_the_keras_policy():
     assert kr.resolve_dtype("float32") == "float32"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("builder", [kr.resnet_cifar, kr.densenet])
 def test_bfloat16_model_saves_loads_and_trains_like_float32(builder, tmp_path):
     x = np.random.default_rng(0).normal(size=(8, 16, 16, 3)).astype("float32")

@@ -103,6 +103,7 @@ def test_resuming_a_finished_run_says_so_and_more_epochs_continue_it(tmp_path):
     keras.saving.load_model(out / "best_model.keras", safe_mode=True)
 
 
+@pytest.mark.slow
 def test_cli_resume_of_a_finished_run_exits_0_and_changes_nothing(tmp_path, data_dir, capsys):
     out = tmp_path / "o"
     argv = ["train", "--data-dir", str(data_dir), "--batch-size", "128", "--out", str(out)]
@@ -134,6 +135,7 @@ def test_train_and_search_refuse_each_others_folders(tmp_path, data_dir):
         _train(searched, overwrite=True)
 
 
+@pytest.mark.slow
 def test_report_keeps_every_section_it_does_not_compute(finished_copy, capsys):
     before = json.loads((finished_copy / "results.json").read_text())
     assert main(["report", str(finished_copy)]) == 0
@@ -169,6 +171,7 @@ def _holder(folder: Path) -> subprocess.Popen:
     return process
 
 
+@pytest.mark.slow
 def test_a_folder_a_live_process_writes_is_refused_with_its_id(tmp_path, data_dir):
     out = tmp_path / "o"
     holder = _holder(out)
@@ -218,6 +221,7 @@ def test_a_failed_write_keeps_the_previous_file_and_says_why(tmp_path, monkeypat
     assert os.listdir(tmp_path) == ["search.json"]  # no temporary file left
 
 
+@pytest.mark.slow
 def test_a_disk_full_during_training_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     out = tmp_path / "o"
     _train(out)
@@ -396,6 +400,7 @@ def _check_train_invariants(out: Path, finished: bool) -> None:
         assert epochs == list(range(6)) and committed == 6
 
 
+@pytest.mark.slow
 def test_train_killed_at_random_points_and_inside_checkpoint_writes_loses_nothing(tmp_path):
     """Kills a 6-epoch run twice: right before a file's rename (best, last, log, weights or
     the commit, drawn at random) and halfway through writing a model file; each resume
@@ -434,6 +439,7 @@ def _trial_records(out: Path) -> dict:
     return records
 
 
+@pytest.mark.slow
 def test_search_killed_in_a_trial_and_in_the_final_retraining_loses_nothing(tmp_path, data_dir):
     out, rng = tmp_path / "s", random.Random()
     first = _search_cli(out, data_dir)

@@ -95,6 +95,7 @@ def test_cli_refuses_bad_series_before_creating_the_output_folder(tmp_path, caps
     assert "Toy_TEST.ts, line 3" in err and "'sideways'" in err and not out.exists()
 
 
+@pytest.mark.slow
 def test_train_fits_wangs_resnet_on_a_series_folder_saves_and_exports_it(tmp_path, capsys):
     folder = write_dataset(tmp_path / "Ramps", count=64, steps=24)
     out = tmp_path / "run"
@@ -197,6 +198,7 @@ def test_series_specs_reject_what_a_sequence_cannot_take(changes, expected):
         kr.DenseNetSpec(input_shape=(32, 3))
 
 
+@pytest.mark.slow
 def test_search_on_a_series_folder_takes_the_series_space_and_saves_its_best(tmp_path, capsys):
     from keras_residual.search import SearchConfig
     from keras_residual.search.space import resolve_space
@@ -209,7 +211,7 @@ def test_search_on_a_series_folder_takes_the_series_space_and_saves_its_best(tmp
     out = tmp_path / "search"
     argv = ["search", "--dataset", str(folder), "--out", str(out), "--epochs", "2"]
     argv += ["--max-trials", "1", "--time-budget", "none", "--final-epochs", "2"]
-    argv += ["--width", "8", "--blocks-per-stage", "1"]
+    argv += ["--width", "8", "--blocks-per-stage", "1", "--in-process"]
     assert main(argv) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["best"]["retrained_epochs"] == 2

@@ -86,8 +86,9 @@ class _Interrupt(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_from_its_last_epoch(data_dir, tmp_path):
-    data = kr.load_dataset("mnist", data_dir)
+    data = kr.load_dataset("mnist", data_dir).subset(train=256, val=32)
     recipe = kr.get_recipe("fast", batch_size=64, lookahead=5)  # Lookahead resumes at step
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
@@ -109,8 +110,10 @@ def test_interrupted_run_resumes_from_its_last_epoch(data_dir, tmp_path):
     assert best.count_params() == tiny_model(data).count_params()
 
 
+@pytest.mark.slow
 def test_a_resumed_run_trains_on_the_batches_the_uninterrupted_run_did(data_dir, tmp_path):
-    data = kr.load_dataset("mnist", data_dir)  # each epoch's order and flips follow its number
+    # Each epoch's order and flips follow its number (4 batches an epoch).
+    data = kr.load_dataset("mnist", data_dir).subset(train=256, val=32)
     recipe = kr.get_recipe("fast", batch_size=64, flip="alternate", lookahead=0)
     whole = tiny_model(data)
     kr.train(whole, data, epochs=4, recipe=recipe, verbose=0)

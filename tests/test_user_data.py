@@ -128,6 +128,7 @@ def test_other_keras_datasets_and_missing_paths(tmp_path):
 # --- stock keras-tuner -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("tuner_class", "as_dataset"),
     [(keras_tuner.RandomSearch, False), (keras_tuner.BayesianOptimization, True),
@@ -201,12 +202,14 @@ def test_pooling_networks_take_the_speed_familys_layout_on_small_images(shape, f
 # --- the command line ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_search_a_folder_end_to_end(tmp_path, capsys, recwarn):
     folder = write_images(tmp_path / "pets", count=20)
     out = tmp_path / "run"
     argv = ["search", "--dataset", str(folder), "--image-size", "16", "--max-trials", "1"]
     argv += ["--width", "4", "--blocks-per-stage", "1", "--out", str(out), "--dtype", "float32"]
     argv += ["--final-epochs", "1"]  # retrained with the recipe's frozen norm scales
+    argv += ["--in-process"]
     assert main(argv) == 0
     assert (out / "best_model.keras").exists()
     assert "test accuracy" in capsys.readouterr().out.lower()
