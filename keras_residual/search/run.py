@@ -242,7 +242,11 @@ def _search(
             _print_trial_line(trial, tuner_object.oracle)
 
         least = config.min_final_epochs if auto else config.final_epochs  # retrain at least
-        retraining = _retraining(hypermodel, data, least) if data is not None and least else None
+
+        def retraining_of(data):
+            return _retraining(hypermodel, data, least, config.max_final_epochs) if least else None
+
+        retraining = None if data is None else retraining_of(data)  # a chief loads data last
         trials_budget = None if budget is None else budget * (config.trial_share if auto else 1)
         options = (
             {"max_epochs": config.epochs}
@@ -295,7 +299,9 @@ def _search(
                 f"None of the {len(rows)} trials completed, so no model was saved "
                 f"({'; '.join(reasons) or 'no reason recorded'}). See {out / 'results.csv'}."
             )
-        data = data or load_dataset(config.dataset, config.data_dir, seed=config.seed)
+        if data is None:
+            data = load_dataset(config.dataset, config.data_dir, seed=config.seed)
+            retraining = retraining_of(data)
         left = None if budget is None else budget - (time.monotonic() - started)
         summary["best"] = _save_best(
             tuner_object,
@@ -303,7 +309,7 @@ def _search(
             data,
             out,
             config.final_epochs,
-            (least, config.max_final_epochs),
+            retraining,
             config.seed,
             verbose,
             left,
@@ -383,18 +389,18 @@ def _save_best(
     data: Dataset,
     out: Path,
     final_epochs: int | str,
-    bounds: tuple[int, int | None],
+    retraining: Retraining | None,
     seed: int,
     verbose,
     seconds_left: float | None,
 ) -> dict:
-    """Save the best trial's network: retrained for `final_epochs` ("auto": `least` of
-    `bounds`) or, when a budget leaves `seconds_left`, for as many more epochs as fit, up
-    to `most` (the best trial whose retraining for `least` fits), or with its own weights."""
-    (least, most), oracle = bounds, tuner_object.oracle
+    """Save the best trial's network: retrained for `final_epochs` (`retraining`'s bounds
+    when "auto") or, when a budget leaves `seconds_left`, for as many more epochs as fit
+    within them (the best trial whose shortest retraining fits), or with its own weights."""
+    oracle = tuner_object.oracle
     best_trial = oracle.get_best_trials(1)[0]
     if final_epochs:
-        retraining = _retraining(hypermodel, data, least, most)
+        least, most = retraining.final_epochs, retraining.most_epochs
         fitting = retraining.pick(oracle, seconds_left)
         if fitting is None:
             print(
