@@ -13,10 +13,10 @@ from keras_residual_cli import main
 @pytest.mark.parametrize("name", FAMILIES)
 def test_every_preset_family_exports_in_float32(name, tmp_path):
     """TFLite: its conversion is what a layer can break; the SavedModel it converts is the
-    `saved_model` form's (served in test_artifacts_serve_without_this_package)."""
-    model = kr.build_network(
-        shrunk(name, widest=16), dtype="mixed_bfloat16"
-    )  # as `--dtype auto` trains
+    `saved_model` form's (served in test_artifacts_serve_without_this_package). One block
+    a stage: a repeated block converts to the ops its stage's first one does."""
+    spec = shrunk(name, widest=16, deepest=1)
+    model = kr.build_network(spec, dtype="mixed_bfloat16")  # as `--dtype auto` trains
     report = kr.export(model, tmp_path / "m.tflite", "tflite")
     assert (tmp_path / "m.tflite").exists() and report.max_abs_diff <= report.tolerance
     assert report.source_policy == "mixed_bfloat16"

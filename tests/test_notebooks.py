@@ -2,11 +2,14 @@
 public API of the toolkit."""
 
 import ast
+import os
 from pathlib import Path
 
 import nbformat
 import pytest
+from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
+from nbclient.util import run_sync
 
 import keras_residual
 import keras_residual.search
@@ -38,14 +41,35 @@ def test_notebook_uses_only_the_public_api(path):
                 assert node.attr in keras_residual.search.__all__, f"search.{node.attr}"
 
 
+@pytest.fixture(scope="session")
+def kernel(data_dir):
+    """One Jupyter kernel a test process, its notebooks run in turn (a kernel start and its
+    TensorFlow import cost more CPU than most notebooks' fast mode)."""
+    manager = AsyncKernelManager(kernel_name="python3")
+    environment = {"KERAS_RESIDUAL_FAST": "1", "KERAS_RESIDUAL_DATA": str(data_dir)}
+    run_sync(manager.start_kernel)(env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **environment})
+    client = manager.client()
+    client.start_channels()
+    run_sync(client.wait_for_ready)(timeout=120)
+    yield manager, client
+    client.stop_channels()
+    run_sync(manager.shutdown_kernel)(now=True)
+
+
+# What a fresh kernel would give the next notebook: no names, Keras's defaults, its folder.
+FRESH = (
+    "get_ipython().reset()\nimport os, keras\nos.chdir({folder!r})\n"
+    "keras.config.set_dtype_policy('float32')\nkeras.backend.clear_session()"
+)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_in_fast_mode(path, data_dir, tmp_path, monkeypatch):
-    monkeypatch.setenv("KERAS_RESIDUAL_FAST", "1")
-    monkeypatch.setenv("KERAS_RESIDUAL_DATA", str(data_dir))
-    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
+def test_notebook_runs_in_fast_mode(path, kernel, tmp_path):
     notebook = nbformat.read(path, as_version=4)
-    client = NotebookClient(notebook, timeout=600, resources={"metadata": {"path": tmp_path}})
+    notebook.cells.insert(0, nbformat.v4.new_code_cell(FRESH.format(folder=str(tmp_path))))
+    client = NotebookClient(notebook, timeout=600, km=kernel[0])
+    client.kc = kernel[1]
     client.execute()  # raises CellExecutionError, with the cell and traceback, on any error
-    outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
+    outputs = [o for c in notebook.cells[1:] if c.cell_type == "code" for o in c.outputs]
     assert outputs and not [o for o in outputs if o.output_type == "error"]
