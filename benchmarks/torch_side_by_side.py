@@ -3,14 +3,17 @@ side in one run.
 
 The toolkit trains a preset as its jobs do (`--dtype auto`, its recipe's optimizer, loss and
 batch size, its tf.data pipeline); its PyTorch twin (same layers, shapes and parameter
-count, built here from the spec) trains with PyTorch's best CPU path: `torch.compile`,
-bfloat16 autocast and channels_last, SGD with Nesterov momentum, label-smoothed
-cross-entropy, the data as one in-memory tensor (no loader cost). Both use every core
-(`torch.set_num_threads(os.cpu_count())`). Rounds alternate between the two; medians of
-images per second are reported, with the ratio.
+count, built here from the spec) trains with bfloat16 autocast and channels_last, SGD with
+Nesterov momentum, label-smoothed cross-entropy, the data as one in-memory tensor (no loader
+cost), both eagerly and under `torch.compile`: PyTorch's best path is the faster of the two
+(compile is the slower one for wide networks on some CPUs). `--airbench` adds airbench94's
+own network (Jordan 2024) on the same two PyTorch paths, compared per FLOP. Every path uses
+every core. Rounds alternate between the paths; medians of images per second are reported,
+with each path's forward MFLOPs per image and the CPU time other processes took during its
+rounds (PyTorch's spinning OpenMP threads slow down sharply when anything else runs).
 
 PyTorch is installed only for this benchmark: pip install torch (CPU build).
-Run: python benchmarks/torch_side_by_side.py --preset fast_cifar_s [--rounds 5 --steps 10]
+Run: python benchmarks/torch_side_by_side.py --preset fast_cifar_s --airbench [--rounds 5]
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(__file__))
 
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 import torch  # noqa: E402
 from _data import random_dataset  # noqa: E402
 from _report import emit, parse_changes  # noqa: E402
@@ -113,6 +117,40 @@ class Scale(nn.Module):
         return x * self.factor
 
 
+def airbench94_net() -> nn.Module:
+    """airbench94's network: a frozen 2x2 whitening conv, three conv-pool-norm groups of
+    64/256/256 filters with GELU, max pooling and a scaled linear head (2x2 whitening's
+    24 filters; norms with a frozen scale, as airbench's)."""
+
+    def norm(channels):
+        layer = nn.BatchNorm2d(channels, momentum=0.4, eps=1e-12)
+        layer.weight.requires_grad_(False)
+        return layer
+
+    def group(channels_in, channels):
+        return [
+            nn.Conv2d(channels_in, channels, 3, padding=1, bias=False), nn.MaxPool2d(2),
+            norm(channels), nn.GELU(),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False), norm(channels), nn.GELU(),
+        ]  # fmt: skip
+
+    whiten = nn.Conv2d(3, 24, 2, bias=True)
+    whiten.weight.requires_grad_(False)
+    layers = [whiten, nn.GELU(), *group(24, 64), *group(64, 256), *group(256, 256)]
+    layers += [nn.MaxPool2d(3), nn.Flatten(), nn.Linear(256, 10, bias=False), Scale(1 / 9)]
+    return nn.Sequential(*layers)
+
+
+def forward_mflops(model: nn.Module) -> float:
+    """Forward MFLOPs per image of a PyTorch network (a multiply-add counts as two)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros(1, 3, 32, 32))
+    return counter.get_total_flops() / 1e6
+
+
 def keras_rounds(spec, recipe, steps: int):
     """A function that trains the toolkit's model `steps` steps and returns images/s."""
     data = random_dataset("cifar10", recipe.batch_size * steps)
@@ -128,9 +166,10 @@ def keras_rounds(spec, recipe, steps: int):
     return model, run
 
 
-def torch_rounds(spec, recipe, steps: int):
-    torch.set_num_threads(os.cpu_count())
-    model = torch_twin(spec).to(memory_format=torch.channels_last)
+def torch_rounds(model: nn.Module, recipe, steps: int, compiled: bool):
+    """A function that trains `model` (bfloat16 autocast, channels_last) `steps` steps,
+    eagerly or under `torch.compile`, and returns images/s."""
+    model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=recipe.weight_decay
     )
@@ -138,60 +177,103 @@ def torch_rounds(spec, recipe, steps: int):
     images = torch.randn(recipe.batch_size, 3, 32, 32).to(memory_format=torch.channels_last)
     labels = torch.randint(0, 10, (recipe.batch_size,))
 
-    @torch.compile
     def forward_backward(x, y):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             loss = loss_fn(model(x), y)
         loss.backward()
         return loss
 
+    step = torch.compile(forward_backward) if compiled else forward_backward
+
     def run() -> float:
         start = time.perf_counter()
         for _ in range(steps):
             optimizer.zero_grad(set_to_none=True)
-            forward_backward(images, labels)
+            step(images, labels)
             optimizer.step()
         return recipe.batch_size * steps / (time.perf_counter() - start)
 
-    return model, run
+    return run
+
+
+def busy_seconds() -> float:
+    """CPU seconds all processes on this machine have used (user, nice, system, irq)."""
+    with open("/proc/stat") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:8]]
+    busy = fields[0] + fields[1] + fields[2] + fields[5] + fields[6]
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def timed(run) -> tuple[float, float]:
+    """`run()`'s images/s and the CPU seconds other processes used meanwhile."""
+    busy, own = busy_seconds(), time.process_time()
+    speed = run()
+    return speed, max(0.0, (busy_seconds() - busy) - (time.process_time() - own))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="fast_cifar_s")
-    parser.add_argument("--recipe", help="default: airbench for the speed family, else fast")
+    parser.add_argument("--recipe", help="default: the preset's recipe")
+    parser.add_argument("--airbench", action="store_true", help="add airbench94's network")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--spec", action="append", default=[], metavar="FIELD=VALUE")
     args = parser.parse_args()
+    torch.set_num_threads(os.cpu_count())
     recipe = kr.get_recipe(args.recipe or kr.default_recipe(args.preset))
     spec = kr.get_spec(args.preset).replace(**parse_changes(args.spec))
     keras_model, keras_run = keras_rounds(spec, recipe, args.steps)
-    torch_model, torch_run = torch_rounds(spec, recipe, args.steps)
-    parameters = sum(p.numel() for p in torch_model.parameters() if p.requires_grad)
+    twin = torch_twin(spec)
+    parameters = sum(p.numel() for p in twin.parameters() if p.requires_grad)
     trainable = sum(int(np.prod(w.shape)) for w in keras_model.trainable_weights)
     if parameters != trainable:
         raise SystemExit(f"twin differs: {parameters:,} vs {trainable:,} trainable parameters")
-    keras_run(), torch_run()  # warm-up: tracing and compilation
-    speeds = {"keras_residual": [], "pytorch": []}
+    twin_mflops, our_mflops = forward_mflops(twin), kr.count_flops(keras_model) / 1e6
+    paths = {  # name: (run, forward MFLOPs per image)
+        "keras_residual (TF, tf.data, --dtype auto)": (keras_run, our_mflops),
+        "PyTorch eager, twin": (torch_rounds(twin, recipe, args.steps, False), twin_mflops),
+        "PyTorch compile, twin": (torch_rounds(torch_twin(spec), recipe, args.steps, True),
+                                  twin_mflops),
+    }  # fmt: skip
+    if args.airbench:
+        airbench_mflops = forward_mflops(airbench94_net())
+        for compiled, name in ((False, "eager"), (True, "compile")):
+            run = torch_rounds(airbench94_net(), recipe, args.steps, compiled)
+            paths[f"PyTorch {name}, airbench94's network"] = (run, airbench_mflops)
+    for run, _ in paths.values():
+        run()  # warm-up: tracing and compilation
+    speeds, others = {name: [] for name in paths}, {name: [] for name in paths}
     for _ in range(args.rounds):
-        speeds["keras_residual"].append(keras_run())
-        speeds["pytorch"].append(torch_run())
+        for name, (run, _) in paths.items():
+            speed, other = timed(run)
+            speeds[name].append(round(speed, 1))
+            others[name].append(round(other, 2))
+        print({name: values[-1] for name, values in speeds.items()}, "other CPU s:",
+              {name: values[-1] for name, values in others.items()}, flush=True)  # fmt: skip
     medians = {name: statistics.median(values) for name, values in speeds.items()}
+    ours = medians[next(iter(paths))]
+    best = max(medians["PyTorch eager, twin"], medians["PyTorch compile, twin"])
     rows = [
-        {"path": "keras_residual (tf.data, --dtype auto)",
-         "img_per_s": round(medians["keras_residual"])},
-        {"path": "PyTorch compile + bf16 autocast + channels_last",
-         "img_per_s": round(medians["pytorch"])},
+        {"path": name, "img_per_s": round(medians[name]), "mflops": round(mflops, 1),
+         "fwd_gflop_per_s": round(medians[name] * mflops / 1e3, 1),
+         "vs_toolkit": round(medians[name] / ours, 3),
+         "other_cpu_s": round(max(others[name]), 2)}
+        for name, (_, mflops) in paths.items()
     ]  # fmt: skip
     emit(
-        f"Training throughput, {args.preset} (batch {recipe.batch_size}), side by side",
+        f"Training throughput vs PyTorch eager and compile: {args.preset}",
         rows,
-        ratio=round(medians["keras_residual"] / medians["pytorch"], 3),
+        ratio_to_best_pytorch=round(ours / best, 3),
         parameters=parameters,
+        batch_size=recipe.batch_size,
+        steps=args.steps,
         rounds=speeds,
+        other_cpu_seconds=others,
         changes=args.spec,
         torch=torch.__version__,
+        torch_threads=torch.get_num_threads(),
+        tensorflow=tf.__version__,
     )
 
 
