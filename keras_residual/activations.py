@@ -1,6 +1,12 @@
-"""The hidden layers' activations: `get(name)`, with GELU's gradient written out on
-TensorFlow (the op forward and backward in bfloat16: Keras's `gelu`, which differentiates erf
-op by op, about 5x a ReLU; this about 3x)."""
+"""The hidden layers' activations: `get(name)`, with GELU on TensorFlow as two fused kernels.
+
+Keras's `gelu` on TensorFlow runs erf and the arithmetic around it as separate Eigen ops, each
+a pass over the activations in memory, and differentiates them op by op: where convolutions
+are fast (AMX), those passes cost more than the convolutions (benchmarks/step_profile.py).
+Here XLA compiles the forward pass and the derivative `Phi(x) + x * phi(x)` each into one
+loop over the tensor (compiled once a shape; XLA is kept off the convolutions, which it runs
+slower than oneDNN on CPUs).
+"""
 
 from __future__ import annotations
 
@@ -11,18 +17,21 @@ import keras
 if keras.config.backend() == "tensorflow":
     import tensorflow as tf
 
+    @tf.function(jit_compile=True)
+    def _tf_gelu_forward(x):
+        # tf.nn.gelu's own ops, which the TFLite converter turns into its GELU kernel.
+        return tf.cast(tf.nn.gelu(tf.cast(x, tf.float32), approximate=False), x.dtype)
+
+    @tf.function(jit_compile=True)
+    def _tf_gelu_backward(x, upstream):
+        x32 = tf.cast(x, tf.float32)
+        cdf = 0.5 * (1.0 + tf.math.erf(x32 * (1 / math.sqrt(2))))
+        pdf = tf.exp(-0.5 * tf.square(x32)) * (1 / math.sqrt(2 * math.pi))
+        return upstream * tf.cast(cdf + x32 * pdf, upstream.dtype)
+
     @tf.custom_gradient
     def _tf_gelu(x):
-        # The forward pass is tf.nn.gelu's own ops, which the TFLite converter turns into
-        # its GELU kernel (an erf written out here is not convertible).
-        x32 = tf.cast(x, tf.float32)
-
-        def grad(upstream):
-            cdf = 0.5 * (1.0 + tf.math.erf(x32 * (1 / math.sqrt(2))))
-            pdf = tf.exp(-0.5 * tf.square(x32)) * (1 / math.sqrt(2 * math.pi))
-            return upstream * tf.cast(cdf + x32 * pdf, upstream.dtype)
-
-        return tf.cast(tf.nn.gelu(x32, approximate=False), x.dtype), grad
+        return _tf_gelu_forward(x), lambda upstream: _tf_gelu_backward(x, upstream)
 
 
 @keras.saving.register_keras_serializable(package="keras_residual")
@@ -30,8 +39,8 @@ def gelu(x):
     """GELU, `x * Phi(x)` in its exact (erf) form: Keras's `gelu` and PyTorch's `nn.GELU`,
     airbench's activation.
 
-    On TensorFlow it computes in float32 and returns the input's dtype, with the derivative
-    `Phi(x) + x * phi(x)` as one backward step; other backends run `keras.activations.gelu`.
+    On TensorFlow it computes in float32 and returns the input's dtype, forward and backward
+    each as one XLA-compiled loop; other backends run `keras.activations.gelu`.
 
     Example:
     >>> import numpy as np
