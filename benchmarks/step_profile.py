@@ -93,7 +93,7 @@ def toolkit_profile(spec, recipe, steps: int) -> tuple[dict, float]:
 
 def xla_seconds(trace: str) -> float:
     """Seconds spent running XLA executables in the profiler trace `trace` (an XSpace)."""
-    from tsl.profiler.protobuf import xplane_pb2
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
     space = xplane_pb2.XSpace()
     with open(trace, "rb") as handle:
