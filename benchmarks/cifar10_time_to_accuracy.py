@@ -166,7 +166,7 @@ def main() -> None:
         "quick": args.quick,
     }
     (out / f"time_to_accuracy-{tag}.json").write_text(json.dumps({**summary, "rows": rows}))
-    emit(f"CIFAR-10 time to {args.target:.0%}: {args.preset}", rows)
+    emit(f"CIFAR-10 time to {args.target:.2%}: {args.preset}", rows)
     print(json.dumps(summary))
 
 
