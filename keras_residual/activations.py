@@ -17,12 +17,12 @@ import keras
 if keras.config.backend() == "tensorflow":
     import tensorflow as tf
 
-    @tf.function(jit_compile=True)
+    @tf.function(jit_compile=True, reduce_retracing=True)
     def _tf_gelu_forward(x):
         # tf.nn.gelu's own ops, which the TFLite converter turns into its GELU kernel.
         return tf.cast(tf.nn.gelu(tf.cast(x, tf.float32), approximate=False), x.dtype)
 
-    @tf.function(jit_compile=True)
+    @tf.function(jit_compile=True, reduce_retracing=True)
     def _tf_gelu_backward(x, upstream):
         x32 = tf.cast(x, tf.float32)
         cdf = 0.5 * (1.0 + tf.math.erf(x32 * (1 / math.sqrt(2))))

@@ -162,6 +162,14 @@ def test_gelu_matches_keras_forward_and_backward_and_keeps_the_dtype(dtype):
             np.testing.assert_allclose(a, b, atol=tolerance, rtol=tolerance)
 
 
+def test_gelu_called_eagerly_on_many_shapes_is_not_retraced_each_time(caplog):
+    from keras_residual.activations import gelu
+
+    for length in range(1, 9):  # a model called eagerly on batches of every size
+        gelu(tf.ones((length, 4)))
+    assert not [r for r in caplog.records if "retracing" in r.getMessage()]
+
+
 def test_unknown_activation_is_rejected_at_construction():
     with pytest.raises(ValueError, match="relux"):
         kr.BasicBlock(16, activation="relux")
