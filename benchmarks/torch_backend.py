@@ -5,7 +5,8 @@ Run with the backend set: KERAS_BACKEND=torch python benchmarks/torch_backend.py
 [--preset fast_cifar_s --rounds 3 --steps 10]. Both Keras models train with `model.fit` on
 the same in-memory arrays, the preset's recipe's optimizer and loss (`compile_model`) and the
 `auto` dtype policy; plain PyTorch is `torch_side_by_side.py`'s eager twin (bfloat16 autocast,
-channels_last). Rounds alternate; medians of images/s are reported.
+channels_last). Rounds alternate; medians of images/s are reported, with the CPU time other
+processes took during each path's rounds.
 """
 
 from __future__ import annotations
@@ -33,10 +34,13 @@ def plain_keras_twin(spec: kr.ResNetSpec) -> keras.Model:
     only: the layers `torch_side_by_side.torch_twin` uses, in the same order."""
     layers, norm = keras.layers, spec.norm
 
+    def batch_norm(x):
+        return layers.BatchNormalization(
+            momentum=norm.momentum, epsilon=norm.epsilon, scale=norm.scale
+        )(x)
+
     def norm_act(x):
-        x = layers.BatchNormalization(momentum=norm.momentum, epsilon=norm.epsilon,
-                                      scale=norm.scale)(x)  # fmt: skip
-        return layers.Activation(spec.activation)(x)
+        return layers.Activation(spec.activation)(batch_norm(x))
 
     def conv(filters, strides=1):
         return layers.Conv2D(filters, 3, strides, padding="same", use_bias=False)
@@ -54,8 +58,7 @@ def plain_keras_twin(spec: kr.ResNetSpec) -> keras.Model:
             x, stride = norm_act(x), 1
         for b in range(depth):
             y = norm_act(conv(filters, stride if b == 0 else 1)(x))
-            y = layers.BatchNormalization(momentum=norm.momentum, epsilon=norm.epsilon,
-                                          scale=norm.scale)(conv(filters)(y))  # fmt: skip
+            y = batch_norm(conv(filters)(y))
             if stride != 1 or x.shape[-1] != filters:
                 raise SystemExit("plain twin: identity shortcuts only")
             x = layers.Activation(spec.activation)(layers.Add()([x, y]))
@@ -100,17 +103,11 @@ def main() -> None:
             torch_side_by_side.torch_twin(spec), recipe, args.steps, compiled=False
         ),
     }
-    for run in paths.values():
-        run()  # warm-up
-    speeds = {name: [] for name in paths}
-    for _ in range(args.rounds):
-        for name, run in paths.items():
-            speeds[name].append(round(run(), 1))
-        print({name: values[-1] for name, values in speeds.items()}, flush=True)
+    speeds, others = torch_side_by_side.alternate(paths, args.rounds)
     medians = {name: statistics.median(values) for name, values in speeds.items()}
     pytorch = medians["plain PyTorch eager"]
-    rows = [{"path": name, "img_per_s": round(speed), "vs_pytorch": round(speed / pytorch, 3)}
-            for name, speed in medians.items()]  # fmt: skip
+    rows = [{"path": name, "img_per_s": round(speed), "vs_pytorch": round(speed / pytorch, 3),
+             "other_cpu_s": max(others[name])} for name, speed in medians.items()]  # fmt: skip
     count = {name: sum(int(np.prod(w.shape)) for w in m.trainable_weights)
              for name, m in (("toolkit", toolkit), ("plain", plain))}  # fmt: skip
     emit(
@@ -121,6 +118,7 @@ def main() -> None:
         dtype=keras.config.dtype_policy().name,
         batch_size=recipe.batch_size,
         rounds=speeds,
+        other_cpu_seconds=others,
         torch=torch.__version__,
         keras=keras.__version__,
     )

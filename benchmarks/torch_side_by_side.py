@@ -211,6 +211,23 @@ def timed(run) -> tuple[float, float]:
     return speed, max(0.0, (busy_seconds() - busy) - (time.process_time() - own))
 
 
+def alternate(runs: dict, rounds: int) -> tuple[dict, dict]:
+    """Each of `runs` (name: a function returning images/s) once to warm up (tracing,
+    compilation), then `rounds` rounds of all in turn, each round printed: every run's
+    images/s and the CPU seconds other processes took during it, per round."""
+    for run in runs.values():
+        run()
+    speeds, others = {name: [] for name in runs}, {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            speed, other = timed(run)
+            speeds[name].append(round(speed, 1))
+            others[name].append(round(other, 2))
+        print({name: values[-1] for name, values in speeds.items()}, "other CPU s:",
+              {name: values[-1] for name, values in others.items()}, flush=True)  # fmt: skip
+    return speeds, others
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="fast_cifar_s")
@@ -241,16 +258,7 @@ def main() -> None:
         for compiled, name in ((False, "eager"), (True, "compile")):
             run = torch_rounds(airbench94_net(), recipe, args.steps, compiled)
             paths[f"PyTorch {name}, airbench94's network"] = (run, airbench_mflops)
-    for run, _ in paths.values():
-        run()  # warm-up: tracing and compilation
-    speeds, others = {name: [] for name in paths}, {name: [] for name in paths}
-    for _ in range(args.rounds):
-        for name, (run, _) in paths.items():
-            speed, other = timed(run)
-            speeds[name].append(round(speed, 1))
-            others[name].append(round(other, 2))
-        print({name: values[-1] for name, values in speeds.items()}, "other CPU s:",
-              {name: values[-1] for name, values in others.items()}, flush=True)  # fmt: skip
+    speeds, others = alternate({name: run for name, (run, _) in paths.items()}, args.rounds)
     medians = {name: statistics.median(values) for name, values in speeds.items()}
     ours = medians[next(iter(paths))]
     best = max(medians["PyTorch eager, twin"], medians["PyTorch compile, twin"])
