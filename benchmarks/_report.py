@@ -33,6 +33,14 @@ def cpu_model() -> str:
     return line.split(":", 1)[1].strip()
 
 
+def busy_seconds() -> float:
+    """CPU seconds all processes on this machine have used (user, nice, system, irq)."""
+    with open("/proc/stat") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:8]]
+    busy = fields[0] + fields[1] + fields[2] + fields[5] + fields[6]
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
 def provenance() -> dict:
     """When, on what code and machine, and by which command a measurement was taken."""
     root = Path(__file__).resolve().parent.parent

@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import torch  # noqa: E402
 from _data import random_dataset  # noqa: E402
-from _report import emit, parse_changes  # noqa: E402
+from _report import busy_seconds, emit, parse_changes  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn import functional  # noqa: E402
 
@@ -194,14 +194,6 @@ def torch_rounds(model: nn.Module, recipe, steps: int, compiled: bool):
         return recipe.batch_size * steps / (time.perf_counter() - start)
 
     return run
-
-
-def busy_seconds() -> float:
-    """CPU seconds all processes on this machine have used (user, nice, system, irq)."""
-    with open("/proc/stat") as stat:
-        fields = [int(v) for v in stat.readline().split()[1:8]]
-    busy = fields[0] + fields[1] + fields[2] + fields[5] + fields[6]
-    return busy / os.sysconf("SC_CLK_TCK")
 
 
 def timed(run) -> tuple[float, float]:

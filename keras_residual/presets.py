@@ -57,6 +57,9 @@ FAMILIES = {
     "fast_cifar": ("the CIFAR-10 speed family: airbench's and Page's ResNet-9 layout",
                    "Jordan 2024, 94% on CIFAR-10 in 3.29 Seconds on a Single GPU (airbench)",
                    "cifar10"),
+    "fast_mnist": ("the speed family's pooling layout sized for MNIST: ResNet-8 at width 32",
+                   "this toolkit: the MNIST search's best network on 2 CPU cores "
+                   "(benchmarks/results)", "mnist"),
     "keras_applications": ("keras.applications' ResNet50 / ResNet50V2, weight-compatible",
                            _HE, "imagenet"),
     "resnet_series": ("ResNet for time-series classification: three blocks of 8/5/3 "
@@ -128,6 +131,9 @@ _TABLE: dict[str, tuple[str, Spec]] = {
     "resnext101_32x8d": ("resnext", resnet_spec(101, groups=32, base_width=8)),
     "wide_resnet50_2": ("wide_resnet", resnet_spec(50, base_width=128)),
     **{f"fast_cifar_{size}": ("fast_cifar", fast_cifar_spec(size)) for size in FAST_CIFAR_SIZES},
+    "fast_mnist": ("fast_mnist", resnet_cifar_spec(
+        input_shape=(28, 28, 1), blocks_per_stage=1, width=32, shortcut="B", stem="whiten",
+        downsample="pool", strides=(2, 2, 2))),
     "resnet50_keras": ("keras_applications", resnet_spec(50, keras_compat=True)),
     "resnet50v2_keras": ("keras_applications",
                          resnet_spec(50, keras_compat=True, preact=True)),

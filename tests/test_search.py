@@ -18,7 +18,13 @@ from conftest import FINISHED_SEARCH, learnable_images
 
 import keras_residual as kr
 from keras_residual.flops import count_flops
-from keras_residual.search import ResidualHyperModel, resolve_space, retrain, run_search
+from keras_residual.search import (
+    ResidualHyperModel,
+    SearchConfig,
+    resolve_space,
+    retrain,
+    run_search,
+)
 from keras_residual.search.budget import (
     AUTO_MARGIN,
     PROBE_FILE,
@@ -52,11 +58,73 @@ def read_csv(path):
         ({"width": [8, -1]}, "`width`"),
         ({"activation": ["relu", "tanh"]}, "`activation`"),
         ({"depth_of_field": 3}, "Unknown search dimensions"),
+        ({"blocks_per_stage": ["1,x,1"]}, "counts a stage such as '1,0,1'"),
+        ({"blocks_per_stage": ["1,-1,1"]}, "`blocks_per_stage`"),
     ],
 )
 def test_bad_search_spaces_are_rejected(overrides, message):
     with pytest.raises(ValueError, match=message):
         resolve_space("mnist", **overrides)
+
+
+@pytest.mark.parametrize(("space", "shape"), [("mnist", (28, 28, 1)), ("cifar10", (32, 32, 3))])
+def test_an_image_space_holds_its_preset_as_the_point_a_search_tries_first(space, shape, tmp_path):
+    hypermodel = ResidualHyperModel(shape, 10, space)
+    name, values = hypermodel.baseline()
+    hp = keras_tuner.HyperParameters()
+    hypermodel.declare(hp)
+    hp.values.update(values)
+    spec, preset = hypermodel.spec(hp), kr.get_spec(name)
+    # the same network (the whitening stem takes no stem filters), by the preset's name
+    assert spec.replace(stem_filters=preset.stem_filters) == preset
+    assert hypermodel.recipe_for(hp) == kr.get_recipe(kr.preset_info(name).recipe)
+    tuner = RandomSearch(hypermodel, objective="val_accuracy", directory=tmp_path, max_trials=3,
+                         first_values=values, isolate_trials=False)  # fmt: skip
+    assert hypermodel.spec(tuner.oracle.create_trial("t0").hyperparameters).name == name
+    assert hypermodel.spec(tuner.oracle.create_trial("t1").hyperparameters).name != name
+    assert ResidualHyperModel(shape, 10, space, width=[8, 16]).baseline() is None
+
+
+def test_blocks_per_stage_is_one_count_or_one_a_stage():
+    hypermodel = ResidualHyperModel((32, 32, 3), 10, "cifar10", width=32, se_ratio=0.0)
+    specs = {}
+    for blocks in ("1,0,1", "2,2,2"):
+        hp = keras_tuner.HyperParameters()
+        hypermodel.declare(hp)
+        hp.values["blocks_per_stage"] = blocks
+        specs[blocks] = hypermodel.spec(hp)
+    assert specs["1,0,1"].depths == (1, 0, 1) and specs["1,0,1"].name == "resnet6_w32_pool"
+    assert specs["2,2,2"].depths == (2, 2, 2) and specs["2,2,2"].name == "resnet14_w32_pool"
+    with pytest.raises(ValueError, match="gives 2 stages' counts, but `stages` is 3"):
+        ResidualHyperModel((32, 32, 3), 10, "cifar10", blocks_per_stage="1,1").spec(
+            keras_tuner.HyperParameters()
+        )
+
+
+def test_the_results_table_shows_which_rows_are_presets():
+    row = {"status": "completed", "reason": "", "width": 32, "params": 1, "flops": 1.0}
+    row["trial_seconds"] = 1.0
+    rows = [
+        {**row, "trial_id": "0", "val_accuracy": 0.9, "spec": {"name": "fast_mnist"}},
+        {**row, "trial_id": "1", "val_accuracy": 0.95, "spec": {"name": "resnet8_w16_pool"}},
+    ]
+    header, _, best, baseline = kr.search.format_table(rows).splitlines()
+    assert header.split()[:3] == ["trial", "status", "preset"]
+    assert baseline.split()[:3] == ["0", "completed", "fast_mnist"]
+    assert best.split()[:3] == ["1", "completed", "-"]
+    assert "preset" not in kr.search.format_table(rows[1:])
+
+
+def test_a_budget_too_small_for_the_first_trial_is_refused_before_any_folder(data_dir, tmp_path):
+    out = tmp_path / "runs" / "search"
+    with pytest.raises(
+        ValueError,
+        match=r"`time_budget` 1s is too small .* fast_mnist .*"
+        r"takes at least about \d+ s here .* --time-budget \d+m or more",
+    ):
+        config = {"time_budget": "1s", "data_fraction": 1.0}  # steps enough to time
+        run_search(SearchConfig.for_dataset("mnist", data_dir=data_dir, **config), out)
+    assert not (tmp_path / "runs").exists()
 
 
 def test_learning_rate_is_conditional_on_the_optimizer():
@@ -184,8 +252,11 @@ def test_constraints_reject_networks_before_they_train():
 
 
 @pytest.mark.slow
-def test_time_budget_stops_launching_trials(data_dir, tmp_path, capsys):
+def test_time_budget_stops_launching_trials(data_dir, tmp_path, capsys, monkeypatch):
     out = tmp_path / "budget"
+    monkeypatch.setattr(
+        "keras_residual.search.run._check_budget", lambda *args: None
+    )  # 1 s is too few
     run_search("mnist", out, max_trials=4, time_budget="1s", data_dir=data_dir, verbose=0,
                isolate_trials=False, **TINY)  # fmt: skip
     (row,) = read_csv(out / "results.csv")
@@ -226,6 +297,7 @@ def test_auto_final_epochs_keep_the_rest_of_the_budget_for_the_retraining(
         raise KeyboardInterrupt  # the search itself is not the point
 
     monkeypatch.setitem(kr.search.tuner.TUNERS, "random", tuner)
+    monkeypatch.setattr("keras_residual.search.run._check_budget", lambda *args: None)  # no probe
     with pytest.raises(KeyboardInterrupt):
         run_search("mnist", tmp_path / "o", time_budget=100, final_epochs="auto",
                    trial_share=0.3, min_final_epochs=4, data_dir=data_dir)  # fmt: skip

@@ -226,6 +226,34 @@ class TimeLimit:
         return timing, replace(self, seconds=self.seconds - seconds)
 
 
+def smallest_budget(
+    timing: Timing,
+    trial_images: int,
+    trial_epochs: int,
+    retraining: Retraining | None,
+    trial_share: float | None = None,
+) -> float:
+    """The least budget in which a network of `timing` trains a first trial (`trial_epochs`
+    of `trial_images`) and then its shortest `retraining` (None: none): in turn, or with
+    `trial_share` (`final_epochs="auto"`), each in its share, the retraining's less
+    `AUTO_MARGIN`.
+
+    Example:
+    >>> timing = Timing(overhead=5, per_image=1e-3)
+    >>> smallest_budget(timing, 1_000, 1, Retraining(2, 10_000))
+    36.0
+    >>> round(smallest_budget(timing, 1_000, 1, Retraining(2, 10_000), trial_share=0.5), 1)
+    55.6
+    """
+    trial = timing.seconds(trial_images, trial_epochs)
+    retrain = 0.0
+    if retraining is not None:
+        retrain = timing.seconds(retraining.images, retraining.final_epochs, retraining.test_passes)
+    if trial_share is None:
+        return trial + retrain
+    return max(trial / trial_share, retrain / ((1 - trial_share) * (1 - AUTO_MARGIN)))
+
+
 class Retraining:
     """Seconds to retrain a trial's network for `final_epochs` on `images` training
     images and then test it, from the trial's own seconds per epoch and image and per

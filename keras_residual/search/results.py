@@ -10,6 +10,7 @@ import numpy as np
 
 from keras_residual._files import atomic_path, write_text_atomically
 from keras_residual._plots import new_figure
+from keras_residual.presets import PRESETS
 from keras_residual.search.state import StateError, read_json
 from keras_residual.search.trials import NOT_TRAINED
 
@@ -204,7 +205,8 @@ def varying_names(rows: list[dict], names: list[str]) -> list[str]:
 
 
 def format_table(rows: list[dict], limit: int | None = None) -> str:
-    """A text table of the trials, best first; hyperparameters shown where they vary."""
+    """A text table of the trials, best first; hyperparameters shown where they vary, and
+    the preset a trial trained (the baseline rows) where one did."""
     if not rows:
         return "(no trials)"
     hidden = (*RECORD_METRICS, *OBJECTIVES, "reason", "spec")
@@ -212,7 +214,9 @@ def format_table(rows: list[dict], limit: int | None = None) -> str:
     varying = varying_names(rows, hp_names) or hp_names[:2]
     fidelity = [n for n in ("epochs", "train_examples") if len({r.get(n) for r in rows}) > 1]
     rungs = any(r.get("tuner/bracket") is not None for r in rows)
-    header = ["trial", "status", *(["rung", "from"] if rungs else []), *varying]
+    presets = [_preset(r) for r in rows]  # the baseline rows: a preset as a point of the space
+    header = ["trial", "status", *(["preset"] if any(presets) else [])]
+    header += [*(["rung", "from"] if rungs else []), *varying]
     header += [{"train_examples": "images"}.get(n, n) for n in fidelity]
     header += ["params", "MFLOPs", "seconds", "val_acc"]
     ranked = sorted(rows, key=lambda r: -(r["val_accuracy"] or -1))[:limit]
@@ -223,6 +227,7 @@ def format_table(rows: list[dict], limit: int | None = None) -> str:
             [
                 r["trial_id"],
                 r["status"],
+                *([_preset(r) or "-"] if any(presets) else []),
                 *((_rung(r), r.get("tuner/trial_id") or "-") if rungs else ()),
                 *(_short(r.get(n)) for n in varying),
                 *(_short(r.get(n)) for n in fidelity),
@@ -238,6 +243,12 @@ def format_table(rows: list[dict], limit: int | None = None) -> str:
         return "  ".join(str(c).rjust(w) for c, w in zip(cells, widths, strict=True))
 
     return "\n".join([render(header), render(["-" * w for w in widths]), *map(render, lines)])
+
+
+def _preset(row: dict) -> str | None:
+    """The preset whose network the row's trial trained, if any (its spec's name)."""
+    name = (row.get("spec") or {}).get("name")
+    return name if name in PRESETS else None
 
 
 def _short(value) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ from keras_residual._files import (
 from keras_residual.data import DATASETS, Dataset, check_image_size, load_dataset
 from keras_residual.precision import resolve_dtype
 from keras_residual.search import distributed
-from keras_residual.search.budget import Retraining
+from keras_residual.search.budget import Retraining, Timing, smallest_budget
 from keras_residual.search.config import SearchConfig
 from keras_residual.search.results import (
     collect_rows,
@@ -34,6 +35,7 @@ from keras_residual.search.results import (
 )
 from keras_residual.search.space import ResidualHyperModel, default_space_for, resolve_space
 from keras_residual.search.state import check_oracle, read_json, repair_trials
+from keras_residual.search.trials import probe
 from keras_residual.search.tuner import TUNERS
 from keras_residual.techniques import tta_views
 from keras_residual.training import RUN_FILE, evaluate, get_recipe
@@ -221,6 +223,14 @@ def _search(
             check_oracle(out / PROJECT, out)
     if data is None and role != "chief":
         data = load_dataset(config.dataset, config.data_dir, seed=config.seed)
+    least = config.min_final_epochs if auto else config.final_epochs  # retrain at least
+
+    def retraining_of(data):
+        return _retraining(hypermodel, data, least, config.max_final_epochs) if least else None
+
+    retraining = None if data is None else retraining_of(data)  # a chief loads data last
+    if budget is not None and role is None and not (out / PROJECT).exists():
+        _check_budget(config, hypermodel, data, retraining)  # before anything is written
     with contextlib.ExitStack() as writing:
         if role != "worker":  # claimed only once the inputs are known to be good
             writing.enter_context(folder_lock(out, "out"))  # one search writes a folder
@@ -241,12 +251,6 @@ def _search(
                 write_results(collect_rows(project), out, max_params=config.max_params)
             _print_trial_line(trial, tuner_object.oracle)
 
-        least = config.min_final_epochs if auto else config.final_epochs  # retrain at least
-
-        def retraining_of(data):
-            return _retraining(hypermodel, data, least, config.max_final_epochs) if least else None
-
-        retraining = None if data is None else retraining_of(data)  # a chief loads data last
         trials_budget = None if budget is None else budget * (config.trial_share if auto else 1)
         options = (
             {"max_epochs": config.epochs}
@@ -317,6 +321,41 @@ def _search(
         write_results(rows, out, summary, max_params=config.max_params)
         write_text_atomically(out / FINISHED, json.dumps(recorded, indent=2))
         return {"trials": rows, **summary}
+
+
+def _check_budget(
+    config: SearchConfig, hypermodel, data: Dataset, retraining: Retraining | None
+) -> None:
+    """Refuse a budget too small for the first trial (the baseline preset, else the space's
+    first point) and its shortest retraining, at the seconds per image a few of its steps
+    take here (`probe`), with the smallest budget that works."""
+    hp = keras_tuner.HyperParameters()
+    hypermodel.declare(hp)
+    name, point = hypermodel.baseline() or (None, {})
+    hp.values.update(point)
+    name = name or hypermodel.spec(hp).name
+    trials = _fraction(data, config.data_fraction)
+    started = time.perf_counter()
+    per_image = probe(hypermodel, hp, trials, None, hypermodel.recipe_for(hp))
+    if per_image is None:  # too few images for a step to time: nothing to plan with
+        return
+    timing = Timing(time.perf_counter() - started, per_image)  # its start: the probe's
+    epochs = 1 if config.tuner == "hyperband" else config.epochs  # Hyperband's first rung
+    share = config.trial_share if config.final_epochs == "auto" else None
+    least = smallest_budget(timing, len(trials.y_train), epochs, retraining, share)
+    if config.budget_seconds < least:
+        retrained = ""
+        if retraining is not None:
+            final = retraining.final_epochs
+            retrained = (
+                f" then on all {retraining.images:,} images for {final} epoch{'s' * (final != 1)}"
+            )
+        raise ValueError(
+            f"`time_budget` {config.time_budget} is too small for this data on this machine: "
+            f"to train {name} for {epochs} epoch{'s' * (epochs != 1)} as the first trial"
+            f"{retrained} takes at least about {least:.0f} s here (timed over a few steps). "
+            f"Give --time-budget {math.ceil(least / 60)}m or more."
+        )
 
 
 def _retraining(

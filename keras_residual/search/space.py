@@ -68,13 +68,14 @@ MNIST_SPACE: dict = {
     "batch_size": 128,
 }
 # The regime that trains best per CPU-second (the speed family's, `fast_cifar`): wide and
-# shallow, pooling downsampling (`--downsample pool,stride` compares striding, several
+# shallow (blocks per stage as one number or one a stage: `"1,0,1"` is `fast_cifar_m`'s),
+# pooling downsampling (`--downsample pool,stride` compares striding, several
 # times the FLOPs at these widths), trained with the `airbench` recipe's settings and the
 # speed family's head they are tuned for (`RECIPE_HEADS`), and its GELU.
 _AIRBENCH = RECIPES["airbench"]
 CIFAR10_SPACE: dict = {
     "stages": 3,
-    "blocks_per_stage": [1, 2],
+    "blocks_per_stage": ["1,0,1", "1,1,1", "2,2,2"],
     "width": [32, 64, 96, 128],
     "widen_factor": 1,
     "downsample": "pool",
@@ -111,8 +112,14 @@ SERIES_SPACE: dict = {
     "batch_size": _SERIES.batch_size,
 }
 # The preset a default space holds as a point: a search tries it first (`baseline`), so its
-# best can only be at least as good on the validation split as the known network.
+# best can only be at least as good on the validation split as the known network. The
+# speed family's `fast_cifar_m` trains best in an hour of 2 CPU cores on CIFAR-10, the
+# pooling layout's ResNet-8 at width 32 (`fast_mnist`) in a few minutes on MNIST
+# (benchmarks/results).
 BASELINES = {
+    "mnist": ("fast_mnist", {**MNIST_SPACE, "blocks_per_stage": 1, "width": 32}),
+    "cifar10": ("fast_cifar_m", {**CIFAR10_SPACE, "blocks_per_stage": "1,0,1", "width": 128,
+                                 "se_ratio": 0.0}),
     "series": ("resnet_series", {
         "stages": 3, "blocks_per_stage": 1, "width": 64, "kernel_size": "8,5,3",
         "block": "basic", "preact": False, "shortcut": "B", "se_ratio": 0.0,
@@ -142,7 +149,7 @@ _ALLOWED = {
     "optimizer": OPTIMIZERS,
     "preact": (False, True),
 }
-_INTEGERS = ("stages", "blocks_per_stage", "width", "widen_factor", "batch_size")
+_INTEGERS = ("stages", "width", "widen_factor", "batch_size")
 
 
 def _check_dimension(name: str, spec):
@@ -176,6 +183,8 @@ def _check_dimension(name: str, spec):
     for value in values:
         if name == "kernel_size":
             kernel_sizes(value)
+        elif name == "blocks_per_stage":
+            stage_blocks(value)
         elif name in _ALLOWED:
             _checks.choice(name, value, _ALLOWED[name])
         elif name in ("drop_path_rate", "se_ratio"):
@@ -205,6 +214,33 @@ def kernel_sizes(value) -> int | tuple[int, ...]:
                 f"`kernel_size` must be a positive integer or sizes such as '8,5,3', got {value!r}."
             ) from None
     return _checks.positive_int("kernel_size", value)
+
+
+def stage_blocks(value, stages: int | None = None) -> tuple[int, ...]:
+    """A `blocks_per_stage` dimension's value as the spec's `depths`: `2` (as many in each
+    of `stages`) or one count a stage, `"1,0,1"` (keras-tuner's choices are scalars).
+
+    Example:
+    >>> stage_blocks("1,0,1"), stage_blocks(2, stages=3)
+    ((1, 0, 1), (2, 2, 2))
+    """
+    if isinstance(value, str):
+        try:
+            blocks = tuple(
+                _checks.non_negative_int("blocks_per_stage", int(n)) for n in value.split(",")
+            )
+        except ValueError:
+            raise ValueError(
+                "`blocks_per_stage` must be a positive integer or counts a stage such as "
+                f"'1,0,1', got {value!r}."
+            ) from None
+        if stages is not None and len(blocks) != stages:
+            raise ValueError(
+                f"`blocks_per_stage` {value!r} gives {len(blocks)} stages' counts, "
+                f"but `stages` is {stages}."
+            )
+        return blocks
+    return (_checks.positive_int("blocks_per_stage", value),) * (stages or 1)
 
 
 def default_space_for(input_shape, dataset: str | None = None) -> str:
@@ -309,14 +345,21 @@ def _options(spec) -> list:
     return list(spec) if isinstance(spec, list | tuple) else [spec]
 
 
+# Dimensions whose values are written two ways (`3` or `"3,3"`): compared as parsed.
+_PARSED = {"kernel_size": kernel_sizes, "blocks_per_stage": stage_blocks}
+
+
 def _holds(name: str, spec, value) -> bool:
     """Whether dimension `name`, declared as `spec`, can take `value`."""
     if isinstance(spec, Mapping):
         return spec["min"] <= value <= spec["max"]
-    options = _options(spec)
-    if name == "kernel_size":
-        return kernel_sizes(value) in [kernel_sizes(option) for option in options]
-    return value in options
+    return any(_same(name, value, option) for option in _options(spec))
+
+
+def _same(name: str, value, other) -> bool:
+    """Whether two values of dimension `name` are the same (`3` and `"3,3"` alike)."""
+    parse = _PARSED.get(name)
+    return parse(value) == parse(other) if parse else value == other
 
 
 def _smallest(name: str, values):
@@ -331,6 +374,8 @@ def _smallest(name: str, values):
             return sum(sizes) if isinstance(sizes, tuple) else 2 * sizes
 
         return min(options, key=taps)
+    if name == "blocks_per_stage":
+        return min(options, key=lambda value: sum(stage_blocks(value, None)))
     cheapest = {"block": "basic", "shortcut": "A", "se_ratio": 0.0}
     if name in cheapest and cheapest[name] in options:
         return cheapest[name]
@@ -496,7 +541,8 @@ class ResidualHyperModel(keras_tuner.HyperModel):
         v = self.declare(hp)
         if len(self.input_shape) == 2:
             return self._series_spec(v)
-        chosen = {name: v[name] for name in ARCHITECTURE}
+        chosen = {name: v[name] for name in ARCHITECTURE if name != "blocks_per_stage"}
+        depths = stage_blocks(v["blocks_per_stage"], v["stages"])
         stem, strides = downsampling(self.input_shape, v["stages"])
         pool = v["downsample"] == "pool"
         if pool and stem == "cifar":  # the speed family's layout: whitened 2x2 patches, and
@@ -507,20 +553,28 @@ class ResidualHyperModel(keras_tuner.HyperModel):
             stem=stem,
             strides=strides,
             norm=self.norm,
+            blocks_per_stage=1,
             **self.head,
             **chosen,
         )
-        name = f"{'preact_' if v['preact'] else ''}{spec.name}_w{v['width']}"
-        return spec.replace(name=name + ("_pool" if pool else ""))
+        layers = sum(depths) * (2 if v["block"] == "basic" else 3) + 2
+        name = f"{'preact_' if v['preact'] else ''}resnet{layers}_w{v['width']}"
+        return spec.replace(depths=depths, name=self._preset_name(v) or name + "_pool" * pool)
+
+    def _preset_name(self, values: dict) -> str | None:
+        """The name of the preset (`baseline`) whose point `values` are, if any."""
+        name, point = self.baseline() or (None, {})
+        return name if all(_same(k, values[k], v) for k, v in point.items()) else None
 
     def _series_spec(self, v: dict) -> ResNetSpec:
         """A series trial's architecture: the `resnet_series_spec` family."""
-        chosen = {name: v[name] for name in SERIES_ARCHITECTURE}
+        chosen = {name: v[name] for name in SERIES_ARCHITECTURE if name != "blocks_per_stage"}
         chosen["kernel_size"] = sizes = kernel_sizes(v["kernel_size"])
+        depths = stage_blocks(v["blocks_per_stage"], v["stages"])
         spec = resnet_series_spec(self.input_shape, self.num_classes, norm=self.norm, **chosen)
         kernels = "-".join(map(str, sizes)) if isinstance(sizes, tuple) else f"{sizes}x2"
-        depth = v["stages"] * v["blocks_per_stage"]
-        return spec.replace(name=f"resnet_series{depth}_w{v['width']}_k{kernels}")
+        name = f"resnet_series{sum(depths)}_w{v['width']}_k{kernels}"
+        return spec.replace(depths=depths, name=self._preset_name(v) or name)
 
     def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
         return build_network(self.spec(hp), dtype=self.dtype)

@@ -51,7 +51,7 @@ def fit_trial(
     why = time_limit and time_limit.check(flops)
     if why and time_limit.worth_probing(flops):
         started = time.perf_counter()
-        per_image = _probe(hypermodel, hp, x, y, recipe)
+        per_image = probe(hypermodel, hp, x, y, recipe)
         if per_image is not None:
             spent = time.perf_counter() - started
             timing, time_limit = time_limit.probed(flops, per_image, spent)
@@ -109,7 +109,7 @@ def fit_trial(
     return record
 
 
-def _probe(hypermodel, hp, x, y, recipe) -> float | None:
+def probe(hypermodel, hp, x, y, recipe) -> float | None:
     """Seconds per training image of a fresh copy of the trial's network over
     `PROBE_STEPS` steps after the first (tracing), on the first images of `x`; None
     where `x` is not a `Dataset` or arrays, or too few images for a step to time."""

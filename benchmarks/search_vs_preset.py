@@ -1,0 +1,199 @@
+"""Is a search worth its time? In one run on one machine, for each dataset: (a)
+`keras-residual search --dataset D --time-budget T` with its defaults, and (b) the preset
+the search starts from (the best known network for such data: `fast_mnist` on MNIST,
+`fast_cifar_m` on CIFAR-10 and on images of your own) trained with `keras-residual train`
+and its recipe for as many epochs as fit in the same T, on all the training images. Both
+with the same seed, both tested on the same test split with their recipe's test-time
+augmentation, each as a user runs it (a command line, its wall time measured around it).
+
+    python benchmarks/search_vs_preset.py --dataset mnist --budget 5m --data-dir DIR
+    python benchmarks/search_vs_preset.py --dataset folder --budget 10m --data-dir DIR
+    python benchmarks/search_vs_preset.py --dataset cifar10 --budget 60m --data-dir DIR
+
+`folder` is a dataset no preset was tuned on, read through the same `--dataset FOLDER` path
+as a user's images: the first five classes of CIFAR-10 (all 30,000 of their images), in
+grayscale at 48x48, written once as PNG class folders under `--folder` (the folder loader
+holds 10% out for testing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(__file__))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from _report import busy_seconds, cpu_flags, emit  # noqa: E402
+
+import keras_residual as kr  # noqa: E402
+from keras_residual.precision import resolve_dtype  # noqa: E402
+from keras_residual.search import (  # noqa: E402
+    ResidualHyperModel,
+    default_space_for,
+    parse_duration,
+)
+from keras_residual.techniques import tta_views  # noqa: E402
+
+FOLDER_CLASSES = 5  # CIFAR-10's first five: airplane, automobile, bird, cat, deer
+FOLDER_SIZE = 48
+MARGIN = 0.05  # of the budget, kept for an epoch slower than the steps timed
+TIMED_STEPS = 3  # steps timed after the first (tracing) to plan the preset's epochs
+
+
+def write_folder(root: Path, data_dir: str | None) -> Path:
+    """The `folder` dataset under `root` (made once): PNG class folders of CIFAR-10's first
+    `FOLDER_CLASSES` classes, every image of the train and test splits, in grayscale at
+    `FOLDER_SIZE` x `FOLDER_SIZE`."""
+    done = root / "complete"
+    if done.exists():
+        return root
+    data = kr.load_dataset("cifar10", data_dir, validation_split=0.0)
+    images = np.concatenate([data.x_train, data.x_test])
+    labels = np.concatenate([data.y_train, data.y_test])
+    for label in range(FOLDER_CLASSES):
+        folder = root / data.class_names[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        chosen = images[labels == label]
+        gray = tf.image.rgb_to_grayscale(tf.image.resize(chosen, (FOLDER_SIZE, FOLDER_SIZE)))
+        for i, image in enumerate(tf.cast(tf.round(gray), tf.uint8)):
+            tf.io.write_file(str(folder / f"{i:05d}.png"), tf.io.encode_png(image))
+    done.touch()
+    return root
+
+
+class _Steady(keras.callbacks.Callback):
+    """Seconds of the training steps after the first."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds, self.steps, self._began = 0.0, -1, 0.0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._began = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
+        if self.steps > 0:
+            self.seconds += time.perf_counter() - self._began
+
+
+def preset_epochs(preset: str, data: kr.Dataset, budget: float, started: float) -> dict:
+    """The epochs of `preset` on all of `data`'s training images that fit `budget` here:
+    `TIMED_STEPS` steps timed after the first give the seconds an image; the start-up is
+    what loading and this timing took (since `started`), the test a forward pass (a third
+    of a training step) over the test images and the recipe's views."""
+    recipe = kr.get_recipe(kr.default_recipe(preset))
+    spec = kr.get_spec(preset).replace(input_shape=data.input_shape, num_classes=data.num_classes)
+    model = kr.build_network(spec, dtype=resolve_dtype("auto"))
+    count = (TIMED_STEPS + 1) * recipe.batch_size
+    head = data.subset(train=count)  # no validation split: nothing but the steps
+    steady = _Steady()
+    kr.train(model, head, epochs=1, recipe=recipe, verbose=0, callbacks=[steady])
+    per_image = steady.seconds / (steady.steps * recipe.batch_size)
+    views = len(tta_views(data.x_test[:1], recipe.tta))
+    test = per_image / 3 * len(data.y_test) * views
+    start = time.monotonic() - started - steady.seconds
+    epoch = per_image * len(data.y_train)
+    epochs = max(1, math.floor(((1 - MARGIN) * budget - start - test) / epoch))
+    return {"epochs": epochs, "per_image": per_image, "planned_s": start + test + epochs * epoch}
+
+
+def run(command: list[str]) -> tuple[str, float, float]:
+    """`command`'s output, wall seconds and the CPU seconds other processes used meanwhile."""
+    print("$", " ".join(command), flush=True)
+    busy = busy_seconds()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    began = time.monotonic()
+    done = subprocess.run(command, capture_output=True, text=True)
+    wall = time.monotonic() - began
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    own = (after.ru_utime - children.ru_utime) + (after.ru_stime - children.ru_stime)
+    print(done.stdout[-3000:], flush=True)
+    if done.returncode:
+        raise SystemExit(f"{command[3]} failed:\n{done.stderr[-3000:]}")
+    return done.stdout, wall, max(0.0, busy_seconds() - busy - own)
+
+
+def compare(dataset: str, budget: str, data_dir: str | None, seed: int, work: Path) -> dict:
+    """One row: the search and the preset for the same time on `dataset`."""
+    seconds = parse_duration(budget)
+    cli = [sys.executable, "-m", "keras_residual"]
+    where = ["--dataset", dataset, "--seed", str(seed)] + (
+        ["--data-dir", data_dir] if data_dir else []
+    )
+    out = work / "search"
+    _, search_wall, search_other = run(
+        [*cli, "search", *where, "--time-budget", budget, "--out", str(out)]
+    )
+    results = json.loads((out / "results.json").read_text())
+    best = results["best"]
+    best_spec = next(t["spec"] for t in results["trials"] if t["trial_id"] == best["trial_id"])
+
+    started = time.monotonic()
+    data = kr.load_dataset(dataset, data_dir, validation_split=0.0, seed=seed)
+    hypermodel = ResidualHyperModel(data.input_shape, data.num_classes,
+                                    default_space_for(data.input_shape, dataset))  # fmt: skip
+    preset = hypermodel.baseline()[0]
+    plan = preset_epochs(preset, data, seconds, started)
+    keras.backend.clear_session()
+    trained, preset_wall, preset_other = run(
+        [*cli, "train", "--model", preset, *where, "--epochs", str(plan["epochs"]),
+         "--validation-split", "0", "--out", str(work / "preset")]
+    )  # fmt: skip
+    preset_accuracy = float(re.search(r"test accuracy: ([0-9.]+)", trained).group(1))
+    return {
+        "dataset": dataset if dataset in kr.data.DATASETS else "folder",
+        "budget_s": seconds,
+        "search_test_accuracy": round(best["test_accuracy"], 4),
+        "search_wall_s": round(search_wall, 1),
+        "search_best": f"{best_spec['name']}, {best['retrained_epochs']} epochs",
+        "search_trials": len(results["trials"]),
+        "preset": preset,
+        "preset_epochs": plan["epochs"],
+        "preset_test_accuracy": round(preset_accuracy, 4),
+        "preset_wall_s": round(preset_wall, 1),
+        "search_minus_preset_points": round(100 * (best["test_accuracy"] - preset_accuracy), 2),
+        "other_cpu_s": f"{search_other:.1f} / {preset_other:.1f}",
+        "cpu_flags": " ".join(cpu_flags()),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="mnist", help="mnist, cifar10 or folder")
+    parser.add_argument("--budget", default="5m", help="the time budget: 90s, 5m, 1h")
+    parser.add_argument("--data-dir", default=os.environ.get("KERAS_RESIDUAL_DATA"))
+    parser.add_argument("--folder", default="/tmp/keras_residual_folder5_gray48",
+                        help="where the folder dataset is written (once)")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    dataset = args.dataset
+    if dataset == "folder":
+        dataset = str(write_folder(Path(args.folder), args.data_dir))
+    with tempfile.TemporaryDirectory() as work:
+        row = compare(dataset, args.budget, args.data_dir, args.seed, Path(work))
+    emit(
+        f"Search vs preset for the same time: {row['dataset']}, {args.budget}",
+        [row],
+        seed=args.seed,
+        folder=None if args.dataset != "folder" else (
+            f"CIFAR-10's first {FOLDER_CLASSES} classes, grayscale {FOLDER_SIZE}x{FOLDER_SIZE} "
+            "PNG class folders"),
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
