@@ -119,12 +119,31 @@ def test_a_budget_too_small_for_the_first_trial_is_refused_before_any_folder(dat
     out = tmp_path / "runs" / "search"
     with pytest.raises(
         ValueError,
-        match=r"`time_budget` 1s is too small .* fast_mnist .*"
-        r"takes at least about \d+ s here .* --time-budget \d+m or more",
+        match=r"`time_budget` 1s is too small .*: to train resnet8_w8_pool for 1 epoch as a "
+        r"trial and retrain it on all 600 images for 3 epochs takes at least about \d+ s here "
+        r".* --time-budget \d+m or more",
     ):
         config = {"time_budget": "1s", "data_fraction": 1.0}  # steps enough to time
         run_search(SearchConfig.for_dataset("mnist", data_dir=data_dir, **config), out)
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_a_preset_too_slow_for_the_budget_is_not_tried_first(
+    data_dir, tmp_path, monkeypatch, capsys
+):
+    def probe(hypermodel, hp, *args):  # seconds an image: the preset's far too many
+        return 1.0 if hypermodel.spec(hp).name == "fast_mnist" else 1e-6
+
+    monkeypatch.setattr("keras_residual.search.run.probe", probe)
+    config = {"time_budget": "5m", "data_fraction": 1.0, "max_trials": 1, "data_dir": data_dir}
+    config["max_final_epochs"] = 3  # not as many as the budget leaves time for
+    config = SearchConfig.for_dataset("mnist", **config)
+    result = run_search(config, tmp_path / "s", verbose=0, isolate_trials=False)
+    assert re.search(r"The fast_mnist preset is not tried: to train fast_mnist for 1 epoch as "
+                     r"a trial .* takes at least about \d+ s here .*, more than the budget\.",
+                     capsys.readouterr().out)  # fmt: skip
+    assert [row["spec"]["name"] for row in result["trials"]] != ["fast_mnist"]
 
 
 def test_learning_rate_is_conditional_on_the_optimizer():

@@ -229,8 +229,9 @@ def _search(
         return _retraining(hypermodel, data, least, config.max_final_epochs) if least else None
 
     retraining = None if data is None else retraining_of(data)  # a chief loads data last
+    baseline, untried = hypermodel.baseline(), ""
     if budget is not None and role is None and not (out / PROJECT).exists():
-        _check_budget(config, hypermodel, data, retraining)  # before anything is written
+        baseline, untried = _first_trial(config, hypermodel, data, retraining)  # nothing written
     with contextlib.ExitStack() as writing:
         if role != "worker":  # claimed only once the inputs are known to be good
             writing.enter_context(folder_lock(out, "out"))  # one search writes a folder
@@ -244,7 +245,7 @@ def _search(
             flush=True,
         )
         project = out / PROJECT
-        fresh, baseline = not project.exists(), hypermodel.baseline()
+        fresh = not project.exists()
 
         def progress(trial):
             if role != "worker":
@@ -275,8 +276,10 @@ def _search(
             isolate_trials=isolate_trials,
             **options,
         )
-        if tuner_object.first_values and role != "worker" and fresh:
-            print(f"The first trial is the {baseline[0]} preset, as a point of the space.")
+        if fresh and role != "worker" and (tuner_object.first_values or untried):
+            print(
+                untried or f"The first trial is the {baseline[0]} preset, as a point of the space."
+            )
         if role == "chief":
             distributed.watch_workers(tuner_object.oracle, worker_timeout)
         trial_data = None if data is None else _fraction(data, config.data_fraction)
@@ -323,39 +326,53 @@ def _search(
         return {"trials": rows, **summary}
 
 
-def _check_budget(
+def _first_trial(
     config: SearchConfig, hypermodel, data: Dataset, retraining: Retraining | None
-) -> None:
-    """Refuse a budget too small for the first trial (the baseline preset, else the space's
-    first point) and its shortest retraining, at the seconds per image a few of its steps
-    take here (`probe`), with the smallest budget that works."""
-    hp = keras_tuner.HyperParameters()
-    hypermodel.declare(hp)
-    name, point = hypermodel.baseline() or (None, {})
-    hp.values.update(point)
-    name = name or hypermodel.spec(hp).name
+) -> tuple[tuple[str, dict] | None, str]:
+    """The baseline preset a budgeted search starts from, or None and why not: its first
+    trial and shortest retraining would not fit the budget, at the seconds per image a few
+    of its steps take here (`probe`). A budget too small for even the space's smallest
+    network is refused, with the smallest budget that works."""
+    baseline, untried = hypermodel.baseline(), ""
+    if baseline is not None:
+        hp = hypermodel.smallest()  # every dimension declared, the preset's values set
+        hp.values.update(baseline[1])
+        least, what = _least_budget(config, hypermodel, hp, data, retraining)
+        if least <= config.budget_seconds:
+            return baseline, ""
+        untried = f"The {baseline[0]} preset is not tried: {what}, more than the budget."
+    least, what = _least_budget(config, hypermodel, hypermodel.smallest(), data, retraining)
+    if least > config.budget_seconds:
+        raise ValueError(
+            f"`time_budget` {config.time_budget} is too small for this data on this machine: "
+            f"{what}. Give --time-budget {math.ceil(least / 60)}m or more."
+        )
+    return None, untried
+
+
+def _least_budget(config, hypermodel, hp, data: Dataset, retraining) -> tuple[float, str]:
+    """The least budget in which `hp`'s network trains a first trial and then its shortest
+    retraining, timed over a few steps here (0 where too few images make a step to time),
+    and that said in words."""
     trials = _fraction(data, config.data_fraction)
     started = time.perf_counter()
     per_image = probe(hypermodel, hp, trials, None, hypermodel.recipe_for(hp))
-    if per_image is None:  # too few images for a step to time: nothing to plan with
-        return
+    if per_image is None:  # nothing to plan with
+        return 0.0, ""
     timing = Timing(time.perf_counter() - started, per_image)  # its start: the probe's
     epochs = 1 if config.tuner == "hyperband" else config.epochs  # Hyperband's first rung
     share = config.trial_share if config.final_epochs == "auto" else None
     least = smallest_budget(timing, len(trials.y_train), epochs, retraining, share)
-    if config.budget_seconds < least:
-        retrained = ""
-        if retraining is not None:
-            final = retraining.final_epochs
-            retrained = (
-                f" then on all {retraining.images:,} images for {final} epoch{'s' * (final != 1)}"
-            )
-        raise ValueError(
-            f"`time_budget` {config.time_budget} is too small for this data on this machine: "
-            f"to train {name} for {epochs} epoch{'s' * (epochs != 1)} as the first trial"
-            f"{retrained} takes at least about {least:.0f} s here (timed over a few steps). "
-            f"Give --time-budget {math.ceil(least / 60)}m or more."
-        )
+    retrained = ""
+    if retraining is not None:
+        final = retraining.final_epochs
+        retrained = f" and retrain it on all {retraining.images:,} images for {final} epoch"
+        retrained += "s" * (final != 1)
+    what = (
+        f"to train {hypermodel.spec(hp).name} for {epochs} epoch{'s' * (epochs != 1)} as a "
+        f"trial{retrained} takes at least about {least:.0f} s here (timed over a few steps)"
+    )
+    return least, what
 
 
 def _retraining(

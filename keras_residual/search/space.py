@@ -486,14 +486,25 @@ class ResidualHyperModel(keras_tuner.HyperModel):
             return f"{flops / 1e6:,.1f} MFLOPs, over max_mflops={self.max_mflops:,}"
         return None
 
-    def _check_smallest_fits(self) -> None:
-        """Refuse a space none of whose smallest networks (one per downsampling: pooling
-        has fewer FLOPs, striding fewer parameters) meets the constraints."""
+    def smallest(self) -> keras_tuner.HyperParameters:
+        """The values of the space's smallest network (the first downsampling declared:
+        pooling, where the space holds it, has the fewest FLOPs).
+
+        Example:
+        >>> ResidualHyperModel((28, 28, 1), 10).smallest().values["width"]
+        8
+        """
         hp = keras_tuner.HyperParameters()
         self.declare(hp)
         for name, values in self.space.items():
             if name in hp.values:
                 hp.values[name] = _smallest(name, values)
+        return hp
+
+    def _check_smallest_fits(self) -> None:
+        """Refuse a space none of whose smallest networks (one per downsampling: pooling
+        has fewer FLOPs, striding fewer parameters) meets the constraints."""
+        hp = self.smallest()
         reasons = []
         for downsample in np.atleast_1d(self.space.get("downsample", "stride")):
             if "downsample" in hp.values:
