@@ -1,8 +1,9 @@
 """Is a search worth its time? In one run on one machine, for each dataset: (a)
 `keras-residual search --dataset D --time-budget T` with its defaults, and (b) the preset
 the search starts from (the best known network for such data: `fast_mnist` on MNIST,
-`fast_cifar_m` on CIFAR-10 and on images of your own) trained with `keras-residual train`
-and its recipe for as many epochs as fit in the same T, on all the training images. Both
+`fast_cifar_m` on CIFAR-10 and on images of your own; or the best of `--presets`) trained
+with `keras-residual train` and its recipe for as many epochs as fit in the same T, on all
+the training images. Both
 with the same seed, both tested on the same test split with their recipe's test-time
 augmentation, each as a user runs it (a command line, its wall time measured around it).
 
@@ -22,8 +23,10 @@ import argparse
 import json
 import math
 import os
+import random
 import re
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -111,62 +114,120 @@ def preset_epochs(preset: str, data: kr.Dataset, budget: float, started: float) 
     return {"epochs": epochs, "per_image": per_image, "planned_s": start + test + epochs * epoch}
 
 
-def run(command: list[str]) -> tuple[str, float, float]:
-    """`command`'s output, wall seconds and the CPU seconds other processes used meanwhile."""
+def run(command: list[str], kill_after: float | None = None) -> tuple[str, float, float]:
+    """`command`'s output, wall seconds and the CPU seconds other processes used meanwhile;
+    with `kill_after`, its process group is killed (SIGKILL) after that many seconds."""
     print("$", " ".join(command), flush=True)
     busy = busy_seconds()
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.monotonic()
-    done = subprocess.run(command, capture_output=True, text=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)  # fmt: skip
+    try:
+        stdout, stderr = process.communicate(timeout=kill_after)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # the search and its trial process
+        stdout, stderr = process.communicate()
+        print(f"killed after {kill_after:.0f} s", flush=True)
     wall = time.monotonic() - began
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     own = (after.ru_utime - children.ru_utime) + (after.ru_stime - children.ru_stime)
-    print(done.stdout[-3000:], flush=True)
-    if done.returncode:
-        raise SystemExit(f"{command[3]} failed:\n{done.stderr[-3000:]}")
-    return done.stdout, wall, max(0.0, busy_seconds() - busy - own)
+    print(stdout[-3000:], flush=True)
+    if process.returncode and kill_after is None:
+        raise SystemExit(f"{command[3]} failed:\n{stderr[-3000:]}")
+    return stdout, wall, max(0.0, busy_seconds() - busy - own)
 
 
-def compare(dataset: str, budget: str, data_dir: str | None, seed: int, work: Path) -> dict:
-    """One row: the search and the preset for the same time on `dataset`."""
+def killed_and_resumed(command: list[str], out: Path, seconds: float, seed: int) -> dict:
+    """The search `command` (writing to `out`) killed with SIGKILL at a random point of its
+    budget, then resumed with `--resume` alone: its test accuracy, and the trials it had
+    finished that the resumed search lost or repeated."""
+    kill_at = random.Random(seed).uniform(0.1, 0.9) * seconds
+    _, killed_wall, _ = run(command, kill_after=kill_at)
+    results = out / "results.json"
+    kept = json.loads(results.read_text())["trials"] if results.exists() else []
+    kept = {t["trial_id"]: t for t in kept if t["status"] == "completed"}
+    _, resumed_wall, _ = run([*command[:3], "search", "--out", str(out), "--resume"])
+    final = json.loads(results.read_text())
+    after = {t["trial_id"]: t for t in final["trials"]}
+    lost = [i for i, t in kept.items() if after.get(i, {}).get("val_accuracy") != t["val_accuracy"]]
+    names = set(final["config"]["space"])  # a trial's point: its dimensions' values
+    points = [json.dumps({k: v for k, v in t.items() if k in names}, sort_keys=True)
+              for t in final["trials"] if t["status"] == "completed"]  # fmt: skip
+    return {
+        "killed_at_s": round(kill_at, 1),
+        "resumed_test_accuracy": round(final["best"]["test_accuracy"], 4),
+        "killed_plus_resumed_wall_s": round(killed_wall + resumed_wall, 1),
+        "trials_kept_at_kill": len(kept),
+        "trials_lost": len(lost),
+        "trials_repeated": len(points) - len(set(points)),
+    }
+
+
+def compare(
+    dataset: str,
+    budget: str,
+    data_dir: str | None,
+    seed: int,
+    work: Path,
+    presets: list[str],
+    kill: bool = False,
+) -> dict:
+    """One row: the search and the best of `presets` (default: the one the search starts
+    from) for the same time on `dataset`; with `kill`, the search again, killed and resumed
+    (`killed_and_resumed`)."""
     seconds = parse_duration(budget)
     cli = [sys.executable, "-m", "keras_residual"]
     where = ["--dataset", dataset, "--seed", str(seed)] + (
         ["--data-dir", data_dir] if data_dir else []
     )
     out = work / "search"
-    _, search_wall, search_other = run(
-        [*cli, "search", *where, "--time-budget", budget, "--out", str(out)]
-    )
+    search = [*cli, "search", *where, "--time-budget", budget]
+    _, search_wall, search_other = run([*search, "--out", str(out)])
     results = json.loads((out / "results.json").read_text())
     best = results["best"]
     best_spec = next(t["spec"] for t in results["trials"] if t["trial_id"] == best["trial_id"])
-
-    started = time.monotonic()
-    data = kr.load_dataset(dataset, data_dir, validation_split=0.0, seed=seed)
-    hypermodel = ResidualHyperModel(data.input_shape, data.num_classes,
-                                    default_space_for(data.input_shape, dataset))  # fmt: skip
-    preset = hypermodel.baseline()[0]
-    plan = preset_epochs(preset, data, seconds, started)
-    keras.backend.clear_session()
-    trained, preset_wall, preset_other = run(
-        [*cli, "train", "--model", preset, *where, "--epochs", str(plan["epochs"]),
-         "--validation-split", "0", "--out", str(work / "preset")]
-    )  # fmt: skip
-    preset_accuracy = float(re.search(r"test accuracy: ([0-9.]+)", trained).group(1))
-    return {
+    row = {
         "dataset": dataset if dataset in kr.data.DATASETS else "folder",
         "budget_s": seconds,
         "search_test_accuracy": round(best["test_accuracy"], 4),
         "search_wall_s": round(search_wall, 1),
         "search_best": f"{best_spec['name']}, {best['retrained_epochs']} epochs",
         "search_trials": len(results["trials"]),
+    }
+    if kill:
+        row |= killed_and_resumed([*search, "--out", str(work / "killed")], work / "killed",
+                                  seconds, seed)  # fmt: skip
+    trained = {}
+    for preset in presets or [None]:
+        started = time.monotonic()
+        data = kr.load_dataset(dataset, data_dir, validation_split=0.0, seed=seed)
+        if preset is None:  # the search's first trial: the best known network for such data
+            space = default_space_for(data.input_shape, dataset)
+            preset = ResidualHyperModel(data.input_shape, data.num_classes, space).baseline()[0]
+        plan = preset_epochs(preset, data, seconds, started)
+        keras.backend.clear_session()
+        printed, wall, other = run(
+            [*cli, "train", "--model", preset, *where, "--epochs", str(plan["epochs"]),
+             "--validation-split", "0", "--out", str(work / preset)]
+        )  # fmt: skip
+        accuracy = float(re.search(r"test accuracy: ([0-9.]+)", printed).group(1))
+        trained[preset] = {"epochs": plan["epochs"], "accuracy": accuracy, "wall": wall}
+        trained[preset]["other"] = other
+    preset = max(trained, key=lambda name: trained[name]["accuracy"])
+    chosen = trained[preset]
+    return row | {
         "preset": preset,
-        "preset_epochs": plan["epochs"],
-        "preset_test_accuracy": round(preset_accuracy, 4),
-        "preset_wall_s": round(preset_wall, 1),
-        "search_minus_preset_points": round(100 * (best["test_accuracy"] - preset_accuracy), 2),
-        "other_cpu_s": f"{search_other:.1f} / {preset_other:.1f}",
+        "preset_epochs": chosen["epochs"],
+        "preset_test_accuracy": round(chosen["accuracy"], 4),
+        "preset_wall_s": round(chosen["wall"], 1),
+        "search_minus_preset_points": round(100 * (best["test_accuracy"] - chosen["accuracy"]), 2),
+        "presets_tried": ", ".join(
+            f"{name} {t['epochs']} epochs {t['accuracy']:.2%}" for name, t in trained.items()
+        ),
+        "other_cpu_s": ", ".join(
+            f"{other:.1f}" for other in (search_other, *(t["other"] for t in trained.values()))
+        ),
         "cpu_flags": " ".join(cpu_flags()),
     }
 
@@ -179,12 +240,19 @@ def main() -> None:
     parser.add_argument("--folder", default="/tmp/keras_residual_folder5_gray48",
                         help="where the folder dataset is written (once)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--presets", default="",
+                        help="presets to train for the same time, the best of them compared "
+                        "(default: the one the search starts from)")  # fmt: skip
+    parser.add_argument("--kill", action="store_true",
+                        help="search again, kill -9 at a random point and --resume")  # fmt: skip
     args = parser.parse_args()
     dataset = args.dataset
     if dataset == "folder":
         dataset = str(write_folder(Path(args.folder), args.data_dir))
     with tempfile.TemporaryDirectory() as work:
-        row = compare(dataset, args.budget, args.data_dir, args.seed, Path(work))
+        presets = [name for name in args.presets.split(",") if name]
+        row = compare(dataset, args.budget, args.data_dir, args.seed, Path(work), presets,
+                      args.kill)  # fmt: skip
     emit(
         f"Search vs preset for the same time: {row['dataset']}, {args.budget}",
         [row],

@@ -273,9 +273,8 @@ def test_constraints_reject_networks_before_they_train():
 @pytest.mark.slow
 def test_time_budget_stops_launching_trials(data_dir, tmp_path, capsys, monkeypatch):
     out = tmp_path / "budget"
-    monkeypatch.setattr(
-        "keras_residual.search.run._check_budget", lambda *args: None
-    )  # 1 s is too few
+    no_probe = (None, "")  # 1 s is too few for the smallest network
+    monkeypatch.setattr("keras_residual.search.run._first_trial", lambda *args: no_probe)
     run_search("mnist", out, max_trials=4, time_budget="1s", data_dir=data_dir, verbose=0,
                isolate_trials=False, **TINY)  # fmt: skip
     (row,) = read_csv(out / "results.csv")
@@ -316,12 +315,36 @@ def test_auto_final_epochs_keep_the_rest_of_the_budget_for_the_retraining(
         raise KeyboardInterrupt  # the search itself is not the point
 
     monkeypatch.setitem(kr.search.tuner.TUNERS, "random", tuner)
-    monkeypatch.setattr("keras_residual.search.run._check_budget", lambda *args: None)  # no probe
+    no_probe = (None, "")  # its seconds would shorten the split
+    monkeypatch.setattr("keras_residual.search.run._first_trial", lambda *args: no_probe)
     with pytest.raises(KeyboardInterrupt):
         run_search("mnist", tmp_path / "o", time_budget=100, final_epochs="auto",
                    trial_share=0.3, min_final_epochs=4, data_dir=data_dir)  # fmt: skip
     assert 29 < given["time_budget"] <= 30 and given["retraining_budget"] == pytest.approx(70)
     assert given["retraining"].final_epochs == 4
+
+
+def test_a_resumed_search_goes_on_with_the_budget_its_kept_trials_left(
+    data_dir, tmp_path, monkeypatch, capsys, finished_search
+):
+    assert json.loads((finished_search.out / "spent.json").read_text())["seconds"] > 0
+    given = {}
+
+    def tuner(*args, **kwargs):
+        given.update(kwargs)
+        raise KeyboardInterrupt  # the search itself is not the point
+
+    monkeypatch.setitem(kr.search.tuner.TUNERS, "random", tuner)
+    monkeypatch.setattr("keras_residual.search.run._first_trial", lambda *args: (None, ""))
+    config, out = SearchConfig.for_dataset("mnist", time_budget=100, data_dir=data_dir), tmp_path
+    with pytest.raises(KeyboardInterrupt):
+        run_search(config, out)
+    assert 99 < given["time_budget"] <= 100
+    (out / "spent.json").write_text(json.dumps({"seconds": 40.0}))  # as a killed search left it
+    with pytest.raises(KeyboardInterrupt):
+        run_search(config, out, resume=True)
+    assert 59 < given["time_budget"] <= 60
+    assert "40 s of the 100 s budget went to the trials kept." in capsys.readouterr().out
 
 
 def test_the_retraining_plans_its_test_in_validation_passes():

@@ -42,6 +42,7 @@ from keras_residual.training import RUN_FILE, evaluate, get_recipe
 
 PROJECT = "tuner"  # keras-tuner's project folder inside the output directory
 FINISHED = "finished.json"  # written last: the search ended and its best model is saved
+SPENT = "spent.json"  # the budget's seconds the trials kept took: where --resume goes on
 
 
 class SearchFailed(RuntimeError):
@@ -239,6 +240,10 @@ def _search(
             if resume:
                 for note in repair_trials(out / PROJECT, out):
                     print(note)
+                spent = _spent(out)
+                started -= spent  # the budget goes on where the kept trials left it
+                if budget is not None and spent:
+                    print(f"{spent:.0f} s of the {budget:.0f} s budget went to the trials kept.")
             write_text_atomically(out / "search.json", json.dumps(recorded, indent=2))
         print(
             f"Searching {config.dataset} with the {dtype} dtype policy; results in {out}",
@@ -250,6 +255,8 @@ def _search(
         def progress(trial):
             if role != "worker":
                 write_results(collect_rows(project), out, max_params=config.max_params)
+                spent = json.dumps({"seconds": time.monotonic() - started})
+                write_text_atomically(out / SPENT, spent)
             _print_trial_line(trial, tuner_object.oracle)
 
         trials_budget = None if budget is None else budget * (config.trial_share if auto else 1)
@@ -324,6 +331,17 @@ def _search(
         write_results(rows, out, summary, max_params=config.max_params)
         write_text_atomically(out / FINISHED, json.dumps(recorded, indent=2))
         return {"trials": rows, **summary}
+
+
+def _spent(out: Path) -> float:
+    """Seconds of its budget the search in `out` spent up to its last finished trial (0
+    for a new one): a resumed search counts them, not the work a kill lost."""
+    path = out / SPENT
+    return (
+        float(read_json(path, "the search's time spent").get("seconds", 0))
+        if path.exists()
+        else 0.0
+    )
 
 
 def _first_trial(
