@@ -95,6 +95,9 @@ def test_blocks_per_stage_is_one_count_or_one_a_stage():
         specs[blocks] = hypermodel.spec(hp)
     assert specs["1,0,1"].depths == (1, 0, 1) and specs["1,0,1"].name == "resnet6_w32_pool"
     assert specs["2,2,2"].depths == (2, 2, 2) and specs["2,2,2"].name == "resnet14_w32_pool"
+    both = ResidualHyperModel((32, 32, 3), 10, "cifar10", downsample=["pool", "stride"])
+    assert both.smallest("pool").values["blocks_per_stage"] == "1,0,1"
+    assert both.smallest("stride").values["blocks_per_stage"] == "1,1,1"  # a block a stride
     with pytest.raises(ValueError, match="gives 2 stages' counts, but `stages` is 3"):
         ResidualHyperModel((32, 32, 3), 10, "cifar10", blocks_per_stage="1,1").spec(
             keras_tuner.HyperParameters()

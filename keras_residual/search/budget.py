@@ -241,7 +241,7 @@ def smallest_budget(
     Example:
     >>> timing = Timing(overhead=5, per_image=1e-3)
     >>> smallest_budget(timing, 1_000, 1, Retraining(2, 10_000))
-    36.0
+    31.0
     >>> round(smallest_budget(timing, 1_000, 1, Retraining(2, 10_000), trial_share=0.5), 1)
     55.6
     """

@@ -337,11 +337,9 @@ def _spent(out: Path) -> float:
     """Seconds of its budget the search in `out` spent up to its last finished trial (0
     for a new one): a resumed search counts them, not the work a kill lost."""
     path = out / SPENT
-    return (
-        float(read_json(path, "the search's time spent").get("seconds", 0))
-        if path.exists()
-        else 0.0
-    )
+    if not path.exists():
+        return 0.0
+    return float(read_json(path, "the search's time spent").get("seconds", 0))
 
 
 def _first_trial(

@@ -75,7 +75,7 @@ MNIST_SPACE: dict = {
 _AIRBENCH = RECIPES["airbench"]
 CIFAR10_SPACE: dict = {
     "stages": 3,
-    "blocks_per_stage": ["1,0,1", "1,1,1", "2,2,2"],
+    "blocks_per_stage": ["1,1,1", "1,0,1", "2,2,2"],  # an empty stage needs pooling
     "width": [32, 64, 96, 128],
     "widen_factor": 1,
     "downsample": "pool",
@@ -345,7 +345,7 @@ def _options(spec) -> list:
     return list(spec) if isinstance(spec, list | tuple) else [spec]
 
 
-# Dimensions whose values are written two ways (`3` or `"3,3"`): compared as parsed.
+# Dimensions whose values may be strings of numbers (`"8,5,3"`): compared as parsed.
 _PARSED = {"kernel_size": kernel_sizes, "blocks_per_stage": stage_blocks}
 
 
@@ -357,7 +357,7 @@ def _holds(name: str, spec, value) -> bool:
 
 
 def _same(name: str, value, other) -> bool:
-    """Whether two values of dimension `name` are the same (`3` and `"3,3"` alike)."""
+    """Whether two values of dimension `name` are the same (`"1,0,1"` and `"1, 0, 1"`)."""
     parse = _PARSED.get(name)
     return parse(value) == parse(other) if parse else value == other
 
@@ -486,9 +486,9 @@ class ResidualHyperModel(keras_tuner.HyperModel):
             return f"{flops / 1e6:,.1f} MFLOPs, over max_mflops={self.max_mflops:,}"
         return None
 
-    def smallest(self) -> keras_tuner.HyperParameters:
-        """The values of the space's smallest network (the first downsampling declared:
-        pooling, where the space holds it, has the fewest FLOPs).
+    def smallest(self, downsample: str | None = None) -> keras_tuner.HyperParameters:
+        """The values of the space's smallest network with `downsample` (default: the
+        first declared; pooling, where the space holds it, has the fewest FLOPs).
 
         Example:
         >>> ResidualHyperModel((28, 28, 1), 10).smallest().values["width"]
@@ -499,17 +499,20 @@ class ResidualHyperModel(keras_tuner.HyperModel):
         for name, values in self.space.items():
             if name in hp.values:
                 hp.values[name] = _smallest(name, values)
+        if downsample is not None and "downsample" in hp.values:
+            hp.values["downsample"] = downsample
+        blocks = self.space["blocks_per_stage"]
+        if hp.values.get("downsample") == "stride" and isinstance(blocks, list | tuple):
+            full = [b for b in blocks if 0 not in stage_blocks(b)]  # a strided stage has blocks
+            hp.values["blocks_per_stage"] = _smallest("blocks_per_stage", full or blocks)
         return hp
 
     def _check_smallest_fits(self) -> None:
         """Refuse a space none of whose smallest networks (one per downsampling: pooling
         has fewer FLOPs, striding fewer parameters) meets the constraints."""
-        hp = self.smallest()
         reasons = []
         for downsample in np.atleast_1d(self.space.get("downsample", "stride")):
-            if "downsample" in hp.values:
-                hp.values["downsample"] = str(downsample)
-            spec = self.spec(hp)
+            spec = self.spec(self.smallest(str(downsample)))
             model = build_network(spec, dtype="float32")
             why = self.over_budget(model.count_params(), count_flops(model))
             if why is None:
