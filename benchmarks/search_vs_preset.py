@@ -198,14 +198,15 @@ def compare(
     if kill:
         row |= killed_and_resumed([*search, "--out", str(work / "killed")], work / "killed",
                                   seconds, seed)  # fmt: skip
+    started = time.monotonic()
+    data = kr.load_dataset(dataset, data_dir, validation_split=0.0, seed=seed)
+    loading = time.monotonic() - started  # each preset's run loads it again: its start-up
+    if not presets:  # the search's first trial: the best known network for such data
+        space = default_space_for(data.input_shape, dataset)
+        presets = [ResidualHyperModel(data.input_shape, data.num_classes, space).baseline()[0]]
     trained = {}
-    for preset in presets or [None]:
-        started = time.monotonic()
-        data = kr.load_dataset(dataset, data_dir, validation_split=0.0, seed=seed)
-        if preset is None:  # the search's first trial: the best known network for such data
-            space = default_space_for(data.input_shape, dataset)
-            preset = ResidualHyperModel(data.input_shape, data.num_classes, space).baseline()[0]
-        plan = preset_epochs(preset, data, seconds, started)
+    for preset in presets:
+        plan = preset_epochs(preset, data, seconds, time.monotonic() - loading)
         keras.backend.clear_session()
         printed, wall, other = run(
             [*cli, "train", "--model", preset, *where, "--epochs", str(plan["epochs"]),

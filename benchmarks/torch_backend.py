@@ -96,9 +96,10 @@ def main() -> None:
     recipe = kr.get_recipe(kr.default_recipe(args.preset))
     spec = kr.get_spec(args.preset)
     toolkit, plain = kr.build_network(spec), plain_keras_twin(spec)
+    ours, theirs = "keras_residual on Keras-torch", "plain keras.layers on Keras-torch"
     paths = {
-        "keras_residual on Keras-torch": keras_rounds(toolkit, recipe, args.steps),
-        "plain keras.layers on Keras-torch": keras_rounds(plain, recipe, args.steps),
+        ours: keras_rounds(toolkit, recipe, args.steps),
+        theirs: keras_rounds(plain, recipe, args.steps),
         "plain PyTorch eager": torch_side_by_side.torch_rounds(
             torch_side_by_side.torch_twin(spec), recipe, args.steps, compiled=False
         ),
@@ -113,7 +114,7 @@ def main() -> None:
     emit(
         f"Keras's PyTorch backend: toolkit vs plain keras.layers vs PyTorch, {args.preset}",
         rows,
-        toolkit_vs_plain_keras=round(medians[next(iter(paths))] / medians[list(paths)[1]], 3),
+        toolkit_vs_plain_keras=round(medians[ours] / medians[theirs], 3),
         trainable_parameters=count,
         dtype=keras.config.dtype_policy().name,
         batch_size=recipe.batch_size,

@@ -214,8 +214,9 @@ def format_table(rows: list[dict], limit: int | None = None) -> str:
     varying = varying_names(rows, hp_names) or hp_names[:2]
     fidelity = [n for n in ("epochs", "train_examples") if len({r.get(n) for r in rows}) > 1]
     rungs = any(r.get("tuner/bracket") is not None for r in rows)
-    presets = [_preset(r) for r in rows]  # the baseline rows: a preset as a point of the space
-    header = ["trial", "status", *(["preset"] if any(presets) else [])]
+    presets = {r["trial_id"]: _preset(r) for r in rows}  # the baseline rows: a preset's point
+    shown = any(presets.values())
+    header = ["trial", "status", *(["preset"] if shown else [])]
     header += [*(["rung", "from"] if rungs else []), *varying]
     header += [{"train_examples": "images"}.get(n, n) for n in fidelity]
     header += ["params", "MFLOPs", "seconds", "val_acc"]
@@ -227,7 +228,7 @@ def format_table(rows: list[dict], limit: int | None = None) -> str:
             [
                 r["trial_id"],
                 r["status"],
-                *([_preset(r) or "-"] if any(presets) else []),
+                *([presets[r["trial_id"]] or "-"] if shown else []),
                 *((_rung(r), r.get("tuner/trial_id") or "-") if rungs else ()),
                 *(_short(r.get(n)) for n in varying),
                 *(_short(r.get(n)) for n in fidelity),
