@@ -46,10 +46,11 @@ def _run(command: list[str]) -> tuple[str, float]:
     return printed, time.monotonic() - started
 
 
-def train(dataset: Path, model: str, epochs: int, seed: int) -> dict:
+def train(dataset: Path, model: str, epochs: int, seed: int, validation_split: float) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         command = [sys.executable, "-m", "keras_residual_cli", "train", "--model", model]
         command += ["--dataset", str(dataset), "--epochs", str(epochs), "--seed", str(seed)]
+        command += ["--validation-split", str(validation_split)]
         printed, wall = _run([*command, "--out", str(Path(folder) / "run")])
     accuracy = float(re.search(r"test accuracy: ([0-9.]+)", printed).group(1))
     return {"test_accuracy": round(100 * accuracy, 2), "wall_seconds": round(wall, 1)}
@@ -125,6 +126,12 @@ def main() -> None:
     parser.add_argument("--train", action="store_true", help="train --model, no search")
     parser.add_argument("--model", default="resnet_series")
     parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument(
+        "--validation-split",
+        type=float,
+        default=0.0,
+        help="of --train (default 0: all training series, as the search's retraining)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--reference", action="store_true", help="also train with the published recipe"
@@ -135,7 +142,9 @@ def main() -> None:
     rows = []
     for name in args.datasets.split(","):
         if args.train:
-            result = train(args.data_dir / name, args.model, args.epochs, args.seed)
+            result = train(
+                args.data_dir / name, args.model, args.epochs, args.seed, args.validation_split
+            )
         else:
             result = search(args.data_dir / name, args.time_budget, args.seed, args.keep)
         if args.reference:
@@ -145,6 +154,7 @@ def main() -> None:
     if args.train:
         title = f"Time series: keras-residual train --model {args.model} --epochs {args.epochs}"
         meta = {"model": args.model, "epochs": args.epochs, "recipe": "the preset's (series)"}
+        meta["validation_split"] = args.validation_split
     else:
         title = f"Time series: keras-residual search --time-budget {args.time_budget}"
         meta = {"time_budget": args.time_budget}
