@@ -13,7 +13,7 @@ toolkit's data (z-normalised series, channels standardised) and dtype policy on 
     python benchmarks/series.py --data-dir DIR                 # DIR/NAME/NAME_TRAIN.ts ...
     python benchmarks/series.py --data-dir DIR --datasets GunPoint --time-budget 5m
     python benchmarks/series.py --data-dir DIR --train --epochs 100
-    python benchmarks/series.py --data-dir DIR --reference     # search and reference recipe
+    python benchmarks/series.py --data-dir DIR --train --epochs 300 --reference
 """
 
 from __future__ import annotations
