@@ -174,8 +174,13 @@ def _parse_value(text: str):
 
 
 def _parse_values(text: str):
-    """`16` -> 16, `8,16` -> [8, 16], `A,B` -> ["A", "B"], `false,true` -> [False, True]."""
-    values = [_parse_value(v) for v in text.split(",")]
+    """`16` -> 16, `8,16` -> [8, 16], `A,B` -> ["A", "B"], `false,true` -> [False, True];
+    with `;`, choices of one value a stage: `1,1,1;1,0,1` -> ["1,1,1", "1,0,1"] (`1,0,1;`:
+    that one choice)."""
+    if ";" in text:
+        values = [v.strip() for v in text.split(";") if v.strip()]
+    else:
+        values = [_parse_value(v) for v in text.split(",")]
     return values if len(values) > 1 else values[0]
 
 

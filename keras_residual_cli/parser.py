@@ -64,7 +64,7 @@ def epochs_or_auto(text: str) -> int | str:
 
 
 SEARCH_FLAGS = {  # search dimensions with a flag of their own, and an example
-    "blocks_per_stage": "1,2,3",
+    "blocks_per_stage": "1,2,3; or a count a stage, choices ';'-separated: '1,1,1;1,0,1'",
     "width": "8,16",
     "downsample": "pool,stride",
     "block": "basic,bottleneck",

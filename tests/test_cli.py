@@ -45,3 +45,18 @@ def test_bad_command_line_exits_with_usage():
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--epochs", "many"])
     assert exit_info.value.code == 2
+
+
+def test_search_flags_take_choices_of_a_count_a_stage(tmp_path, monkeypatch):
+    import keras_residual.search
+
+    spaces = []
+    monkeypatch.setattr(
+        keras_residual.search, "run_search", lambda config, out, **_: spaces.append(config.space)
+    )
+    argv = ["search", "--dataset", "cifar10", "--out", str(tmp_path / "search")]
+    assert main([*argv, "--blocks-per-stage", "1,1,1;1,0,1", "--width", "8,16"]) == 0
+    assert main([*argv, "--blocks-per-stage", "1,0,1;"]) == 0
+    assert main([*argv, "--blocks-per-stage", "1,2"]) == 0
+    assert [space["blocks_per_stage"] for space in spaces] == [["1,1,1", "1,0,1"], "1,0,1", [1, 2]]
+    assert spaces[0]["width"] == [8, 16]
