@@ -153,8 +153,8 @@ def main() -> None:
         print(rows[-1], flush=True)
     if args.train:
         title = f"Time series: keras-residual train --model {args.model} --epochs {args.epochs}"
-        meta = {"model": args.model, "epochs": args.epochs, "recipe": "the preset's (series)"}
-        meta["validation_split"] = args.validation_split
+        meta = {"model": args.model, "epochs": args.epochs, "recipe": "the preset's (series)",
+                "validation_split": args.validation_split}  # fmt: skip
     else:
         title = f"Time series: keras-residual search --time-budget {args.time_budget}"
         meta = {"time_budget": args.time_budget}

@@ -58,5 +58,7 @@ def test_search_flags_take_choices_of_a_count_a_stage(tmp_path, monkeypatch):
     assert main([*argv, "--blocks-per-stage", "1,1,1;1,0,1", "--width", "8,16"]) == 0
     assert main([*argv, "--blocks-per-stage", "1,0,1;"]) == 0
     assert main([*argv, "--blocks-per-stage", "1,2"]) == 0
-    assert [space["blocks_per_stage"] for space in spaces] == [["1,1,1", "1,0,1"], "1,0,1", [1, 2]]
+    assert main([*argv, "--blocks-per-stage", "1,0,1;2"]) == 0
+    per_stage = [["1,1,1", "1,0,1"], "1,0,1", [1, 2], ["1,0,1", "2"]]
+    assert [space["blocks_per_stage"] for space in spaces] == per_stage
     assert spaces[0]["width"] == [8, 16]
