@@ -166,6 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: time series 300, else as many as fit)",
     )
     search.add_argument(
+        "--ensemble",
+        type=int,
+        help="the saved model averages up to this many copies of the best configuration, "
+        "retrained with seeds of their own, as many as the budget's time left allows "
+        "(default: time series 5, else 1)",
+    )
+    search.add_argument(
         "--trial-share",
         type=float,
         help="with --final-epochs auto: the budget's share for trials (default 0.5)",

@@ -131,6 +131,30 @@ def test_a_series_network_and_residual_wrappers_train_and_save(tmp_path):
     assert_same_outputs(model, loaded, x)
 
 
+def test_an_ensemble_averages_its_members_and_reloads_the_same(tmp_path):
+    """`kr.ensemble`: the mean of its members' probabilities, saved and reloaded under
+    safe_mode with the same outputs, on this backend; bad `models` named."""
+    members = [kr.resnet_series((12, 2), 3, width=4) for _ in range(3)]
+    x = np.random.default_rng(0).normal(size=(5, 12, 2)).astype("float32")
+    alone = [keras.ops.convert_to_numpy(m(x, training=False)) for m in members]
+    model = kr.ensemble(members)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(model(x, training=False)), np.mean(alone, axis=0), atol=1e-6
+    )
+    model.save(tmp_path / "ensemble.keras")
+    loaded = keras.saving.load_model(tmp_path / "ensemble.keras", safe_mode=True)
+    assert_same_outputs(model, loaded, x)
+    assert [layer.name for layer in loaded.layers[1:]] == ["member_0", "member_1", "member_2"] + [
+        "average"
+    ]
+    assert kr.ensemble(members[:1]) is members[0]
+    with pytest.raises(ValueError, match="`models` must hold at least one model"):
+        kr.ensemble([])
+    other = kr.resnet_series((12, 2), 4, width=4)
+    with pytest.raises(ValueError, match=r"`models` must share their output shapes: model 1"):
+        kr.ensemble([members[0], other])
+
+
 def _every_layer_model():
     """A functional model holding every block kind and shortcut option."""
     inputs = keras.Input((16, 16, 3))

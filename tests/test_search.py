@@ -37,7 +37,7 @@ from keras_residual.search.budget import (
     save_probe,
 )
 from keras_residual.search.isolation import TrialProcesses
-from keras_residual.search.run import SearchFailed, _retraining
+from keras_residual.search.run import SearchFailed, _retrain_members, _retraining
 from keras_residual.search.tuner import BudgetSpent, RandomSearch
 
 TINY = {"width": [4, 6, 8, 10], "blocks_per_stage": 1}
@@ -304,6 +304,24 @@ def test_auto_final_epochs_retrain_in_the_time_the_trials_leave(data_dir, tmp_pa
     assert re.search(
         r"s left, at least 2, at most 3\): about \d+ s, then about \d+ s to test", printed
     )
+
+
+def test_copies_of_the_best_train_while_the_time_left_holds_one_more(monkeypatch, capsys):
+    """The first copy always trains; each next one (seed + 1, ...) only if the time left
+    holds one more as long as the last took, with its margin and test."""
+    seeds = []
+
+    def retrain(hypermodel, hp, data, epochs, *, seed, verbose):
+        seeds.append(seed)
+        return seed
+
+    monkeypatch.setattr("keras_residual.search.run.retrain", retrain)
+    args = (None, None, None, 2, 7, 0)
+    assert _retrain_members(*args, 3, None, 0.0) == [7, 8, 9]  # no budget: all of them
+    assert _retrain_members(*args, 4, time.monotonic() + 60, 1.0) == [7, 8, 9, 10]
+    assert "with seed 8 for an average of copies (2 of at most 4)" in capsys.readouterr().out
+    assert _retrain_members(*args, 4, time.monotonic() + 60, 61.0) == [7]  # no test fits
+    assert _retrain_members(*args, 4, time.monotonic() - 1, 0.0) == [7]  # past: one copy
 
 
 def test_auto_final_epochs_keep_the_rest_of_the_budget_for_the_retraining(

@@ -211,15 +211,23 @@ def test_search_on_a_series_folder_takes_the_series_space_and_saves_its_best(tmp
     out = tmp_path / "search"
     argv = ["search", "--dataset", str(folder), "--out", str(out), "--epochs", "2"]
     argv += ["--max-trials", "1", "--time-budget", "none", "--final-epochs", "2"]
-    argv += ["--width", "8", "--blocks-per-stage", "1", "--in-process"]
+    argv += ["--width", "8", "--blocks-per-stage", "1", "--in-process", "--ensemble", "2"]
+    assert config.ensemble == 5  # without --ensemble; no budget: all of them
     assert main(argv) == 0
     results = json.loads((out / "results.json").read_text())
-    assert results["best"]["retrained_epochs"] == 2
-    assert results["best"]["test_accuracy"] is not None
+    best = results["best"]
+    assert best["retrained_epochs"] == 2
     assert {t["kernel_size"] for t in results["trials"]} <= {"8,5,3", "5,5", "3,3"}
     model = keras.saving.load_model(out / "best_model.keras", safe_mode=True)
     assert model.input_shape == (None, 16, 1)
-    assert model.name.startswith("resnet_series3_w8_k")
+    # The saved model averages two copies, seeds 0 and 1: each alone was tested too.
+    assert best["ensemble_size"] == 2 and len(best["member_test_accuracy"]) == 2
+    first, second = (model.get_layer(f"member_{k}") for k in range(2))
+    assert first.count_params() == second.count_params() == best["params"] // 2
+    assert not np.array_equal(first.get_layer("predictions").kernel.numpy(),
+                              second.get_layer("predictions").kernel.numpy())  # fmt: skip
+    assert 0 <= best["test_accuracy"] <= 1
+    assert "the average of 2 copies (each alone: " in capsys.readouterr().out
 
 
 def test_a_series_search_tries_wangs_resnet_first_then_draws_as_keras_tuner_does(tmp_path):

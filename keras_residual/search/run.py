@@ -22,9 +22,10 @@ from keras_residual._files import (
     write_text_atomically,
 )
 from keras_residual.data import DATASETS, Dataset, check_image_size, load_dataset
+from keras_residual.ensembles import ensemble
 from keras_residual.precision import resolve_dtype
 from keras_residual.search import distributed
-from keras_residual.search.budget import Retraining, Timing, smallest_budget
+from keras_residual.search.budget import AUTO_MARGIN, Retraining, Timing, smallest_budget
 from keras_residual.search.config import SearchConfig
 from keras_residual.search.results import (
     collect_rows,
@@ -327,6 +328,7 @@ def _search(
             config.seed,
             verbose,
             left,
+            config.ensemble,
         )
         write_results(rows, out, summary, max_params=config.max_params)
         write_text_atomically(out / FINISHED, json.dumps(recorded, indent=2))
@@ -465,10 +467,14 @@ def _save_best(
     seed: int,
     verbose,
     seconds_left: float | None,
+    ensemble_size: int,
 ) -> dict:
     """Save the best trial's network: retrained for `final_epochs` (`retraining`'s bounds
     when "auto") or, when a budget leaves `seconds_left`, for as many more epochs as fit
-    within them (the best trial whose shortest retraining fits), or with its own weights."""
+    within them (the best trial whose shortest retraining fits), or with its own weights.
+    A retraining that leaves time trains the configuration again with the next seeds, up to
+    `ensemble_size` copies in all, and saves their average (`ensemble`)."""
+    deadline = None if seconds_left is None else time.monotonic() + seconds_left
     oracle = tuner_object.oracle
     best_trial = oracle.get_best_trials(1)[0]
     if final_epochs:
@@ -497,9 +503,12 @@ def _save_best(
             f"{fill}: about {retraining.seconds(best_trial, final_epochs) - test:.0f} s, "
             f"then about {test:.0f} s to test"
         )
-        model = retrain(hypermodel, hp, data, final_epochs, seed=seed, verbose=verbose)
+        members = _retrain_members(
+            hypermodel, hp, data, final_epochs, seed, verbose, ensemble_size, deadline, 2 * test
+        )
+        model = ensemble(members)
     else:
-        hp = best_trial.hyperparameters
+        hp, members = best_trial.hyperparameters, []
         model = tuner_object.load_model(best_trial)
     path = out / "best_model.keras"
     with atomic_path(path) as temporary:
@@ -510,6 +519,10 @@ def _save_best(
     # that flag), so Keras would skip the saved optimizer's variables with a warning.
     saved = keras.saving.load_model(path, safe_mode=True, compile=False)
     metrics = evaluate(saved, data, tta=tta)
+    alone = [
+        evaluate(saved.get_layer(f"member_{k}"), data, tta=tta)["accuracy"]
+        for k in range(len(members) if len(members) > 1 else 0)
+    ]
     best = {
         "trial_id": best_trial.trial_id,
         "hyperparameters": hp.values,
@@ -517,16 +530,46 @@ def _save_best(
         "val_accuracy": best_trial.score,
         "test_accuracy": metrics["accuracy"],
         "retrained_epochs": final_epochs,
+        "ensemble_size": max(1, len(members)),
+        "member_test_accuracy": alone,
         "test_tta": tta,
         "model": str(path),
     }
     with_tta = f" (tta: {tta})" if tta != "none" else ""
+    averaged = ""
+    if alone:
+        each = ", ".join(f"{a:.4f}" for a in alone)
+        averaged = f", the average of {len(alone)} copies (each alone: {each})"
     print(
-        f"Best: trial {best['trial_id']} ({best['params']:,} parameters) "
+        f"Best: trial {best['trial_id']} ({best['params']:,} parameters{averaged}) "
         f"val_accuracy {best['val_accuracy']:.4f}, test accuracy {best['test_accuracy']:.4f}"
         f"{with_tta}\nSaved {path}"
     )
     return best
+
+
+def _retrain_members(
+    hypermodel, hp, data, epochs, seed, verbose, most, deadline, test_seconds
+) -> list[keras.Model]:
+    """The configuration `hp` retrained with seeds `seed`, `seed + 1`, ...: `most` copies,
+    or fewer where the next (timed as the first, with its test) would pass `deadline`."""
+    members, took = [], 0.0
+    while len(members) < most:
+        if members and deadline is not None:
+            needed = (1 + AUTO_MARGIN) * took + test_seconds
+            if deadline - time.monotonic() < needed:
+                break
+            print(
+                f"Retraining it again with seed {seed + len(members)} for an average of "
+                f"copies ({len(members) + 1} of at most {most}): about {took:.0f} s",
+                flush=True,
+            )
+        started = time.monotonic()
+        members.append(
+            retrain(hypermodel, hp, data, epochs, seed=seed + len(members), verbose=verbose)
+        )
+        took = time.monotonic() - started
+    return members
 
 
 def _print_trial_line(trial, oracle) -> None:
