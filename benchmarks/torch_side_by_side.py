@@ -14,6 +14,9 @@ rounds (PyTorch's spinning OpenMP threads slow down sharply when anything else r
 
 PyTorch is installed only for this benchmark: pip install torch (CPU build).
 Run: python benchmarks/torch_side_by_side.py --preset fast_cifar_s --airbench [--rounds 5]
+
+Every path uses the cores this process may run on: `taskset -c 0 python ...` measures one
+core (both frameworks size their thread pools to the process's CPU affinity).
 """
 
 from __future__ import annotations
@@ -229,7 +232,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--spec", action="append", default=[], metavar="FIELD=VALUE")
     args = parser.parse_args()
-    torch.set_num_threads(os.cpu_count())
+    cores = len(os.sched_getaffinity(0))
+    torch.set_num_threads(cores)
     recipe = kr.get_recipe(args.recipe or kr.default_recipe(args.preset))
     spec = kr.get_spec(args.preset).replace(**parse_changes(args.spec))
     keras_model, keras_run = keras_rounds(spec, recipe, args.steps)
@@ -261,8 +265,9 @@ def main() -> None:
          "other_cpu_s": round(max(others[name]), 2)}
         for name, (_, mflops) in paths.items()
     ]  # fmt: skip
+    some = f" on {cores} of {os.cpu_count()} cores" if cores < os.cpu_count() else ""
     emit(
-        f"Training throughput vs PyTorch eager and compile: {args.preset}",
+        f"Training throughput vs PyTorch eager and compile: {args.preset}{some}",
         rows,
         ratio_to_best_pytorch=round(ours / best, 3),
         parameters=parameters,

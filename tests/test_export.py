@@ -22,6 +22,13 @@ def test_every_preset_family_exports_in_float32(name, tmp_path):
     assert report.source_policy == "mixed_bfloat16"
 
 
+def test_an_ensemble_exports_as_one_model(tmp_path):
+    """What a series search saves with `--ensemble`: copies averaged, in mixed bfloat16."""
+    members = [kr.resnet_series((24, 2), 3, width=8, dtype="mixed_bfloat16") for _ in range(2)]
+    report = kr.export(kr.ensemble(members), tmp_path / "m.tflite", "tflite")
+    assert (tmp_path / "m.tflite").exists() and report.max_abs_diff <= report.tolerance
+
+
 def test_a_bfloat16_trained_model_file_becomes_a_float32_tflite_file(tmp_path, capsys):
     model = kr.resnet_cifar(8, (16, 16, 3), 4, width=8, dtype="mixed_bfloat16")
     x = np.random.default_rng(0).random((8, 16, 16, 3), dtype="float32")
