@@ -60,11 +60,29 @@ def read_csv(path):
         ({"depth_of_field": 3}, "Unknown search dimensions"),
         ({"blocks_per_stage": ["1,x,1"]}, "counts a stage such as '1,0,1'"),
         ({"blocks_per_stage": ["1,-1,1"]}, "`blocks_per_stage`"),
+        ({"width": [8, 16.0]}, r"Choices for `width` must all be of one type"),
     ],
 )
 def test_bad_search_spaces_are_rejected(overrides, message):
     with pytest.raises(ValueError, match=message):
         resolve_space("mnist", **overrides)
+
+
+def test_a_count_a_stage_and_one_count_mix_as_strings_and_build_alike():
+    """`["1,0,1", 2]` (a --space file's choices): keras-tuner takes one type, and "2" is 2
+    in every stage, as 2 is."""
+    space = resolve_space("cifar10", blocks_per_stage=["1,0,1", 2], width=8)
+    assert space["blocks_per_stage"] == ["1,0,1", "2"]
+    hypermodel = ResidualHyperModel((32, 32, 3), 10, "cifar10", space)
+    hp = keras_tuner.HyperParameters()
+    hypermodel.declare(hp)
+    depths = []
+    for blocks in ("1,0,1", "2"):
+        hp.values["blocks_per_stage"] = blocks
+        depths.append(hypermodel.spec(hp).depths)
+    assert depths == [(1, 0, 1), (2, 2, 2)]
+    with pytest.raises(ValueError, match=r"`kernel_size` must all be of one type.*'3,3' for two"):
+        resolve_space("series", kernel_size=["8,5,3", 3])  # "3" would be one convolution
 
 
 @pytest.mark.parametrize(("space", "shape"), [("mnist", (28, 28, 1)), ("cifar10", (32, 32, 3))])

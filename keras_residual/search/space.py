@@ -178,6 +178,9 @@ def _check_dimension(name: str, spec):
         if not spec:
             raise ValueError(f"Choices for `{name}` are empty: give at least one value.")
         values = list(spec)
+        if len({type(v) for v in values}) > 1:  # keras-tuner's Choice: one type
+            hint = " (sizes as strings: '3,3' for two convolutions of 3)" * (name == "kernel_size")
+            raise ValueError(f"Choices for `{name}` must all be of one type, got {values!r}{hint}.")
     else:
         values = [spec]
     for value in values:
@@ -217,13 +220,15 @@ def kernel_sizes(value) -> int | tuple[int, ...]:
 
 
 def stage_blocks(value, stages: int | None = None) -> tuple[int, ...]:
-    """A `blocks_per_stage` dimension's value as the spec's `depths`: `2` (as many in each
-    of `stages`) or one count a stage, `"1,0,1"` (keras-tuner's choices are scalars).
+    """A `blocks_per_stage` dimension's value as the spec's `depths`: `2` or `"2"` (as many
+    in each of `stages`) or one count a stage, `"1,0,1"` (keras-tuner's choices are scalars).
 
     Example:
-    >>> stage_blocks("1,0,1"), stage_blocks(2, stages=3)
-    ((1, 0, 1), (2, 2, 2))
+    >>> stage_blocks("1,0,1"), stage_blocks(2, stages=3), stage_blocks("2", stages=3)
+    ((1, 0, 1), (2, 2, 2), (2, 2, 2))
     """
+    if isinstance(value, str) and "," not in value and value.strip().isdigit():
+        value = int(value)  # one count, as in every stage
     if isinstance(value, str):
         try:
             blocks = tuple(
@@ -298,6 +303,9 @@ def resolve_space(dataset: str = "mnist", space: Mapping | None = None, **dimens
                 f"Unknown search dimensions {sorted(unknown)}; known: {sorted(resolved)}."
             )
         resolved |= {k: v for k, v in overrides.items() if v is not None or k == "learning_rate"}
+    blocks = resolved["blocks_per_stage"]
+    if isinstance(blocks, list | tuple) and any(isinstance(b, str) for b in blocks):
+        resolved["blocks_per_stage"] = [str(b) for b in blocks]  # 2 and "2" are alike
     for name, spec in resolved.items():
         _check_dimension(name, spec)
     return resolved
