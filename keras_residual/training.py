@@ -113,7 +113,9 @@ def train(
             then planned for the new total). A run that has trained `epochs` already
             raises `RunFinished`, changing nothing.
         overwrite: replace the run in `out_dir` (its files only) with a new one.
-        seed: seeds weights, shuffling and augmentation.
+        seed: seeds shuffling, augmentation and layers such as dropout; `model`'s weights
+            were drawn when it was built (`keras.utils.set_random_seed` before building
+            fixes them, as `keras-residual train --seed` does).
         verbose: Keras's `verbose`; `"auto"` is the progress bar where it redraws in place
             (a terminal or a notebook) and one line per epoch elsewhere (a log file).
         callbacks: more Keras callbacks.

@@ -68,6 +68,9 @@ def _train(args) -> int:
     )
     dtype = _resolve_dtype(args.dtype)
     spec = spec.replace(input_shape=data.input_shape, num_classes=data.num_classes)
+    import keras
+
+    keras.utils.set_random_seed(args.seed)  # --seed fixes the initial weights too
     model = kr.build_network(spec, dtype=dtype)
     print(f"{model.name}: {model.count_params():,} parameters; data from {data.source}")
     try:

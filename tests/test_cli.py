@@ -22,6 +22,23 @@ def test_train_then_evaluate(data_dir, tmp_path, capsys, monkeypatch):
     assert "(tta: flip)" in capsys.readouterr().out
 
 
+def test_train_seed_fixes_the_initial_weights(data_dir, monkeypatch):
+    import numpy as np
+
+    import keras_residual as kr
+
+    initial = []  # each run's weights as training starts
+    monkeypatch.setattr(
+        kr,
+        "train",
+        lambda model, data, **_: initial.append(keras.ops.convert_to_numpy(model.weights[0])),
+    )
+    argv = ["train", "--model", "resnet20", "--dataset", "mnist", "--data-dir", str(data_dir)]
+    for seed in (3, 3, 4):
+        assert main([*argv, "--epochs", "1", "--seed", str(seed)]) == 0
+    assert np.array_equal(initial[0], initial[1]) and not np.array_equal(initial[0], initial[2])
+
+
 def test_command_line_choices_are_the_toolkits():
     from keras_residual.precision import POLICIES
     from keras_residual.techniques import TTA_MODES as TOOLKIT_TTA_MODES
