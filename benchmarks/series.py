@@ -115,8 +115,8 @@ def search(dataset: Path, budget: str, seed: int, keep: Path | None) -> dict:
         "best": f"w{values['width']} x{values['blocks_per_stage']} k{values['kernel_size']}"
         f"{' se' if values['se_ratio'] else ''}",
         "retrained_epochs": best["retrained_epochs"],
-        "ensemble_size": best.get("ensemble_size", 1),
-        "member_test_accuracy": [round(100 * a, 2) for a in best.get("member_test_accuracy", [])],
+        "ensemble_size": best["ensemble_size"],
+        "member_test_accuracy": [round(100 * a, 2) for a in best["member_test_accuracy"]],
     }
 
 

@@ -50,6 +50,8 @@ def _train(args) -> int:
         flag = "--resume" if args.resume else "--overwrite"
         raise ValueError(f"{flag} needs --out: the folder of the run.")
     kr = _toolkit(args)
+    import keras
+
     from keras_residual._files import check_output_dir
 
     if args.out:
@@ -68,8 +70,6 @@ def _train(args) -> int:
     )
     dtype = _resolve_dtype(args.dtype)
     spec = spec.replace(input_shape=data.input_shape, num_classes=data.num_classes)
-    import keras
-
     keras.utils.set_random_seed(args.seed)  # --seed fixes the initial weights too
     model = kr.build_network(spec, dtype=dtype)
     print(f"{model.name}: {model.count_params():,} parameters; data from {data.source}")

@@ -144,9 +144,8 @@ def test_an_ensemble_averages_its_members_and_reloads_the_same(tmp_path):
     model.save(tmp_path / "ensemble.keras")
     loaded = keras.saving.load_model(tmp_path / "ensemble.keras", safe_mode=True)
     assert_same_outputs(model, loaded, x)
-    assert [layer.name for layer in loaded.layers[1:]] == ["member_0", "member_1", "member_2"] + [
-        "average"
-    ]
+    names = [layer.name for layer in loaded.layers[1:]]
+    assert names == ["member_0", "member_1", "member_2", "average"]
     assert kr.ensemble(members[:1]) is members[0]
     with pytest.raises(ValueError, match="`models` must hold at least one model"):
         kr.ensemble([])

@@ -519,10 +519,8 @@ def _save_best(
     # that flag), so Keras would skip the saved optimizer's variables with a warning.
     saved = keras.saving.load_model(path, safe_mode=True, compile=False)
     metrics = evaluate(saved, data, tta=tta)
-    alone = [
-        evaluate(saved.get_layer(f"member_{k}"), data, tta=tta)["accuracy"]
-        for k in range(len(members) if len(members) > 1 else 0)
-    ]
+    copies = range(len(members)) if len(members) > 1 else ()  # one copy is saved as itself
+    alone = [evaluate(saved.get_layer(f"member_{k}"), data, tta=tta)["accuracy"] for k in copies]
     best = {
         "trial_id": best_trial.trial_id,
         "hyperparameters": hp.values,

@@ -227,7 +227,7 @@ def stage_blocks(value, stages: int | None = None) -> tuple[int, ...]:
     >>> stage_blocks("1,0,1"), stage_blocks(2, stages=3), stage_blocks("2", stages=3)
     ((1, 0, 1), (2, 2, 2), (2, 2, 2))
     """
-    if isinstance(value, str) and "," not in value and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isdigit():
         value = int(value)  # one count, as in every stage
     if isinstance(value, str):
         try:
