@@ -326,20 +326,37 @@ def test_auto_final_epochs_retrain_in_the_time_the_trials_leave(data_dir, tmp_pa
 
 def test_copies_of_the_best_train_while_the_time_left_holds_one_more(monkeypatch, capsys):
     """The first copy always trains; each next one (seed + 1, ...) only if the time left
-    holds one more as long as the last took, with its margin and test."""
+    holds one more as long as the last took, with its margin and test. Copies kept by a
+    killed search count and are not trained again; each new copy is kept."""
     seeds = []
 
     def retrain(hypermodel, hp, data, epochs, *, seed, verbose):
+        assert epochs == 2  # the kept copies' epochs
         seeds.append(seed)
         return seed
 
+    class Kept:  # `KeptCopies` without its files
+        def __init__(self, models=()):
+            self.epochs, self.kept, self.seconds = 2, list(models), [0.0] * len(models)
+
+        def models(self):
+            return list(self.kept)
+
+        def add(self, model, seconds):
+            self.kept.append(model)
+            self.seconds.append(seconds)
+
     monkeypatch.setattr("keras_residual.search.run.retrain", retrain)
-    args = (None, None, None, 2, 7, 0)
-    assert _retrain_members(*args, 3, None, 0.0) == [7, 8, 9]  # no budget: all of them
-    assert _retrain_members(*args, 4, time.monotonic() + 60, 1.0) == [7, 8, 9, 10]
+    args = (None, None, None)
+    assert _retrain_members(*args, Kept(), 7, 0, 3, None, 0.0) == [7, 8, 9]  # no budget: all
+    assert _retrain_members(*args, Kept(), 7, 0, 4, time.monotonic() + 60, 1.0) == [7, 8, 9, 10]
     assert "with seed 8 for an average of copies (2 of at most 4)" in capsys.readouterr().out
-    assert _retrain_members(*args, 4, time.monotonic() + 60, 61.0) == [7]  # no test fits
-    assert _retrain_members(*args, 4, time.monotonic() - 1, 0.0) == [7]  # past: one copy
+    assert _retrain_members(*args, Kept(), 7, 0, 4, time.monotonic() + 60, 61.0) == [7]
+    assert _retrain_members(*args, Kept(), 7, 0, 4, time.monotonic() - 1, 0.0) == [7]  # past
+    seeds.clear()
+    kept = Kept(["kept 7", "kept 8"])
+    assert _retrain_members(*args, kept, 7, 0, 3, None, 0.0) == ["kept 7", "kept 8", 9]
+    assert seeds == [9] and kept.kept == ["kept 7", "kept 8", 9] and len(kept.seconds) == 3
 
 
 def test_auto_final_epochs_keep_the_rest_of_the_budget_for_the_retraining(

@@ -27,6 +27,7 @@ from keras_residual.precision import resolve_dtype
 from keras_residual.search import distributed
 from keras_residual.search.budget import AUTO_MARGIN, Retraining, Timing, smallest_budget
 from keras_residual.search.config import SearchConfig
+from keras_residual.search.copies import KeptCopies, remove_copies
 from keras_residual.search.results import (
     collect_rows,
     failure_reason,
@@ -241,10 +242,14 @@ def _search(
             if resume:
                 for note in repair_trials(out / PROJECT, out):
                     print(note)
-                spent = _spent(out)
-                started -= spent  # the budget goes on where the kept trials left it
+                kept = KeptCopies.read(out)
+                spent = _spent(out) + (sum(kept.seconds) if kept else 0.0)
+                started -= spent  # the budget goes on where the kept work left it
                 if budget is not None and spent:
-                    print(f"{spent:.0f} s of the {budget:.0f} s budget went to the trials kept.")
+                    print(
+                        f"{spent:.0f} s of the {budget:.0f} s budget went to the trials"
+                        f"{' and copies' if kept and kept.count else ''} kept."
+                    )
             write_text_atomically(out / "search.json", json.dumps(recorded, indent=2))
         print(
             f"Searching {config.dataset} with the {dtype} dtype policy; results in {out}",
@@ -332,6 +337,7 @@ def _search(
         )
         write_results(rows, out, summary, max_params=config.max_params)
         write_text_atomically(out / FINISHED, json.dumps(recorded, indent=2))
+        remove_copies(out)  # the best model holds their average
         return {"trials": rows, **summary}
 
 
@@ -469,42 +475,31 @@ def _save_best(
     seconds_left: float | None,
     ensemble_size: int,
 ) -> dict:
-    """Save the best trial's network: retrained for `final_epochs` (`retraining`'s bounds
-    when "auto") or, when a budget leaves `seconds_left`, for as many more epochs as fit
-    within them (the best trial whose shortest retraining fits), or with its own weights.
-    A retraining that leaves time trains the configuration again with the next seeds, up to
-    `ensemble_size` copies in all, and saves their average (`ensemble`)."""
+    """Save the best trial's network: retrained as `_plan_retraining` plans, or with its own
+    weights when `final_epochs` is 0. A retraining that leaves time trains the configuration
+    again with the next seeds, up to `ensemble_size` copies in all, and saves their average
+    (`ensemble`). The copies a killed search kept (`KeptCopies`) count: it goes on from
+    them."""
     deadline = None if seconds_left is None else time.monotonic() + seconds_left
     oracle = tuner_object.oracle
     best_trial = oracle.get_best_trials(1)[0]
-    if final_epochs:
-        least, most = retraining.final_epochs, retraining.most_epochs
-        fitting = retraining.pick(oracle, seconds_left)
-        if fitting is None:
-            print(
-                f"note: no trial's retraining fits the {seconds_left:.0f} s left; retraining "
-                f"the best (about {retraining.seconds(best_trial):.0f} s) over the budget"
-            )
-        elif fitting is not best_trial:
-            print(
-                f"note: retraining trial {fitting.trial_id}, the best whose retraining fits "
-                f"the {seconds_left:.0f} s left (trial {best_trial.trial_id} would take about "
-                f"{retraining.seconds(best_trial):.0f} s)"
-            )
-            best_trial = fitting
-        fill = ""
-        if seconds_left is not None:  # the time the trials leave goes to the retraining
-            final_epochs = retraining.epochs_within(best_trial, seconds_left)
-            ceiling = "" if most is None else f", at most {most}"
-            fill = f" (as many as fit in the {seconds_left:.0f} s left, at least {least}{ceiling})"
-        hp, test = best_trial.hyperparameters, retraining.test_seconds(best_trial)
+    kept = KeptCopies.read(out)
+    kept_trial = oracle.trials.get(kept.trial_id) if kept else None
+    if final_epochs and kept_trial and kept.matches(*_configuration(kept_trial)):
+        best_trial, final_epochs = kept_trial, kept.epochs
         print(
-            f"Retraining trial {best_trial.trial_id}'s configuration for {final_epochs} epochs"
-            f"{fill}: about {retraining.seconds(best_trial, final_epochs) - test:.0f} s, "
-            f"then about {test:.0f} s to test"
+            f"Going on from the {kept.count} retrained cop{'y' if kept.count == 1 else 'ies'} "
+            f"of trial {kept.trial_id}'s configuration kept ({final_epochs} epochs each)"
         )
+    elif final_epochs:
+        if kept:
+            remove_copies(out)  # of another configuration: resumed with other settings
+        best_trial, final_epochs = _plan_retraining(oracle, retraining, seconds_left)
+        kept = KeptCopies(out, *_configuration(best_trial), final_epochs)
+    if final_epochs:
+        hp, test = best_trial.hyperparameters, retraining.test_seconds(best_trial)
         members = _retrain_members(
-            hypermodel, hp, data, final_epochs, seed, verbose, ensemble_size, deadline, 2 * test
+            hypermodel, hp, data, kept, seed, verbose, ensemble_size, deadline, 2 * test
         )
         model = ensemble(members)
     else:
@@ -546,27 +541,67 @@ def _save_best(
     return best
 
 
+def _configuration(trial) -> tuple[str, dict]:
+    return trial.trial_id, trial.hyperparameters.values
+
+
+def _plan_retraining(oracle, retraining: Retraining, seconds_left: float | None):
+    """The trial to retrain and for how many epochs: the best, for `retraining`'s least
+    epochs or, when a budget leaves `seconds_left`, as many more as fit (then the best
+    trial whose shortest retraining fits)."""
+    best_trial = oracle.get_best_trials(1)[0]
+    least, most = retraining.final_epochs, retraining.most_epochs
+    fitting = retraining.pick(oracle, seconds_left)
+    if fitting is None:
+        print(
+            f"note: no trial's retraining fits the {seconds_left:.0f} s left; retraining "
+            f"the best (about {retraining.seconds(best_trial):.0f} s) over the budget"
+        )
+    elif fitting is not best_trial:
+        print(
+            f"note: retraining trial {fitting.trial_id}, the best whose retraining fits "
+            f"the {seconds_left:.0f} s left (trial {best_trial.trial_id} would take about "
+            f"{retraining.seconds(best_trial):.0f} s)"
+        )
+        best_trial = fitting
+    final_epochs, fill = least, ""
+    if seconds_left is not None:  # the time the trials leave goes to the retraining
+        final_epochs = retraining.epochs_within(best_trial, seconds_left)
+        ceiling = "" if most is None else f", at most {most}"
+        fill = f" (as many as fit in the {seconds_left:.0f} s left, at least {least}{ceiling})"
+    test = retraining.test_seconds(best_trial)
+    print(
+        f"Retraining trial {best_trial.trial_id}'s configuration for {final_epochs} epochs"
+        f"{fill}: about {retraining.seconds(best_trial, final_epochs) - test:.0f} s, "
+        f"then about {test:.0f} s to test"
+    )
+    return best_trial, final_epochs
+
+
 def _retrain_members(
-    hypermodel, hp, data, epochs, seed, verbose, most, deadline, test_seconds
+    hypermodel, hp, data, kept: KeptCopies, seed, verbose, most, deadline, test_seconds
 ) -> list[keras.Model]:
-    """The configuration `hp` retrained with seeds `seed`, `seed + 1`, ...: `most` copies,
-    or fewer where the next (timed as the first, with its test) would pass `deadline`."""
-    members, took = [], 0.0
+    """The configuration `hp` retrained for `kept.epochs` with seeds `seed`, `seed + 1`,
+    ...: `most` copies, or fewer where the next (timed as the last, with its test) would
+    pass `deadline`. The copies `kept` already holds count; each new one is kept too."""
+    members = kept.models()
     while len(members) < most:
         if members and deadline is not None:
-            needed = (1 + AUTO_MARGIN) * took + test_seconds
+            needed = (1 + AUTO_MARGIN) * kept.seconds[-1] + test_seconds
             if deadline - time.monotonic() < needed:
                 break
             print(
                 f"Retraining it again with seed {seed + len(members)} for an average of "
-                f"copies ({len(members) + 1} of at most {most}): about {took:.0f} s",
+                f"copies ({len(members) + 1} of at most {most}): about "
+                f"{kept.seconds[-1]:.0f} s",
                 flush=True,
             )
         started = time.monotonic()
-        members.append(
-            retrain(hypermodel, hp, data, epochs, seed=seed + len(members), verbose=verbose)
+        model = retrain(
+            hypermodel, hp, data, kept.epochs, seed=seed + len(members), verbose=verbose
         )
-        took = time.monotonic() - started
+        kept.add(model, time.monotonic() - started)
+        members.append(model)
     return members
 
 
