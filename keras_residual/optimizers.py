@@ -12,9 +12,15 @@ from keras_residual.techniques import OneCycle, RateScaledSGD
 MAX_WARMUP_FRACTION = 0.3
 
 
+def peak_rate(recipe: Recipe) -> float:
+    """The recipe's peak learning rate for its batch size."""
+    return recipe.learning_rate * recipe.batch_size / recipe.reference_batch
+
+
 def learning_rate_schedule(recipe: Recipe, steps_per_epoch: int, epochs: int):
-    """The recipe's schedule as a Keras `LearningRateSchedule` (or a float)."""
-    peak = recipe.learning_rate * recipe.batch_size / recipe.reference_batch
+    """The recipe's schedule as a Keras `LearningRateSchedule` (or a float: constant, and
+    the plateau schedule's start, which `schedule_callbacks` lowers)."""
+    peak = peak_rate(recipe)
     total = max(1, steps_per_epoch * epochs)
     # A run shorter than the recipe was written for still anneals: warm-up takes at most
     # MAX_WARMUP_FRACTION of it (airbench 23%, Page's ResNet-9 21%).
@@ -34,6 +40,29 @@ def learning_rate_schedule(recipe: Recipe, steps_per_epoch: int, epochs: int):
         values = [peak * 0.1**i for i in range(len(boundaries) + 1)]
         return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
     return peak
+
+
+def schedule_callbacks(recipe: Recipe) -> list[keras.callbacks.Callback]:
+    """The callbacks a schedule needs beside the optimizer: for `"plateau"`, Keras's
+    `ReduceLROnPlateau` on the training loss and `EarlyStopping` that only restores the
+    weights of the lowest training loss at the end (it never stops a run).
+
+    Example:
+    >>> from keras_residual.recipes import RECIPES
+    >>> [type(c).__name__ for c in schedule_callbacks(RECIPES["wang2017"])]
+    ['ReduceLROnPlateau', 'EarlyStopping']
+    """
+    if recipe.schedule != "plateau":
+        return []
+    return [
+        keras.callbacks.ReduceLROnPlateau(
+            monitor="loss",
+            factor=0.5,
+            patience=recipe.patience,
+            min_lr=peak_rate(recipe) * recipe.anneal_to,
+        ),
+        keras.callbacks.EarlyStopping(monitor="loss", patience=2**62, restore_best_weights=True),
+    ]
 
 
 def make_optimizer(

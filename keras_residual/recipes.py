@@ -10,7 +10,8 @@ from keras_residual import _checks
 
 SGD_OPTIMIZERS = ("sgd", "momentum", "nesterov")  # take `momentum` and rate multipliers
 OPTIMIZERS = (*SGD_OPTIMIZERS, "rmsprop", "adam", "adamw")
-SCHEDULES = ("constant", "step", "cosine", "onecycle")
+SCHEDULES = ("constant", "step", "cosine", "onecycle", "plateau")
+UNPLANNED_SCHEDULES = ("constant", "plateau")  # a run may stop at any epoch of these
 # `flip`: none, random (each image, each epoch, half the time), or airbench's alternating
 # flips (a random half flipped in even epochs, the other half in odd ones).
 FLIPS = (False, True, "alternate")
@@ -28,10 +29,19 @@ class Recipe:
             with `batch_size`.
         reference_batch: the batch size `learning_rate` is given for.
         batch_size: images per step.
+        batch_fraction: > 0: batches of this fraction of the training set (at least 1) where
+            that is fewer than `batch_size`, at the same `learning_rate` (the published
+            time-series recipe's rule: a tenth of the series, at most 64; `for_examples`).
         weight_decay: decoupled weight decay (kernels only unless `decay_norm_and_bias`).
         schedule: `"constant"`, `"step"` (x0.1 at each of `milestones`), `"cosine"`
             (to `anneal_to`, after `warmup_epochs` of linear warm-up) or `"onecycle"`
-            (linear up for `warmup_epochs`, linear down to `anneal_to`: `OneCycle`).
+            (linear up for `warmup_epochs`, linear down to `anneal_to`: `OneCycle`) or
+            `"plateau"` (halved after `patience` epochs without a lower training loss,
+            down to `anneal_to` of the peak; the weights of the lowest training loss are
+            kept at the end). A plateau schedule needs no planned length: a run can stop
+            at any epoch.
+        patience: epochs without a lower training loss before a plateau schedule halves
+            the rate.
         milestones: fractions of training where the step schedule divides by 10.
         warmup_epochs: epochs of linear warm-up from `warmup_from` of the peak (cosine,
             onecycle); at most 30% of a shorter run.
@@ -66,12 +76,14 @@ class Recipe:
     learning_rate: float = 0.1
     reference_batch: int = 128
     batch_size: int = 128
+    batch_fraction: float = 0.0
     weight_decay: float = 1e-4
     schedule: str = "step"
     milestones: tuple[float, ...] = (0.5, 0.75)
     warmup_epochs: float = 0.0
     warmup_from: float = 0.1
     anneal_to: float = 0.0
+    patience: int = 50
     momentum: float = 0.9
     label_smoothing: float = 0.0
     decay_norm_and_bias: bool = False
@@ -89,6 +101,8 @@ class Recipe:
         _checks.choice("schedule", self.schedule, SCHEDULES)
         _checks.positive_int("batch_size", self.batch_size)
         _checks.positive_int("reference_batch", self.reference_batch)
+        _checks.rate("batch_fraction", self.batch_fraction, allow_one=True)
+        _checks.positive_int("patience", self.patience)
         _checks.rate("label_smoothing", self.label_smoothing)
         _checks.positive("learning_rate", self.learning_rate)
         _checks.non_negative("weight_decay", self.weight_decay)
@@ -115,6 +129,19 @@ class Recipe:
             _checks.non_negative_int("translate", self.translate)
         _checks.non_negative_int("cutout", self.cutout)
         _checks.choice("tta", self.tta, TTA_MODES)
+
+    def for_examples(self, count: int) -> Recipe:
+        """The recipe for a training set of `count` examples: with a `batch_fraction`, its
+        batch size (and the batch its rate is given for) set by it.
+
+        Example:
+        >>> [RECIPES["wang2017"].for_examples(n).batch_size for n in (36, 270, 1000)]
+        [3, 27, 64]
+        """
+        if not self.batch_fraction:
+            return self
+        batch = min(self.batch_size, max(1, int(self.batch_fraction * count)))
+        return replace(self, batch_size=batch, reference_batch=batch, batch_fraction=0.0)
 
 
 RECIPES: dict[str, Recipe] = {
@@ -152,6 +179,22 @@ RECIPES: dict[str, Recipe] = {
         schedule="cosine",
         warmup_epochs=1.0,
         label_smoothing=0.1,
+    ),
+    # The published time-series ResNet's, as the code of Ismail Fawaz et al. (2019) trains
+    # Wang et al.'s network: Adam at 1e-3 for 1,500 epochs on batches of a tenth of the
+    # series (at most 64), the rate halved after 50 epochs without a lower training loss
+    # (down to 1e-4), the weights of the lowest training loss kept. Slower than `series`,
+    # steadier on a few dozen series (docs/series.md).
+    "wang2017": Recipe(
+        optimizer="adam",
+        learning_rate=1e-3,
+        reference_batch=64,
+        batch_size=64,
+        batch_fraction=0.1,
+        weight_decay=0.0,
+        schedule="plateau",
+        anneal_to=0.1,
+        patience=50,
     ),
     # The CIFAR-10 speed records' recipe (Page's ResNet-9, airbench): large batches, a
     # one-cycle schedule, label smoothing 0.2, 2-pixel shifts and flips, flip TTA; their

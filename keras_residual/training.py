@@ -23,6 +23,7 @@ from keras_residual.optimizers import (  # noqa: F401 (importable from here, as 
     compile_model,
     learning_rate_schedule,
     make_optimizer,
+    schedule_callbacks,
 )
 from keras_residual.presets import default_recipe  # noqa: F401 (importable from here)
 from keras_residual.recipes import (  # noqa: F401 (importable from here, as before)
@@ -157,6 +158,7 @@ def train(
 
 def _train(model, data, epochs, recipe, seed, verbose, callbacks, initial_epoch):
     keras.utils.set_random_seed(seed)
+    recipe = recipe.for_examples(len(data.y_train))
     epoch = _EpochOfData(initial_epoch)
     train_ds, val_ds = make_pipelines(data, recipe, seed, epoch.variable)
     return _fit(
@@ -200,7 +202,8 @@ def _fit(model, recipe: Recipe, steps_per_epoch: int, sample_images, **fit_argum
     if recipe.lookahead:
         total = steps_per_epoch * fit_arguments["epochs"]
         averaging.append(Lookahead(total, every=recipe.lookahead))
-    callbacks = [*averaging, *fit_arguments.pop("callbacks"), keras.callbacks.TerminateOnNaN()]
+    callbacks = [*averaging, *schedule_callbacks(recipe), *fit_arguments.pop("callbacks")]
+    callbacks.append(keras.callbacks.TerminateOnNaN())
     verbose = progress_verbosity(fit_arguments.pop("verbose"))
     history = model.fit(callbacks=callbacks, verbose=verbose, **fit_arguments)
     losses = history.history.get("loss", [])
@@ -292,6 +295,7 @@ def fit_with_recipe(
         steps = int(x.cardinality())
         steps = steps if steps > 0 else sum(1 for _ in x)
     else:
+        recipe = recipe.for_examples(len(x))
         sample, steps = np.asarray(x[:ADAPT_IMAGES]), math.ceil(len(x) / recipe.batch_size)
         y, fit_arguments["batch_size"] = _one_hot(y, classes, "y"), recipe.batch_size
     if isinstance(validation_data, tf.data.Dataset):

@@ -91,8 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=1)
     train.add_argument(
         "--recipe",
-        help="he2016, fast, fast_cifar, airbench, adamw or series (default: the preset's: "
-        "airbench for the fast_cifar presets, series for the time-series ones, else fast)",
+        help="he2016, fast, fast_cifar, airbench, adamw, series or wang2017 (default: the "
+        "preset's: airbench for the fast_cifar presets, series for the time-series ones, "
+        "else fast)",
     )
     train.add_argument("--optimizer", help="override: sgd, momentum, nesterov, rmsprop, adam(w)")
     train.add_argument("--lr", type=float, help="override the recipe's learning rate")
@@ -165,6 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the time a budget leaves extends the retraining to at most this many epochs "
         "(default: time series 300, else as many as fit)",
     )
+    search.add_argument(
+        "--final-recipe",
+        help="retrain the best with this recipe for --final-recipe-epochs where they fit the "
+        "time left (default: time series wang2017, the published one; else none: the "
+        "trials' recipe)",
+    )
+    search.add_argument("--final-recipe-epochs", type=int, help="of --final-recipe (default 1500)")
     search.add_argument(
         "--ensemble",
         type=int,

@@ -330,8 +330,8 @@ def test_copies_of_the_best_train_while_the_time_left_holds_one_more(monkeypatch
     killed search count and are not trained again; each new copy is kept."""
     seeds = []
 
-    def retrain(hypermodel, hp, data, epochs, *, seed, verbose):
-        assert epochs == 2  # the kept copies' epochs
+    def retrain(hypermodel, hp, data, epochs, *, seed, verbose, recipe, callbacks):
+        assert epochs == 2 and recipe is None and not callbacks  # the trials' own recipe
         seeds.append(seed)
         return seed
 
@@ -342,21 +342,35 @@ def test_copies_of_the_best_train_while_the_time_left_holds_one_more(monkeypatch
         def models(self):
             return list(self.kept)
 
-        def add(self, model, seconds):
+        def add(self, model, seconds, trained):
+            assert trained == 2
             self.kept.append(model)
             self.seconds.append(seconds)
 
     monkeypatch.setattr("keras_residual.search.run.retrain", retrain)
-    args = (None, None, None)
-    assert _retrain_members(*args, Kept(), 7, 0, 3, None, 0.0) == [7, 8, 9]  # no budget: all
-    assert _retrain_members(*args, Kept(), 7, 0, 4, time.monotonic() + 60, 1.0) == [7, 8, 9, 10]
+    args, soon = (None, None, None), time.monotonic() + 60
+    assert _retrain_members(*args, Kept(), None, 7, 0, 3, None, 0.0) == [7, 8, 9]  # no budget
+    assert _retrain_members(*args, Kept(), None, 7, 0, 4, soon, 1.0) == [7, 8, 9, 10]
     assert "with seed 8 for an average of copies (2 of at most 4)" in capsys.readouterr().out
-    assert _retrain_members(*args, Kept(), 7, 0, 4, time.monotonic() + 60, 61.0) == [7]
-    assert _retrain_members(*args, Kept(), 7, 0, 4, time.monotonic() - 1, 0.0) == [7]  # past
+    assert _retrain_members(*args, Kept(), None, 7, 0, 4, soon, 61.0) == [7]  # no test fits
+    assert _retrain_members(*args, Kept(), None, 7, 0, 4, time.monotonic() - 1, 0.0) == [7]
     seeds.clear()
     kept = Kept(["kept 7", "kept 8"])
-    assert _retrain_members(*args, kept, 7, 0, 3, None, 0.0) == ["kept 7", "kept 8", 9]
+    assert _retrain_members(*args, kept, None, 7, 0, 3, None, 0.0) == ["kept 7", "kept 8", 9]
     assert seeds == [9] and kept.kept == ["kept 7", "kept 8", 9] and len(kept.seconds) == 3
+
+
+def test_a_copy_whose_schedule_needs_no_length_stops_where_the_time_left_ends():
+    from keras_residual.search.copies import StopAtDeadline
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(inputs))
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    x, y = np.zeros((8, 4)), np.zeros(8, int)
+    for deadline, epochs in ((time.monotonic() - 1, 1), (time.monotonic() + 3600, 5)):
+        stop = StopAtDeadline(deadline)
+        history = model.fit(x, y, epochs=5, verbose=0, callbacks=[stop])
+        assert stop.epochs == len(history.epoch) == epochs
 
 
 def test_auto_final_epochs_keep_the_rest_of_the_budget_for_the_retraining(
@@ -425,6 +439,25 @@ def test_retrain_trains_a_trials_configuration_afresh_on_train_and_val_images(tm
     assert _retraining(tuner.hypermodel, data, 3).images == images  # and is planned for
     with pytest.raises(ValueError, match="epochs"):
         retrain(tuner.hypermodel, hp, data, 0)
+
+
+def test_a_final_recipe_retrains_only_where_its_epochs_fit_the_time_left(tmp_path, capsys):
+    from keras_residual.search.run import _final_recipe
+
+    tuner, data = _in_process_tuner(tmp_path, [4]), _tiny_data()
+    tuner.search(data, epochs=2, verbose=0)
+    (trial,) = tuner.oracle.trials.values()
+    retraining = _retraining(tuner.hypermodel, data, 1)
+    config = SearchConfig(final_recipe="wang2017", final_recipe_epochs=3)
+    wang = kr.get_recipe("wang2017").for_examples(retraining.images)
+    assert wang.batch_size == retraining.images // 10
+    args = (tuner.hypermodel, trial, data, retraining)
+    assert _final_recipe(config, *args, 3600) == wang
+    assert f"recipe's 3 epochs of batch {wang.batch_size} would take" in capsys.readouterr().out
+    assert _final_recipe(config, *args, 0.01) is None  # the trials' recipe then
+    assert "more than the time left allows" in capsys.readouterr().out
+    assert _final_recipe(config, *args, None) == wang  # no budget: it always fits
+    assert _final_recipe(config.replace(final_recipe="none"), *args, 3600) is None
 
 
 def _in_process_tuner(directory, width) -> RandomSearch:

@@ -39,6 +39,60 @@ def test_fast_schedule_warms_up_then_decays_to_zero():
     assert rates[-1] < 0.01
 
 
+def _dense_model():
+    inputs = keras.Input((4,))
+    outputs = keras.layers.Dense(2, activation="softmax", kernel_initializer="zeros")(inputs)
+    return keras.Model(inputs, outputs)
+
+
+def test_the_plateau_schedule_halves_the_rate_when_the_loss_stalls():
+    """Zero inputs give zero gradients: the loss never falls, so each epoch past the first
+    halves the rate for the next (patience 1) until it reaches `anneal_to` of the peak."""
+    recipe = kr.Recipe(optimizer="adam", learning_rate=1e-3, reference_batch=10, batch_size=10,
+                       weight_decay=0.0, schedule="plateau", patience=1, anneal_to=0.1)  # fmt: skip
+    model, x, y = _dense_model(), np.zeros((20, 4)), np.arange(20) % 2
+    history = kr.fit_with_recipe(model, x, y, epochs=6, recipe=recipe, verbose=0)
+    rates = history.history["learning_rate"]
+    np.testing.assert_allclose(rates, [1e-3, 1e-3, 5e-4, 2.5e-4, 1.25e-4, 1e-4], rtol=1e-5)
+    assert float(model.optimizer.learning_rate) == pytest.approx(1e-4)
+
+
+def test_the_plateau_schedule_keeps_the_weights_of_the_lowest_training_loss():
+    """Whatever epoch had the lowest loss, its weights are the model's at the end, even
+    when the last epoch's weights are wiped after it was logged."""
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append((logs["loss"], [w.copy() for w in self.model.get_weights()]))
+            if epoch == 5:  # after the schedule's callbacks: a copy it made is intact
+                self.model.set_weights([np.zeros_like(w) for w in self.model.get_weights()])
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 4)), rng.integers(0, 2, 64)
+    recipe = kr.Recipe(optimizer="sgd", learning_rate=3.0, reference_batch=8, batch_size=8,
+                       weight_decay=0.0, schedule="plateau", patience=50)  # fmt: skip
+    model = _dense_model()
+    kr.fit_with_recipe(model, x, y, epochs=6, recipe=recipe, verbose=0, callbacks=[Record()])
+    lowest = min(range(6), key=lambda k: seen[k][0])
+    for kept, final in zip(seen[lowest][1], model.get_weights(), strict=True):
+        np.testing.assert_array_equal(kept, final)
+    assert any(np.any(w) for w in model.get_weights())
+
+
+def test_a_batch_fraction_sizes_batches_by_the_training_set():
+    recipe = kr.get_recipe("wang2017")
+    assert (recipe.batch_fraction, recipe.batch_size) == (0.1, 64)
+    small = recipe.for_examples(36)
+    assert (small.batch_size, small.reference_batch, small.learning_rate) == (3, 3, 1e-3)
+    assert recipe.for_examples(5).batch_size == 1 and recipe.for_examples(10**4).batch_size == 64
+    assert kr.get_recipe("series").for_examples(36) == kr.get_recipe("series")
+    with pytest.raises(ValueError, match="`batch_fraction`"):
+        kr.Recipe(batch_fraction=1.5)
+    with pytest.raises(ValueError, match="`patience`"):
+        kr.Recipe(schedule="plateau", patience=0)
+
+
 @pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw"])
 def test_optimizers_by_name(name):
     optimizer = kr.make_optimizer(name, 0.01, 1e-4)

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 from keras_residual import _checks
 from keras_residual.data.series import series_files
+from keras_residual.recipes import RECIPES
 from keras_residual.search.tuner import TUNERS
 
 # The defaults by the data's default space: MNIST a few-minute job that tries every depth x
@@ -33,11 +34,13 @@ _CIFAR = {
     "min_final_epochs": 5,  # half the speed presets' 10; networks too slow are skipped
     "data_fraction": 1.0,
 }
-# Time series of the archive: tens to hundreds of series train an epoch in seconds, so a
-# trial is tens of epochs and the retraining hundreds, but not more: on a few dozen series
-# the series recipe over-trains past about 300 (docs/series.md). The time then left trains
-# the best again with other seeds, and the final model averages them: on a few dozen test
-# series one network's accuracy moves by points between seeds.
+# Time series of the archive: tens to hundreds of series train an epoch in a fraction of a
+# second, so a trial is tens of epochs. Where the time left holds it, the best is retrained
+# with the published recipe (`wang2017`: 1,500 epochs of batches of a tenth of the series,
+# the rate halved on plateaus), steadier on a few dozen series than the `series` recipe;
+# else with the `series` recipe for the time left, at most 300 epochs: past about 300 it
+# over-trains a few dozen series (docs/series.md). Time still left trains the best again
+# with other seeds, and the final model averages them.
 _SERIES = {
     "max_trials": 12,
     "epochs": 30,
@@ -45,6 +48,8 @@ _SERIES = {
     "final_epochs": "auto",
     "min_final_epochs": 60,
     "max_final_epochs": 300,
+    "final_recipe": "wang2017",
+    "final_recipe_epochs": 1500,
     "ensemble": 5,
     "data_fraction": 1.0,
 }
@@ -98,6 +103,11 @@ class SearchConfig:
             for it are skipped before they train.
         max_final_epochs: the time a budget leaves extends the retraining to at most
             this many epochs (None: as many as fit).
+        final_recipe: a recipe (a name in `RECIPES`) to retrain the best with for
+            `final_recipe_epochs`, where those fit the budget's time left (timed on the
+            best's network at the recipe's batch size); else, and with None, the
+            retraining uses the trials' recipe as `final_epochs` says.
+        final_recipe_epochs: the epochs of a `final_recipe` retraining.
         ensemble: with a retraining, the final model averages up to this many copies of
             the best configuration, each retrained with its own seed (`seed`, `seed + 1`,
             ...; `keras_residual.ensemble`): as many as the budget's time left allows
@@ -128,6 +138,8 @@ class SearchConfig:
     trial_share: float = 0.5
     min_final_epochs: int = 1
     max_final_epochs: int | None = None
+    final_recipe: str | None = None
+    final_recipe_epochs: int = 1500
     ensemble: int = 1
     data_fraction: float = 1.0
     max_params: int | None = None
@@ -164,6 +176,11 @@ class SearchConfig:
                     f"`max_final_epochs` ({self.max_final_epochs}) must be at least "
                     f"`min_final_epochs` ({self.min_final_epochs})."
                 )
+        if self.final_recipe == "none":  # as the command line says it
+            object.__setattr__(self, "final_recipe", None)
+        if self.final_recipe is not None:
+            _checks.choice("final_recipe", self.final_recipe, RECIPES)
+        _checks.positive_int("final_recipe_epochs", self.final_recipe_epochs)
         _checks.positive_int("ensemble", self.ensemble)
         fraction = self.data_fraction
         if not (_checks.finite("data_fraction", fraction) and 0 < fraction <= 1):

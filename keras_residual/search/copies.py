@@ -1,11 +1,13 @@
-"""The copies of its best configuration that a search retrains, kept on disk as each one
-finishes: a search killed while it trains them goes on from the copies kept on `--resume`
-instead of training them again."""
+"""The copies of its best configuration that a search retrains: kept on disk as each one
+finishes, so that a search killed while it trains them goes on from the copies kept on
+`--resume` instead of training them again, and stopped where the budget ends when their
+recipe needs no planned length."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import keras
@@ -23,7 +25,8 @@ RECORD = "copies.json"  # written after each copy's model: the copies it lists a
 
 class KeptCopies:
     """The finished copies of trial `trial_id`'s configuration (`hyperparameters`), each
-    retrained for `epochs`, with the seconds each took; their models are
+    retrained for `epochs` (or stopped sooner: the epochs each `trained`) with `recipe` (a
+    name; None: the trials'), with the seconds each took; their models are
     `copies/copy_K.keras` in the search's folder `out`.
 
     Example:
@@ -39,11 +42,14 @@ class KeptCopies:
         trial_id: str,
         hyperparameters: dict,
         epochs: int,
+        recipe: str | None = None,
         seconds: list[float] | None = None,
+        trained: list[int] | None = None,
     ):
         self.folder, self.trial_id, self.epochs = Path(out) / FOLDER, trial_id, epochs
+        self.recipe = recipe
         self.hyperparameters = json.loads(json.dumps(hyperparameters))  # as the record reads
-        self.seconds = list(seconds or [])
+        self.seconds, self.trained = list(seconds or []), list(trained or [])
 
     @classmethod
     def read(cls, out: Path) -> KeptCopies | None:
@@ -74,14 +80,16 @@ class KeptCopies:
             for k in range(self.count)
         ]
 
-    def add(self, model: keras.Model, seconds: float) -> None:
-        """Keep `model` as the next copy, trained in `seconds`: its file first, then the
-        record that lists it, each written atomically."""
+    def add(self, model: keras.Model, seconds: float, trained: int) -> None:
+        """Keep `model` as the next copy, trained for `trained` epochs in `seconds`: its
+        file first, then the record that lists it, each written atomically."""
         with atomic_path(self._path(self.count)) as temporary:
             model.save(temporary)
         self.seconds.append(round(seconds, 3))
+        self.trained.append(trained)
         record = {"trial_id": self.trial_id, "hyperparameters": self.hyperparameters}
-        record |= {"epochs": self.epochs, "seconds": self.seconds}
+        record |= {"epochs": self.epochs, "recipe": self.recipe}
+        record |= {"seconds": self.seconds, "trained": self.trained}
         write_text_atomically(self.folder / RECORD, json.dumps(record, indent=2))
 
     def _path(self, k: int) -> Path:
@@ -92,3 +100,28 @@ def remove_copies(out: Path) -> None:
     """Delete the copies kept in the search folder `out`: its best model holds their
     average, or they are of a configuration it no longer retrains."""
     shutil.rmtree(Path(out) / FOLDER, ignore_errors=True)
+
+
+class StopAtDeadline(keras.callbacks.Callback):
+    """Ends training once the next epoch, as long as the longest so far plus a tenth,
+    would pass `deadline` (a `time.monotonic()` time); `epochs` counts those trained. For
+    recipes whose schedule needs no planned length (`UNPLANNED_SCHEDULES`).
+
+    Example:
+    >>> stop = StopAtDeadline(time.monotonic() + 3600)
+    >>> stop.epochs
+    0
+    """
+
+    def __init__(self, deadline: float):
+        super().__init__()
+        self.deadline, self.epochs, self.longest = deadline, 0, 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._began = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.monotonic()
+        self.epochs, self.longest = self.epochs + 1, max(self.longest, now - self._began)
+        if now + 1.1 * self.longest > self.deadline:
+            self.model.stop_training = True

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import keras
@@ -24,10 +25,11 @@ from keras_residual._files import (
 from keras_residual.data import DATASETS, Dataset, check_image_size, load_dataset
 from keras_residual.ensembles import ensemble
 from keras_residual.precision import resolve_dtype
+from keras_residual.recipes import UNPLANNED_SCHEDULES, Recipe
 from keras_residual.search import distributed
 from keras_residual.search.budget import AUTO_MARGIN, Retraining, Timing, smallest_budget
 from keras_residual.search.config import SearchConfig
-from keras_residual.search.copies import KeptCopies, remove_copies
+from keras_residual.search.copies import KeptCopies, StopAtDeadline, remove_copies
 from keras_residual.search.results import (
     collect_rows,
     failure_reason,
@@ -40,7 +42,7 @@ from keras_residual.search.state import check_oracle, read_json, repair_trials
 from keras_residual.search.trials import probe
 from keras_residual.search.tuner import TUNERS
 from keras_residual.techniques import tta_views
-from keras_residual.training import RUN_FILE, evaluate, get_recipe
+from keras_residual.training import RUN_FILE, evaluate, get_recipe, train
 
 PROJECT = "tuner"  # keras-tuner's project folder inside the output directory
 FINISHED = "finished.json"  # written last: the search ended and its best model is saved
@@ -324,16 +326,7 @@ def _search(
             retraining = retraining_of(data)
         left = None if budget is None else budget - (time.monotonic() - started)
         summary["best"] = _save_best(
-            tuner_object,
-            hypermodel,
-            data,
-            out,
-            config.final_epochs,
-            retraining,
-            config.seed,
-            verbose,
-            left,
-            config.ensemble,
+            tuner_object, hypermodel, data, out, config, retraining, verbose, left
         )
         write_results(rows, out, summary, max_params=config.max_params)
         write_text_atomically(out / FINISHED, json.dumps(recorded, indent=2))
@@ -443,11 +436,13 @@ def retrain(
     *,
     seed: int = 0,
     verbose: int | str = "auto",
+    recipe: str | Recipe | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> keras.Model:
     """A trial's configuration built afresh and trained on all of `data`'s training
     and validation splits (`Dataset.fold_validation`) for `epochs` with its recipe (the
-    schedule spread over those epochs), as the search retrains its best. The model is
-    returned untested.
+    schedule spread over those epochs) or `recipe`, as the search retrains its best. The
+    model is returned untested.
 
     Example:
     >>> hypermodel = ResidualHyperModel((28, 28, 1), 10, width=8, blocks_per_stage=1)
@@ -459,7 +454,11 @@ def retrain(
     keras.utils.set_random_seed(seed)
     model = hypermodel.build(hyperparameters)
     folded = data.fold_validation()
-    hypermodel.fit(hyperparameters, model, folded, epochs=epochs, seed=seed, verbose=verbose)
+    options = {"epochs": epochs, "seed": seed, "verbose": verbose, "callbacks": list(callbacks)}
+    if recipe is None:
+        hypermodel.fit(hyperparameters, model, folded, **options)
+    else:
+        train(model, folded, recipe=recipe, **options)
     return model
 
 
@@ -468,18 +467,17 @@ def _save_best(
     hypermodel,
     data: Dataset,
     out: Path,
-    final_epochs: int | str,
+    config: SearchConfig,
     retraining: Retraining | None,
-    seed: int,
     verbose,
     seconds_left: float | None,
-    ensemble_size: int,
 ) -> dict:
     """Save the best trial's network: retrained as `_plan_retraining` plans, or with its own
     weights when `final_epochs` is 0. A retraining that leaves time trains the configuration
-    again with the next seeds, up to `ensemble_size` copies in all, and saves their average
-    (`ensemble`). The copies a killed search kept (`KeptCopies`) count: it goes on from
-    them."""
+    again with the next seeds, up to `config.ensemble` copies in all, and saves their
+    average (`ensemble`). The copies a killed search kept (`KeptCopies`) count: it goes on
+    from them."""
+    final_epochs, recipe = config.final_epochs, None  # None: the trials' recipe
     deadline = None if seconds_left is None else time.monotonic() + seconds_left
     oracle = tuner_object.oracle
     best_trial = oracle.get_best_trials(1)[0]
@@ -487,6 +485,7 @@ def _save_best(
     kept_trial = oracle.trials.get(kept.trial_id) if kept else None
     if final_epochs and kept_trial and kept.matches(*_configuration(kept_trial)):
         best_trial, final_epochs = kept_trial, kept.epochs
+        recipe = kept.recipe and get_recipe(kept.recipe).for_examples(retraining.images)
         print(
             f"Going on from the {kept.count} retrained cop{'y' if kept.count == 1 else 'ies'} "
             f"of trial {kept.trial_id}'s configuration kept ({final_epochs} epochs each)"
@@ -495,20 +494,33 @@ def _save_best(
         if kept:
             remove_copies(out)  # of another configuration: resumed with other settings
         best_trial, final_epochs = _plan_retraining(oracle, retraining, seconds_left)
-        kept = KeptCopies(out, *_configuration(best_trial), final_epochs)
+        recipe = _final_recipe(config, hypermodel, best_trial, data, retraining, seconds_left)
+        final_epochs = config.final_recipe_epochs if recipe else final_epochs
+        recipe_name = config.final_recipe if recipe else None
+        kept = KeptCopies(out, *_configuration(best_trial), final_epochs, recipe_name)
+    hp = best_trial.hyperparameters
     if final_epochs:
-        hp, test = best_trial.hyperparameters, retraining.test_seconds(best_trial)
+        test = 2 * retraining.test_seconds(best_trial)
         members = _retrain_members(
-            hypermodel, hp, data, kept, seed, verbose, ensemble_size, deadline, 2 * test
+            hypermodel,
+            hp,
+            data,
+            kept,
+            recipe,
+            config.seed,
+            verbose,
+            config.ensemble,
+            deadline,
+            test,
         )
         model = ensemble(members)
     else:
-        hp, members = best_trial.hyperparameters, []
+        members = []
         model = tuner_object.load_model(best_trial)
     path = out / "best_model.keras"
     with atomic_path(path) as temporary:
         model.save(temporary)
-    tta = hypermodel.recipe_for(hp).tta  # the recipe's test-time augmentation, if any
+    tta = (recipe or hypermodel.recipe_for(hp)).tta  # the recipe's test-time augmentation
     # The saved file is what is tested, reloaded uncompiled: testing needs no optimizer
     # state, and a recipe's frozen batch-norm scales reload trainable (Keras does not save
     # that flag), so Keras would skip the saved optimizer's variables with a warning.
@@ -522,7 +534,8 @@ def _save_best(
         "params": model.count_params(),
         "val_accuracy": best_trial.score,
         "test_accuracy": metrics["accuracy"],
-        "retrained_epochs": final_epochs,
+        "retrained_epochs": kept.trained[0] if final_epochs else final_epochs,
+        "retrain_recipe": kept.recipe if final_epochs else None,
         "ensemble_size": max(1, len(members)),
         "member_test_accuracy": alone,
         "test_tta": tta,
@@ -539,6 +552,32 @@ def _save_best(
         f"{with_tta}\nSaved {path}"
     )
     return best
+
+
+def _final_recipe(
+    config: SearchConfig, hypermodel, trial, data: Dataset, retraining, seconds_left
+) -> Recipe | None:
+    """`config.final_recipe` for the retraining's examples if its `final_recipe_epochs` fit
+    `seconds_left`, as the trial's timing says with its seconds per image timed again at
+    the recipe's batch size (`probe`); else None (the trials' recipe)."""
+    if not config.final_recipe:
+        return None
+    recipe = get_recipe(config.final_recipe).for_examples(retraining.images)
+    epochs, timing = config.final_recipe_epochs, Timing.of(trial)
+    if seconds_left is None:
+        return recipe
+    per_image = probe(hypermodel, trial.hyperparameters, data.fold_validation(), None, recipe)
+    if timing is None or per_image is None:
+        return None
+    timing = dataclasses.replace(timing, per_image=per_image)
+    needed = timing.seconds(retraining.images, epochs, retraining.test_passes)
+    fits = needed <= (1 - AUTO_MARGIN) * seconds_left
+    print(
+        f"The {config.final_recipe} recipe's {epochs} epochs of batch {recipe.batch_size} "
+        f"would take about {needed:.0f} s: "
+        + ("retraining with it instead." if fits else "more than the time left allows.")
+    )
+    return recipe if fits else None
 
 
 def _configuration(trial) -> tuple[str, dict]:
@@ -579,11 +618,13 @@ def _plan_retraining(oracle, retraining: Retraining, seconds_left: float | None)
 
 
 def _retrain_members(
-    hypermodel, hp, data, kept: KeptCopies, seed, verbose, most, deadline, test_seconds
+    hypermodel, hp, data, kept: KeptCopies, recipe, seed, verbose, most, deadline, test_seconds
 ) -> list[keras.Model]:
-    """The configuration `hp` retrained for `kept.epochs` with seeds `seed`, `seed + 1`,
-    ...: `most` copies, or fewer where the next (timed as the last, with its test) would
-    pass `deadline`. The copies `kept` already holds count; each new one is kept too."""
+    """The configuration `hp` retrained for `kept.epochs` with `recipe` (None: the trial's
+    own) and seeds `seed`, `seed + 1`, ...: `most` copies, or fewer where the next (timed
+    as the last, with its test) would pass `deadline`. The copies `kept` already holds
+    count; each new one is kept. A recipe that needs no planned length stops a copy
+    where its next epoch would pass the deadline (`StopAtDeadline`)."""
     members = kept.models()
     while len(members) < most:
         if members and deadline is not None:
@@ -596,11 +637,23 @@ def _retrain_members(
                 f"{kept.seconds[-1]:.0f} s",
                 flush=True,
             )
-        started = time.monotonic()
+        started, stop = time.monotonic(), None
+        if deadline is not None and recipe and recipe.schedule in UNPLANNED_SCHEDULES:
+            stop = StopAtDeadline(deadline - test_seconds)
         model = retrain(
-            hypermodel, hp, data, kept.epochs, seed=seed + len(members), verbose=verbose
+            hypermodel,
+            hp,
+            data,
+            kept.epochs,
+            seed=seed + len(members),
+            verbose=verbose,
+            recipe=recipe,
+            callbacks=[stop] if stop else (),
         )
-        kept.add(model, time.monotonic() - started)
+        trained = stop.epochs if stop else kept.epochs
+        if trained < kept.epochs:
+            print(f"The time left ended it after {trained} of {kept.epochs} epochs.")
+        kept.add(model, time.monotonic() - started, trained)
         members.append(model)
     return members
 
