@@ -370,7 +370,45 @@ def test_a_copy_whose_schedule_needs_no_length_stops_where_the_time_left_ends():
     for deadline, epochs in ((time.monotonic() - 1, 1), (time.monotonic() + 3600, 5)):
         stop = StopAtDeadline(deadline)
         history = model.fit(x, y, epochs=5, verbose=0, callbacks=[stop])
-        assert stop.epochs == len(history.epoch) == epochs
+        assert stop.epochs == len(history.epoch) == epochs and not stop.gave_up
+    # Judged after 3 epochs: a million more at their pace pass an hour, 5 do not.
+    for planned, epochs, gave_up in ((10**6, 3, True), (5, 5, False)):
+        stop = StopAtDeadline(time.monotonic() + 3600, planned, judge_after=3)
+        history = model.fit(x, y, epochs=5, verbose=0, callbacks=[stop])
+        assert (stop.epochs, len(history.epoch), stop.gave_up) == (epochs, epochs, gave_up)
+
+
+def test_a_final_recipe_whose_first_epochs_say_it_would_not_fit_keeps_nothing(monkeypatch):
+    """The first copy of a final recipe is timed on its first epochs; if they say its
+    epochs would pass the deadline, it is dropped and no copy is kept, so that the search
+    retrains with the trials' recipe instead; later copies are only stopped at the end."""
+    from keras_residual.search.run import JUDGE_AFTER
+
+    judged, gave_up = [], [True]
+
+    def retrain(hypermodel, hp, data, epochs, *, seed, verbose, recipe, callbacks):
+        (stop,) = callbacks
+        judged.append(stop.judge_after)
+        stop.gave_up = gave_up[0]
+        return seed
+
+    class Kept:
+        epochs, seconds, added = 1500, [], []
+
+        def models(self):
+            return []
+
+        def add(self, model, seconds, trained):
+            self.added.append(model)
+            self.seconds.append(seconds)
+
+    monkeypatch.setattr("keras_residual.search.run.retrain", retrain)
+    wang, soon = kr.get_recipe("wang2017").for_examples(36), time.monotonic() + 60
+    assert _retrain_members(None, None, None, Kept(), wang, 0, 0, 3, soon, 0.0) == []
+    assert judged == [JUDGE_AFTER] and Kept.added == []
+    gave_up[0] = False
+    assert _retrain_members(None, None, None, Kept(), wang, 0, 0, 2, soon, 0.0) == [0, 1]
+    assert judged == [JUDGE_AFTER, JUDGE_AFTER, None]  # only the first copy is judged
 
 
 def test_auto_final_epochs_keep_the_rest_of_the_budget_for_the_retraining(
@@ -439,25 +477,6 @@ def test_retrain_trains_a_trials_configuration_afresh_on_train_and_val_images(tm
     assert _retraining(tuner.hypermodel, data, 3).images == images  # and is planned for
     with pytest.raises(ValueError, match="epochs"):
         retrain(tuner.hypermodel, hp, data, 0)
-
-
-def test_a_final_recipe_retrains_only_where_its_epochs_fit_the_time_left(tmp_path, capsys):
-    from keras_residual.search.run import _final_recipe
-
-    tuner, data = _in_process_tuner(tmp_path, [4]), _tiny_data()
-    tuner.search(data, epochs=2, verbose=0)
-    (trial,) = tuner.oracle.trials.values()
-    retraining = _retraining(tuner.hypermodel, data, 1)
-    config = SearchConfig(final_recipe="wang2017", final_recipe_epochs=3)
-    wang = kr.get_recipe("wang2017").for_examples(retraining.images)
-    assert wang.batch_size == retraining.images // 10
-    args = (tuner.hypermodel, trial, data, retraining)
-    assert _final_recipe(config, *args, 3600) == wang
-    assert f"recipe's 3 epochs of batch {wang.batch_size} would take" in capsys.readouterr().out
-    assert _final_recipe(config, *args, 0.01) is None  # the trials' recipe then
-    assert "more than the time left allows" in capsys.readouterr().out
-    assert _final_recipe(config, *args, None) == wang  # no budget: it always fits
-    assert _final_recipe(config.replace(final_recipe="none"), *args, 3600) is None
 
 
 def _in_process_tuner(directory, width) -> RandomSearch:

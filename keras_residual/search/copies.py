@@ -107,21 +107,33 @@ class StopAtDeadline(keras.callbacks.Callback):
     would pass `deadline` (a `time.monotonic()` time); `epochs` counts those trained. For
     recipes whose schedule needs no planned length (`UNPLANNED_SCHEDULES`).
 
+    With `judge_after`, it also ends training after that many epochs if their pace (the
+    first, which traces, left out) would not finish `planned` epochs by the deadline, and
+    says so in `gave_up`: the run was a measurement of its speed, not a model to keep.
+
     Example:
-    >>> stop = StopAtDeadline(time.monotonic() + 3600)
-    >>> stop.epochs
-    0
+    >>> stop = StopAtDeadline(time.monotonic() + 3600, planned=1500, judge_after=10)
+    >>> stop.epochs, stop.gave_up
+    (0, False)
     """
 
-    def __init__(self, deadline: float):
+    def __init__(self, deadline: float, planned: int = 0, judge_after: int | None = None):
         super().__init__()
-        self.deadline, self.epochs, self.longest = deadline, 0, 0.0
+        self.deadline, self.planned, self.judge_after = deadline, planned, judge_after
+        self.epochs, self.longest, self.gave_up, self._paced = 0, 0.0, False, []
 
     def on_epoch_begin(self, epoch, logs=None):
         self._began = time.monotonic()
 
     def on_epoch_end(self, epoch, logs=None):
         now = time.monotonic()
-        self.epochs, self.longest = self.epochs + 1, max(self.longest, now - self._began)
+        took = now - self._began
+        self.epochs, self.longest = self.epochs + 1, max(self.longest, took)
+        if self.epochs > 1:
+            self._paced.append(took)
+        if self.epochs == self.judge_after and self._paced:
+            pace = sum(self._paced) / len(self._paced)
+            if now + 1.05 * pace * (self.planned - self.epochs) > self.deadline:
+                self.gave_up = self.model.stop_training = True
         if now + 1.1 * self.longest > self.deadline:
             self.model.stop_training = True

@@ -46,6 +46,7 @@ from keras_residual.training import RUN_FILE, evaluate, get_recipe, train
 
 PROJECT = "tuner"  # keras-tuner's project folder inside the output directory
 FINISHED = "finished.json"  # written last: the search ended and its best model is saved
+JUDGE_AFTER = 10  # epochs of a final recipe's first copy that time the rest
 SPENT = "spent.json"  # the budget's seconds the trials kept took: where --resume goes on
 
 
@@ -493,26 +494,31 @@ def _save_best(
     elif final_epochs:
         if kept:
             remove_copies(out)  # of another configuration: resumed with other settings
+            kept = None
         best_trial, final_epochs = _plan_retraining(oracle, retraining, seconds_left)
-        recipe = _final_recipe(config, hypermodel, best_trial, data, retraining, seconds_left)
-        final_epochs = config.final_recipe_epochs if recipe else final_epochs
-        recipe_name = config.final_recipe if recipe else None
-        kept = KeptCopies(out, *_configuration(best_trial), final_epochs, recipe_name)
+        if config.final_recipe:  # its epochs if they fit: judged on the first of them
+            recipe = get_recipe(config.final_recipe).for_examples(retraining.images)
+            print(
+                f"Retraining with the {config.final_recipe} recipe instead: "
+                f"{config.final_recipe_epochs} epochs of batch {recipe.batch_size}, if its "
+                "first epochs say that they fit the time left"
+            )
+            kept = KeptCopies(
+                out, *_configuration(best_trial), config.final_recipe_epochs, config.final_recipe
+            )
     hp = best_trial.hyperparameters
     if final_epochs:
         test = 2 * retraining.test_seconds(best_trial)
-        members = _retrain_members(
-            hypermodel,
-            hp,
-            data,
-            kept,
-            recipe,
-            config.seed,
-            verbose,
-            config.ensemble,
-            deadline,
-            test,
-        )
+        copies = (hypermodel, hp, data)
+        settings = (config.seed, verbose, config.ensemble, deadline, test)
+        members = _retrain_members(*copies, kept, recipe, *settings) if kept else []
+        if not members:  # none kept and no final recipe, or its epochs would not fit
+            if recipe:
+                print("They would not: retraining with the trials' recipe as planned.")
+                left = deadline - time.monotonic()
+                final_epochs, recipe = retraining.epochs_within(best_trial, left), None
+            kept = KeptCopies(out, *_configuration(best_trial), final_epochs)
+            members = _retrain_members(*copies, kept, None, *settings)
         model = ensemble(members)
     else:
         members = []
@@ -552,32 +558,6 @@ def _save_best(
         f"{with_tta}\nSaved {path}"
     )
     return best
-
-
-def _final_recipe(
-    config: SearchConfig, hypermodel, trial, data: Dataset, retraining, seconds_left
-) -> Recipe | None:
-    """`config.final_recipe` for the retraining's examples if its `final_recipe_epochs` fit
-    `seconds_left`, as the trial's timing says with its seconds per image timed again at
-    the recipe's batch size (`probe`); else None (the trials' recipe)."""
-    if not config.final_recipe:
-        return None
-    recipe = get_recipe(config.final_recipe).for_examples(retraining.images)
-    epochs, timing = config.final_recipe_epochs, Timing.of(trial)
-    if seconds_left is None:
-        return recipe
-    per_image = probe(hypermodel, trial.hyperparameters, data.fold_validation(), None, recipe)
-    if timing is None or per_image is None:
-        return None
-    timing = dataclasses.replace(timing, per_image=per_image)
-    needed = timing.seconds(retraining.images, epochs, retraining.test_passes)
-    fits = needed <= (1 - AUTO_MARGIN) * seconds_left
-    print(
-        f"The {config.final_recipe} recipe's {epochs} epochs of batch {recipe.batch_size} "
-        f"would take about {needed:.0f} s: "
-        + ("retraining with it instead." if fits else "more than the time left allows.")
-    )
-    return recipe if fits else None
 
 
 def _configuration(trial) -> tuple[str, dict]:
@@ -624,7 +604,9 @@ def _retrain_members(
     own) and seeds `seed`, `seed + 1`, ...: `most` copies, or fewer where the next (timed
     as the last, with its test) would pass `deadline`. The copies `kept` already holds
     count; each new one is kept. A recipe that needs no planned length stops a copy
-    where its next epoch would pass the deadline (`StopAtDeadline`)."""
+    where its next epoch would pass the deadline (`StopAtDeadline`); a first copy whose
+    first `JUDGE_AFTER` epochs say its epochs would not fit ends there, and none is
+    returned."""
     members = kept.models()
     while len(members) < most:
         if members and deadline is not None:
@@ -639,7 +621,8 @@ def _retrain_members(
             )
         started, stop = time.monotonic(), None
         if deadline is not None and recipe and recipe.schedule in UNPLANNED_SCHEDULES:
-            stop = StopAtDeadline(deadline - test_seconds)
+            judge = JUDGE_AFTER if not members else None  # the first copy measures the pace
+            stop = StopAtDeadline(deadline - test_seconds, kept.epochs, judge)
         model = retrain(
             hypermodel,
             hp,
@@ -650,6 +633,8 @@ def _retrain_members(
             recipe=recipe,
             callbacks=[stop] if stop else (),
         )
+        if stop and stop.gave_up:
+            return []  # its epochs would pass the deadline: nothing kept
         trained = stop.epochs if stop else kept.epochs
         if trained < kept.epochs:
             print(f"The time left ended it after {trained} of {kept.epochs} epochs.")
