@@ -372,22 +372,24 @@ def test_a_copy_whose_schedule_needs_no_length_stops_where_the_time_left_ends():
         history = model.fit(x, y, epochs=5, verbose=0, callbacks=[stop])
         assert stop.epochs == len(history.epoch) == epochs and not stop.gave_up
     # Judged after 3 epochs: a million more at their pace pass an hour, 5 do not.
-    for planned, epochs, gave_up in ((10**6, 3, True), (5, 5, False)):
-        stop = StopAtDeadline(time.monotonic() + 3600, planned, judge_after=3)
+    for least, epochs, gave_up in ((10**6, 3, True), (5, 5, False)):
+        stop = StopAtDeadline(time.monotonic() + 3600, least, judge_after=3)
         history = model.fit(x, y, epochs=5, verbose=0, callbacks=[stop])
         assert (stop.epochs, len(history.epoch), stop.gave_up) == (epochs, epochs, gave_up)
 
 
 def test_a_final_recipe_whose_first_epochs_say_it_would_not_fit_keeps_nothing(monkeypatch):
-    """The first copy of a final recipe is timed on its first epochs; if they say its
-    epochs would pass the deadline, it is dropped and no copy is kept, so that the search
-    retrains with the trials' recipe instead; later copies are only stopped at the end."""
+    """The first copy of a final recipe is timed on its first epochs; if they say not even
+    `LEAST_SHARE` of its epochs would fit before the deadline, it is dropped and no copy is
+    kept, so that the search retrains with the trials' recipe instead; later copies are
+    only stopped at the deadline."""
     from keras_residual.search.run import JUDGE_AFTER
 
     judged, gave_up = [], [True]
 
     def retrain(hypermodel, hp, data, epochs, *, seed, verbose, recipe, callbacks):
         (stop,) = callbacks
+        assert stop.least == 1350  # 90% of the 1,500
         judged.append(stop.judge_after)
         stop.gave_up = gave_up[0]
         return seed

@@ -108,18 +108,18 @@ class StopAtDeadline(keras.callbacks.Callback):
     recipes whose schedule needs no planned length (`UNPLANNED_SCHEDULES`).
 
     With `judge_after`, it also ends training after that many epochs if their pace (the
-    first, which traces, left out) would not finish `planned` epochs by the deadline, and
+    first, which traces, left out) would not reach `least` epochs by the deadline, and
     says so in `gave_up`: the run was a measurement of its speed, not a model to keep.
 
     Example:
-    >>> stop = StopAtDeadline(time.monotonic() + 3600, planned=1500, judge_after=10)
+    >>> stop = StopAtDeadline(time.monotonic() + 3600, least=1350, judge_after=10)
     >>> stop.epochs, stop.gave_up
     (0, False)
     """
 
-    def __init__(self, deadline: float, planned: int = 0, judge_after: int | None = None):
+    def __init__(self, deadline: float, least: int = 0, judge_after: int | None = None):
         super().__init__()
-        self.deadline, self.planned, self.judge_after = deadline, planned, judge_after
+        self.deadline, self.least, self.judge_after = deadline, least, judge_after
         self.epochs, self.longest, self.gave_up, self._paced = 0, 0.0, False, []
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -133,7 +133,7 @@ class StopAtDeadline(keras.callbacks.Callback):
             self._paced.append(took)
         if self.epochs == self.judge_after and self._paced:
             pace = sum(self._paced) / len(self._paced)
-            if now + 1.05 * pace * (self.planned - self.epochs) > self.deadline:
+            if now + pace * (self.least - self.epochs) > self.deadline:
                 self.gave_up = self.model.stop_training = True
         if now + 1.1 * self.longest > self.deadline:
             self.model.stop_training = True

@@ -46,7 +46,10 @@ from keras_residual.training import RUN_FILE, evaluate, get_recipe, train
 
 PROJECT = "tuner"  # keras-tuner's project folder inside the output directory
 FINISHED = "finished.json"  # written last: the search ended and its best model is saved
-JUDGE_AFTER = 10  # epochs of a final recipe's first copy that time the rest
+# A final recipe's first copy is timed on its first epochs: it goes on if their pace
+# reaches this share of its epochs within the budget (the deadline then ends it, with the
+# weights of its lowest training loss), else the trials' recipe retrains instead.
+JUDGE_AFTER, LEAST_SHARE = 10, 0.9
 SPENT = "spent.json"  # the budget's seconds the trials kept took: where --resume goes on
 
 
@@ -605,8 +608,8 @@ def _retrain_members(
     as the last, with its test) would pass `deadline`. The copies `kept` already holds
     count; each new one is kept. A recipe that needs no planned length stops a copy
     where its next epoch would pass the deadline (`StopAtDeadline`); a first copy whose
-    first `JUDGE_AFTER` epochs say its epochs would not fit ends there, and none is
-    returned."""
+    first `JUDGE_AFTER` epochs say that not even `LEAST_SHARE` of its epochs would fit
+    ends there, and none is returned."""
     members = kept.models()
     while len(members) < most:
         if members and deadline is not None:
@@ -622,7 +625,8 @@ def _retrain_members(
         started, stop = time.monotonic(), None
         if deadline is not None and recipe and recipe.schedule in UNPLANNED_SCHEDULES:
             judge = JUDGE_AFTER if not members else None  # the first copy measures the pace
-            stop = StopAtDeadline(deadline - test_seconds, kept.epochs, judge)
+            least = math.ceil(LEAST_SHARE * kept.epochs)
+            stop = StopAtDeadline(deadline - test_seconds, least, judge)
         model = retrain(
             hypermodel,
             hp,
