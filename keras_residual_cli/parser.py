@@ -168,9 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument(
         "--final-recipe",
-        help="retrain the best with this recipe for --final-recipe-epochs where they fit the "
-        "time left (default: time series wang2017, the published one; else none: the "
-        "trials' recipe)",
+        help="retrain the best with this recipe (wang2017: the published time-series one) for "
+        "--final-recipe-epochs where its first epochs say they fit the time left (default "
+        "none: the trials' recipe)",
     )
     search.add_argument("--final-recipe-epochs", type=int, help="of --final-recipe (default 1500)")
     search.add_argument(
