@@ -95,6 +95,7 @@ def search(dataset: Path, budget: str, seed: int, keep: Path | None) -> dict:
         "best": f"w{values['width']} x{values['blocks_per_stage']} k{values['kernel_size']}"
         f"{' se' if values['se_ratio'] else ''}",
         "retrained_epochs": best["retrained_epochs"],
+        "retrain_recipe": best["retrain_recipe"] or "series",  # None: the trials' own
         "ensemble_size": best["ensemble_size"],
         "member_test_accuracy": [round(100 * a, 2) for a in best["member_test_accuracy"]],
     }
