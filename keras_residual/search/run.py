@@ -512,16 +512,16 @@ def _save_best(
     hp = best_trial.hyperparameters
     if final_epochs:
         test = 2 * retraining.test_seconds(best_trial)
-        copies = (hypermodel, hp, data)
+        best_of = (hypermodel, hp, data)
         settings = (config.seed, verbose, config.ensemble, deadline, test)
-        members = _retrain_members(*copies, kept, recipe, *settings) if kept else []
+        members = _retrain_members(*best_of, kept, recipe, *settings) if kept else []
         if not members:  # none kept and no final recipe, or its epochs would not fit
             if recipe:
                 print("They would not: retraining with the trials' recipe as planned.")
                 left = deadline - time.monotonic()
                 final_epochs, recipe = retraining.epochs_within(best_trial, left), None
             kept = KeptCopies(out, *_configuration(best_trial), final_epochs)
-            members = _retrain_members(*copies, kept, None, *settings)
+            members = _retrain_members(*best_of, kept, None, *settings)
         model = ensemble(members)
     else:
         members = []
