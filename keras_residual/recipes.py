@@ -62,8 +62,8 @@ class Recipe:
         flip: horizontal flips, random (True), none (False) or airbench's `"alternate"`
             (a random half of the images in even epochs, the other half in odd ones);
             None: the dataset's default (CIFAR-10 random, MNIST none).
-        translate: random shifts of up to this many pixels (pad and crop); None: the
-            dataset's default (CIFAR-10 4, MNIST 0).
+        translate: random shifts of up to this many pixels, or steps of a series (pad and
+            crop); None: the dataset's default (CIFAR-10 4, MNIST 0, series 0).
         cutout: side of a square erased at a random place in each image (0: none).
         tta: test-time augmentation of `evaluate`: `"none"`, `"flip"` or `"flip_translate"`.
 

@@ -120,6 +120,32 @@ def test_cifar_augmentation_is_crop_and_flip_of_the_padded_image(data_dir):
     assert moved > 0.7 * len(x) and 0.3 * len(x) < flipped < 0.7 * len(x)
 
 
+def test_series_shift_along_their_steps_mirror_in_time_and_lose_a_window():
+    x = np.random.default_rng(0).normal(size=(64, 20, 2)).astype("float32")
+    y = np.arange(64) % 2
+    data = kr.Dataset("series", x, y, x[:0], y[:0], x, y, ("a", "b"), augmentation={})
+    plain = data.normalize(x)
+    padded = np.pad(plain, [(0, 0), (3, 3), (0, 0)])
+    pipeline = kr.make_pipeline(data, batch_size=64, shuffle=False, translate=3, flip=True)
+    ((shifted, _),) = _batches(pipeline)
+    moved = mirrored = 0
+    for series, source in zip(shifted, padded, strict=True):
+        views = {(d, f): source[d : d + 20][::-1] if f else source[d : d + 20]
+                 for d in range(7) for f in (0, 1)}  # fmt: skip
+        match = [k for k, v in views.items() if np.allclose(v, series, atol=1e-5)]
+        assert match, "each series is a window of the padded one, its channels kept apart"
+        moved += match[0][0] != 3
+        mirrored += match[0][1]
+    assert moved > 0.6 * len(x) and 0.2 * len(x) < mirrored < 0.8 * len(x)
+    pipeline = kr.make_pipeline(data, batch_size=64, shuffle=False, translate=0, cutout=5)
+    ((erased, _),) = _batches(pipeline)
+    assert np.mean(np.all(erased == 0, axis=2).any(axis=1)) > 0.9
+    for series, source in zip(erased, plain, strict=True):
+        zeroed = np.flatnonzero(np.all(series == 0, axis=1))
+        np.testing.assert_allclose(np.delete(series, zeroed, 0), np.delete(source, zeroed, 0))
+        assert len(zeroed) <= 5 and np.all(np.diff(zeroed) == 1), "one window, all channels"
+
+
 def test_alternating_flips_mirror_each_image_every_other_epoch(data_dir):
     data = kr.load_dataset("cifar10", data_dir)
     plain = (data.x_train.astype("float32") - data.mean) / data.std

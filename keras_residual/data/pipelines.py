@@ -16,19 +16,24 @@ from keras_residual.recipes import FLIPS
 
 def _random_crop_flip(images, seed, pad: int, mirrored=None):
     """Vectorised pad-and-crop of a whole batch, the images where `mirrored` (a boolean
-    per image, or None) flipped horizontally: no per-image map."""
+    per image, or None) flipped horizontally: no per-image map. A batch of series
+    `(batch, steps, channels)` is shifted along its steps (zero, the mean, fills in) and
+    mirrored in time."""
     if not pad and mirrored is None:
         return images
+    spatial = list(range(1, images.shape.rank - 1))  # rows and columns, or steps
     batch = tf.shape(images)[0]
-    height, width = images.shape[1], images.shape[2]
-    padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
-    offsets = tf.random.stateless_uniform([2, batch], seed, 0, 2 * pad + 1, dtype=tf.int32)
-    rows = offsets[0][:, None] + tf.range(height)[None, :]
-    cols = offsets[1][:, None] + tf.range(width)[None, :]
-    if mirrored is not None:
-        cols = tf.where(mirrored[:, None], tf.reverse(cols, axis=[1]), cols)
-    cropped = tf.gather(padded, rows, axis=1, batch_dims=1)
-    return tf.gather(cropped, cols, axis=2, batch_dims=1)
+    padding = [[0, 0]] + [[pad, pad]] * len(spatial) + [[0, 0]]
+    padded = tf.pad(images, padding)
+    offsets = tf.random.stateless_uniform(
+        [len(spatial), batch], seed, 0, 2 * pad + 1, dtype=tf.int32
+    )
+    for row, axis in enumerate(spatial):
+        positions = offsets[row][:, None] + tf.range(images.shape[axis])[None, :]
+        if mirrored is not None and axis == spatial[-1]:
+            positions = tf.where(mirrored[:, None], tf.reverse(positions, axis=[1]), positions)
+        padded = tf.gather(padded, positions, axis=axis, batch_dims=1)
+    return padded
 
 
 def _epochs(epoch: tf.Variable | None) -> tf.data.Dataset:
@@ -41,17 +46,18 @@ def _epochs(epoch: tf.Variable | None) -> tf.data.Dataset:
 
 
 def _cutout(images, seed, size: int):
-    """Erase (set to the mean, 0) one `size` x `size` square per image, at a random centre
-    (it may hang over the border), for a whole batch at once."""
+    """Erase (set to the mean, 0) one `size` x `size` square per image (a `size`-step
+    window per series), at a random centre (it may hang over the border), for a whole
+    batch at once."""
     batch = tf.shape(images)[0]
-    masks = []
-    for axis, salt in ((1, 2), (2, 3)):
+    erased = None
+    for axis in range(1, images.shape.rank - 1):
         extent = images.shape[axis]
-        centre = tf.random.stateless_uniform([batch, 1], seed + [0, salt], 0, extent, tf.int32)
+        centre = tf.random.stateless_uniform([batch, 1], seed + [0, axis + 1], 0, extent, tf.int32)
         start = centre - size // 2
         position = tf.range(extent)[None, :]
-        masks.append((position >= start) & (position < start + size))
-    erased = masks[0][:, :, None] & masks[1][:, None, :]
+        mask = (position >= start) & (position < start + size)
+        erased = mask if erased is None else erased[:, :, None] & mask[:, None, :]
     return images * tf.cast(~erased, images.dtype)[..., None]
 
 
@@ -89,8 +95,9 @@ def make_pipeline(
         flip: one of `FLIPS`: none, random, or `"alternate"` (a random half of the images
             flipped in even epochs, the other half in odd ones, so each is seen both ways
             every two epochs).
-        translate: the largest shift, in pixels.
-        cutout: the side of one erased square per image (0: none).
+        translate: the largest shift, in pixels (in steps for series).
+        cutout: the side of one erased square per image, the length of one erased
+            window per series (0: none).
         epoch: an integer `tf.Variable` the caller sets as each epoch begins (`train`
             does, so a resumed run continues the epochs' draws); without it the passes
             are counted from 0.
