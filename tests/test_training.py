@@ -86,7 +86,8 @@ def test_a_batch_fraction_sizes_batches_by_the_training_set():
     small = recipe.for_examples(36)
     assert (small.batch_size, small.reference_batch, small.learning_rate) == (3, 3, 1e-3)
     assert recipe.for_examples(5).batch_size == 1 and recipe.for_examples(10**4).batch_size == 64
-    assert kr.get_recipe("series").for_examples(36) == kr.get_recipe("series")
+    assert [kr.get_recipe("series").for_examples(n).batch_size for n in (36, 270)] == [3, 16]
+    assert kr.get_recipe("fast").for_examples(36) == kr.get_recipe("fast")  # no fraction
     with pytest.raises(ValueError, match="`batch_fraction`"):
         kr.Recipe(batch_fraction=1.5)
     with pytest.raises(ValueError, match="`patience`"):
