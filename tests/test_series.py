@@ -255,6 +255,27 @@ def test_a_series_search_tries_wangs_resnet_first_then_draws_as_keras_tuner_does
     assert narrowed.baseline() is None  # a space without the preset searches as it was
 
 
+def test_a_series_trial_times_the_batches_a_tenth_of_its_series_makes(tmp_path, monkeypatch):
+    from keras_residual.search import ResidualHyperModel, trials
+
+    write_dataset(tmp_path / "Toy", count=40, steps=16)
+    data = kr.load_dataset(tmp_path / "Toy", validation_split=0.1)
+    hypermodel = ResidualHyperModel((16, 1), 2, width=8, blocks_per_stage=1)
+    hp = keras_tuner.HyperParameters()
+    hypermodel.declare(hp)
+    assert hypermodel.recipe_for(hp).batch_size == 16  # at most 16 ...
+    batches, train = [], trials.train
+
+    def recording(model, data, *, recipe, **options):
+        batches.append(recipe.batch_size)
+        return train(model, data, recipe=recipe, **options)
+
+    monkeypatch.setattr(trials, "train", recording)
+    record = trials.fit_trial(hypermodel, hp, hypermodel.build(hp), data, epochs=1, verbose=0)
+    assert batches == [3]  # ... a tenth of 36: the batch its costs per image are timed with
+    assert record["train_examples"] == 36
+
+
 def test_an_npz_of_series_loads_as_sequences(tmp_path):
     series, labels = toy_series(20, 16, dims=3)
     x, y = np.stack(series), np.array([label == "up" for label in labels], int)

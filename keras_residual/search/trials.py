@@ -48,6 +48,8 @@ def fit_trial(
     recipe = hypermodel.recipe_for(hp)
     if "batch_size" in kwargs:  # a keras-tuner user's fixed batch size
         recipe = replace(recipe, batch_size=kwargs.pop("batch_size"))
+    if _sized(x):  # the batch a fraction of the training set makes: what the costs are per
+        recipe = recipe.for_examples(len(x.y_train if isinstance(x, Dataset) else x))
     why = time_limit and time_limit.check(flops)
     if why and time_limit.worth_probing(flops):
         started = time.perf_counter()
