@@ -64,7 +64,8 @@ class Recipe:
             None: the dataset's default (CIFAR-10 random, MNIST none).
         translate: random shifts of up to this many pixels, or steps of a series (pad and
             crop); None: the dataset's default (CIFAR-10 4, MNIST 0, series 0).
-        cutout: side of a square erased at a random place in each image (0: none).
+        cutout: side of a square erased at a random place in each image, or length of a
+            window of a series (0: none).
         tta: test-time augmentation of `evaluate`: `"none"`, `"flip"` or `"flip_translate"`.
 
     Example:
