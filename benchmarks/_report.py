@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import re
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +40,13 @@ def busy_seconds() -> float:
         fields = [int(v) for v in stat.readline().split()[1:8]]
     busy = fields[0] + fields[1] + fields[2] + fields[5] + fields[6]
     return busy / os.sysconf("SC_CLK_TCK")
+
+
+def children_seconds() -> float:
+    """CPU seconds (user and system) this process's finished children have used: subtracted
+    from `busy_seconds`, what the rest of the machine used meanwhile."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def provenance() -> dict:

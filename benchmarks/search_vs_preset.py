@@ -25,7 +25,6 @@ import math
 import os
 import random
 import re
-import resource
 import signal
 import subprocess
 import sys
@@ -39,7 +38,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from _report import busy_seconds, cpu_flags, emit  # noqa: E402
+from _report import busy_seconds, children_seconds, cpu_flags, emit  # noqa: E402
 
 import keras_residual as kr  # noqa: E402
 from keras_residual.precision import resolve_dtype  # noqa: E402
@@ -118,8 +117,7 @@ def run(command: list[str], kill_after: float | None = None) -> tuple[str, float
     """`command`'s output, wall seconds and the CPU seconds other processes used meanwhile;
     with `kill_after`, its process group is killed (SIGKILL) after that many seconds."""
     print("$", " ".join(command), flush=True)
-    busy = busy_seconds()
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    busy, own = busy_seconds(), children_seconds()
     began = time.monotonic()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, start_new_session=True)  # fmt: skip
@@ -130,8 +128,7 @@ def run(command: list[str], kill_after: float | None = None) -> tuple[str, float
         stdout, stderr = process.communicate()
         print(f"killed after {kill_after:.0f} s", flush=True)
     wall = time.monotonic() - began
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    own = (after.ru_utime - children.ru_utime) + (after.ru_stime - children.ru_stime)
+    own = children_seconds() - own
     print(stdout[-3000:], flush=True)
     if process.returncode and kill_after is None:
         raise SystemExit(f"{command[3]} failed:\n{stderr[-3000:]}")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _report import busy_seconds, emit  # noqa: E402
+from _report import busy_seconds, children_seconds, emit  # noqa: E402
 
 # The archive's datasets as the search trains them: steps, channels, training series (JapaneseVowels
 # padded to its longest series).
@@ -85,11 +84,6 @@ def _measure(shape, threads: int, processes: int, epochs: int) -> tuple[float, i
     return sum(r["steps_per_s"] for r in results), results[0]["batch"]
 
 
-def _children_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -108,9 +102,9 @@ def main() -> None:
         speeds, loads[name] = {way: [] for way in ways}, []
         for _ in range(args.rounds):
             for way, (threads, processes) in ways.items():
-                busy, own = busy_seconds(), _children_seconds()
+                busy, own = busy_seconds(), children_seconds()
                 speed, batch = _measure(shape, threads, processes, epochs)
-                own = _children_seconds() - own  # the CPU seconds the rest of the machine used:
+                own = children_seconds() - own  # the workers'; the rest is the machine's other load
                 loads[name].append(round(max(0.0, busy_seconds() - busy - own), 1))
                 speeds[way].append(speed)
         medians = {way: statistics.median(values) for way, values in speeds.items()}

@@ -23,17 +23,17 @@ def _random_crop_flip(images, seed, pad: int, mirrored=None):
         return images
     spatial = list(range(1, images.shape.rank - 1))  # rows and columns, or steps
     batch = tf.shape(images)[0]
-    padding = [[0, 0]] + [[pad, pad]] * len(spatial) + [[0, 0]]
-    padded = tf.pad(images, padding)
+    padded = tf.pad(images, [[0, 0]] + [[pad, pad]] * len(spatial) + [[0, 0]])
     offsets = tf.random.stateless_uniform(
         [len(spatial), batch], seed, 0, 2 * pad + 1, dtype=tf.int32
     )
-    for row, axis in enumerate(spatial):
-        positions = offsets[row][:, None] + tf.range(images.shape[axis])[None, :]
+    cropped = padded
+    for draw, axis in enumerate(spatial):
+        positions = offsets[draw][:, None] + tf.range(images.shape[axis])[None, :]
         if mirrored is not None and axis == spatial[-1]:
             positions = tf.where(mirrored[:, None], tf.reverse(positions, axis=[1]), positions)
-        padded = tf.gather(padded, positions, axis=axis, batch_dims=1)
-    return padded
+        cropped = tf.gather(cropped, positions, axis=axis, batch_dims=1)
+    return cropped
 
 
 def _epochs(epoch: tf.Variable | None) -> tf.data.Dataset:
@@ -50,14 +50,15 @@ def _cutout(images, seed, size: int):
     window per series), at a random centre (it may hang over the border), for a whole
     batch at once."""
     batch = tf.shape(images)[0]
-    erased = None
-    for axis in range(1, images.shape.rank - 1):
+    spatial = range(1, images.shape.rank - 1)  # rows and columns, or steps
+    erased = tf.ones([batch] + [1] * len(spatial), tf.bool)
+    for axis in spatial:
         extent = images.shape[axis]
         centre = tf.random.stateless_uniform([batch, 1], seed + [0, axis + 1], 0, extent, tf.int32)
         start = centre - size // 2
         position = tf.range(extent)[None, :]
-        mask = (position >= start) & (position < start + size)
-        erased = mask if erased is None else erased[:, :, None] & mask[:, None, :]
+        inside = (position >= start) & (position < start + size)
+        erased &= tf.reshape(inside, [-1] + [extent if a == axis else 1 for a in spatial])
     return images * tf.cast(~erased, images.dtype)[..., None]
 
 
