@@ -351,9 +351,10 @@ def test_parameter_counts(block, params):
     assert layer.count_params() == params
 
 
+@pytest.mark.parametrize("shape", [(16, 8, 8, 5), (16, 24, 5)])  # images, sequences
 @pytest.mark.parametrize("scale", [True, False])
-def test_fused_batch_norm_trains_like_keras_batch_norm(scale):
-    x = tf.constant(np.random.default_rng(0).normal(1, 2, (16, 8, 8, 5)).astype("float32"))
+def test_fused_batch_norm_trains_like_keras_batch_norm(scale, shape):
+    x = tf.constant(np.random.default_rng(0).normal(1, 2, shape).astype("float32"))
     results = []
     for layer in (
         keras.layers.BatchNormalization(momentum=0.9, scale=scale),
@@ -375,7 +376,7 @@ def test_fused_batch_norm_trains_like_keras_batch_norm(scale):
     for a, b in zip(g1, g0, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(mean1, mean0, atol=1e-6)
-    n = 16 * 8 * 8  # the fused kernel's moving variance is the unbiased one
+    n = np.prod(shape[:-1])  # the fused kernel's moving variance is the unbiased one
     np.testing.assert_allclose((var1 - 0.9) / (var0 - 0.9), n / (n - 1), rtol=1e-5)
 
 
