@@ -573,6 +573,25 @@ def test_each_trial_gets_the_time_limit_of_the_time_left(tmp_path):
     tuner.retraining_budget = 50.0  # final_epochs="auto": the retraining's own seconds
     limit = tuner.time_limit(trial)
     assert (limit.reserved, limit.after, limit.retrain_epochs) == (0, 50.0, 3)
+    # With an epoch ceiling, the trials give up what the best trial's retraining at the
+    # ceiling needs beyond the retraining's own seconds, and stop where one more would
+    # cut it short.
+    tuner.retraining = Retraining(final_epochs=3, images=960, most_epochs=300)
+    ceiling = tuner.retraining.seconds(trial, 300) / (1 - AUTO_MARGIN)
+    assert tuner.retraining.to_ceiling(tuner.oracle) == pytest.approx(ceiling)
+    tuner.retraining_budget = ceiling / 4
+    assert tuner.time_limit(trial).reserved == pytest.approx(3 * ceiling / 4)
+    one_more = tuner.next_trial_seconds()
+    tuner.time_budget, tuner._search_started = 3 * ceiling / 4 + 3 * one_more, time.monotonic()
+    tuner.pre_create_trial()
+    tuner.time_budget = 3 * ceiling / 4 + one_more / 2
+    with pytest.raises(BudgetSpent, match="kept for the final retraining"):
+        tuner.pre_create_trial()
+    tuner.retraining_budget = 2 * ceiling  # its own seconds reach the ceiling: none kept
+    assert tuner.time_limit(trial).reserved == 0
+    tuner.retraining.most_epochs = None
+    assert tuner.retraining.to_ceiling(tuner.oracle) == 0
+    tuner.retraining_budget = 50.0
     # A network probed in another trial (timed a few steps) joins the cost model, and this
     # trial's own probe is recorded beside its trial.json.
     save_probe(os.path.join(tuner.project_dir, "trial_9", PROBE_FILE), 5 * flops, Timing(0, 1))

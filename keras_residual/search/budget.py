@@ -300,6 +300,15 @@ class Retraining:
             fit = min(fit, self.most_epochs)
         return max(self.final_epochs, fit)
 
+    def to_ceiling(self, oracle) -> float:
+        """Seconds the best completed trial's retraining takes for `most_epochs`, tested,
+        with `AUTO_MARGIN` kept as `epochs_within` keeps it; 0 without a ceiling or a
+        trial."""
+        best = self.pick(oracle)
+        if self.most_epochs is None or best is None:
+            return 0.0
+        return self.seconds(best, self.most_epochs) / (1 - AUTO_MARGIN)
+
     def pick(self, oracle, seconds_left: float | None = None):
         """The best completed trial whose retraining fits `seconds_left` (None: the best),
         or None."""

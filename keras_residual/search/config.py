@@ -95,7 +95,8 @@ class SearchConfig:
         final_epochs: retrain the best configuration from scratch this long (longer when
             the budget leaves time); `"auto"`: as long as the budget leaves; 0 keeps the
             best trial's own weights.
-        trial_share: with `final_epochs="auto"`, the budget's share for trials.
+        trial_share: with `final_epochs="auto"`, the budget's share for trials, less
+            what the best trial's retraining for `max_final_epochs` needs beyond the rest.
         min_final_epochs: with `"auto"`, retrain at least this long; networks too slow
             for it are skipped before they train.
         max_final_epochs: the time a budget leaves extends the retraining to at most

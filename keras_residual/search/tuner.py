@@ -45,7 +45,8 @@ class _RecordingTuner:
     No trial starts that might not end within `time_budget`, keeping back the time of the
     final `retraining` (a `Retraining`) of the best trial so far, or, given a
     `retraining_budget` (seconds of its own after `time_budget`), skipping a network whose
-    retraining would not fit that. A hypermodel that takes a `time_limit`
+    retraining would not fit that, and stopping the trials early where the best trial's
+    retraining at its epoch ceiling needs more. A hypermodel that takes a `time_limit`
     (`ResidualHyperModel`) gets one with each trial (a `TimeLimit`, from the seconds per
     image of the trials so far and of the networks probed) and skips a network that could
     not train, and then be retrained, in the time left; when no trial so far could be
@@ -157,9 +158,13 @@ class _RecordingTuner:
     def _reserved(self, seconds_left: float) -> float:
         """Seconds kept for the final retraining of the best trial whose retraining fits;
         when none fits, none where each candidate is checked against its own retraining
-        once built (a quicker network may yet fit), else all (no trial may start)."""
-        if self.retraining is None or self.retraining_budget is not None:
-            return 0.0  # no retraining, or one with time of its own
+        once built (a quicker network may yet fit), else all (no trial may start). A
+        retraining with time of its own (`retraining_budget`) gets from the trials what
+        the best trial's retraining at its ceiling (`most_epochs`) needs beyond that."""
+        if self.retraining is None:
+            return 0.0
+        if self.retraining_budget is not None:
+            return max(0.0, self.retraining.to_ceiling(self.oracle) - self.retraining_budget)
         reserved = self.retraining(self.oracle, seconds_left)
         return 0.0 if math.isinf(reserved) and self._checks_candidates() else reserved
 
