@@ -1,6 +1,7 @@
 """Training throughput of Wang et al.'s time-series ResNet, side by side in one run: the
 toolkit's `resnet_series` (its blocks, the `series` recipe's optimizer), the same network
-written in plain `keras.layers` (the reference implementation of Ismail Fawaz et al.), and
+written in plain `keras.layers` (the reference implementation of Ismail Fawaz et al.; both
+in the toolkit's `dtype="auto"` policy, so mixed bfloat16 where the CPU computes it), and
 its PyTorch twin in eager mode and under `torch.compile` (bfloat16 autocast where the CPU
 computes bfloat16 natively, else float32). The same in-memory data on every side; rounds
 alternate; medians of training series per second.
@@ -31,22 +32,25 @@ import keras_residual as kr  # noqa: E402
 KERNELS = (8, 5, 3)
 
 
-def reference_keras(input_shape, classes: int, width: int = 64) -> keras.Model:
-    """dl-4-tsc's `classifiers/resnet.py` in plain keras.layers."""
+def reference_keras(input_shape, classes: int, width: int = 64, dtype=None) -> keras.Model:
+    """dl-4-tsc's `classifiers/resnet.py` in plain keras.layers, its layers in the dtype
+    policy `dtype` (None: Keras's global one) but for the float32 softmax head."""
     layers = keras.layers
     inputs = keras.Input(input_shape)
 
     def block(x, filters, expand):
         y = x
         for size in KERNELS:
-            y = layers.BatchNormalization()(layers.Conv1D(filters, size, padding="same")(y))
-            y = layers.Activation("relu")(y) if size != KERNELS[-1] else y
-        shortcut = layers.Conv1D(filters, 1, padding="same")(x) if expand else x
-        return layers.Activation("relu")(layers.add([layers.BatchNormalization()(shortcut), y]))
+            y = layers.Conv1D(filters, size, padding="same", dtype=dtype)(y)
+            y = layers.BatchNormalization(dtype=dtype)(y)
+            y = layers.Activation("relu", dtype=dtype)(y) if size != KERNELS[-1] else y
+        shortcut = layers.Conv1D(filters, 1, padding="same", dtype=dtype)(x) if expand else x
+        shortcut = layers.BatchNormalization(dtype=dtype)(shortcut)
+        return layers.Activation("relu", dtype=dtype)(layers.add([shortcut, y], dtype=dtype))
 
     x = block(block(block(inputs, width, True), 2 * width, True), 2 * width, False)
-    x = layers.GlobalAveragePooling1D()(x)
-    return keras.Model(inputs, layers.Dense(classes, activation="softmax")(x))
+    x = layers.GlobalAveragePooling1D(dtype=dtype)(x)
+    return keras.Model(inputs, layers.Dense(classes, activation="softmax", dtype="float32")(x))
 
 
 class TorchBlock(nn.Module):
@@ -134,8 +138,9 @@ def main() -> None:
     y = rng.integers(0, 2, count)
     shape = x.shape[1:]
     bfloat16 = any(flag in cpu_flags() for flag in ("avx512_bf16", "amx_bf16"))
-    toolkit = kr.build("resnet_series", shape, 2, dtype=kr.resolve_dtype("auto"))
-    reference = reference_keras(shape, 2)
+    policy = kr.resolve_dtype("auto")  # both Keras sides in the same dtype policy
+    toolkit = kr.build("resnet_series", shape, 2, dtype=policy)
+    reference = reference_keras(shape, 2, dtype=policy)
     twin, eager = torch_run(x, y, args.batch, compiled=False, bfloat16=bfloat16)
     _, compiled = torch_run(x, y, args.batch, compiled=True, bfloat16=bfloat16)
     counts = {  # trainable parameters (PyTorch's batch-norm statistics are buffers)
@@ -147,7 +152,7 @@ def main() -> None:
         raise SystemExit(f"the networks differ: {counts}")
     paths = {
         "keras_residual resnet_series (dtype auto)": keras_run(toolkit, x, y, args.batch),
-        "plain keras.layers, same network": keras_run(reference, x, y, args.batch),
+        "plain keras.layers, same network (dtype auto)": keras_run(reference, x, y, args.batch),
         f"PyTorch eager{' + bf16 autocast' if bfloat16 else ''}": eager,
         f"PyTorch compile{' + bf16 autocast' if bfloat16 else ''}": compiled,
     }
@@ -171,7 +176,7 @@ def main() -> None:
         parameters=counts,
         toolkit_vs_plain_keras=round(
             medians["keras_residual resnet_series (dtype auto)"]
-            / medians["plain keras.layers, same network"],
+            / medians["plain keras.layers, same network (dtype auto)"],
             3,
         ),
         load_average_per_round=loads,
