@@ -48,8 +48,9 @@ def fit_trial(
     recipe = hypermodel.recipe_for(hp)
     if "batch_size" in kwargs:  # a keras-tuner user's fixed batch size
         recipe = replace(recipe, batch_size=kwargs.pop("batch_size"))
-    if _sized(x):  # the batch a fraction of the training set makes: what the costs are per
-        recipe = recipe.for_examples(len(x.y_train if isinstance(x, Dataset) else x))
+    examples = _examples(x)
+    if examples is not None:  # the batch a fraction of the training set makes: costs are per it
+        recipe = recipe.for_examples(examples)
     why = time_limit and time_limit.check(flops)
     if why and time_limit.worth_probing(flops):
         started = time.perf_counter()
@@ -99,8 +100,8 @@ def fit_trial(
         "fit_seconds": fit_seconds,
         "next_epoch": history.epoch[-1] + 1,
     }
-    if _sized(x):
-        record["train_examples"] = len(x.y_train if isinstance(x, Dataset) else x)
+    if examples is not None:
+        record["train_examples"] = examples
     if steady.steps:  # the cost of more training: per image, validation, epoch; to start
         epochs = len(history.epoch)
         record["seconds_per_image"] = steady.seconds / (steady.steps * recipe.batch_size)
@@ -115,7 +116,7 @@ def probe(hypermodel, hp, x, y, recipe) -> float | None:
     """Seconds per training image of a fresh copy of the trial's network over
     `PROBE_STEPS` steps after the first (tracing), on the first images of `x`; None
     where `x` is not a `Dataset` or arrays, or too few images for a step to time."""
-    if not _sized(x):
+    if _examples(x) is None:
         return None
     images, steady = (PROBE_STEPS + 1) * recipe.batch_size, _SteadyTime()
     arguments = {"epochs": 1, "recipe": recipe, "verbose": 0, "callbacks": [steady]}
@@ -129,9 +130,12 @@ def probe(hypermodel, hp, x, y, recipe) -> float | None:
     return steady.seconds / (steady.steps * recipe.batch_size) if steady.steps else None
 
 
-def _sized(x) -> bool:
-    """Whether the training images `x` say how many they are (a tf.data dataset does not)."""
-    return isinstance(x, Dataset) or hasattr(x, "shape")
+def _examples(x) -> int | None:
+    """How many the training images `x` are; None where they do not say (a tf.data
+    dataset)."""
+    if isinstance(x, Dataset):
+        return len(x.y_train)
+    return len(x) if hasattr(x, "shape") else None
 
 
 class _SteadyTime(keras.callbacks.Callback):
