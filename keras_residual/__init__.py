@@ -59,6 +59,7 @@ from keras_residual.presets import (
 from keras_residual.spec import SHORTCUTS, DenseNetSpec, Norm, ResNetSpec, spec_from_dict
 from keras_residual.techniques import (
     Lookahead,
+    MuonSGD,
     OneCycle,
     RateScaledSGD,
     predict_with_tta,
@@ -135,6 +136,7 @@ __all__ = [
     "Lookahead",
     "OneCycle",
     "PresetInfo",
+    "MuonSGD",
     "RateScaledSGD",
     "PatchWhitening",
     "ProjectionShortcut",

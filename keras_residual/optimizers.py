@@ -7,7 +7,7 @@ import keras
 
 from keras_residual import _checks
 from keras_residual.recipes import OPTIMIZERS, SGD_OPTIMIZERS, Recipe
-from keras_residual.techniques import OneCycle, RateScaledSGD
+from keras_residual.techniques import MuonSGD, OneCycle, RateScaledSGD
 
 MAX_WARMUP_FRACTION = 0.3
 
@@ -72,18 +72,22 @@ def make_optimizer(
     ema: float = 0.0,
     momentum: float = 0.9,
     rate_multipliers: dict[str, float] | None = None,
+    muon_rate_ratio: float = 1.0,
+    muon_momentum: float = 0.6,
 ) -> keras.optimizers.Optimizer:
     """An optimizer named as in the literature, built from Keras's own.
 
     Args:
-        name: one of `OPTIMIZERS`: `sgd`, `momentum`, `nesterov`, `rmsprop`, `adam`,
-            `adamw`.
+        name: one of `OPTIMIZERS`: `sgd`, `momentum`, `nesterov`, `muon` (Nesterov SGD,
+            Muon for convolution kernels: `MuonSGD`), `rmsprop`, `adam`, `adamw`.
         learning_rate: a number or a Keras `LearningRateSchedule`.
         weight_decay: decoupled weight decay (Keras style: `w -= lr * wd * w`).
         ema: > 0 keeps Keras's moving average of the weights with that momentum.
         momentum: of the SGD optimizers (`momentum`, `nesterov`).
         rate_multipliers: for the SGD optimizers, learning-rate multipliers by variable
             name (`RateScaledSGD`).
+        muon_rate_ratio, muon_momentum: for `muon`, the kernels' rate over
+            `learning_rate` and their momentum.
 
     Example:
     >>> make_optimizer("nesterov", 0.1, 1e-4).nesterov
@@ -95,7 +99,12 @@ def make_optimizer(
     if ema > 0:
         options["ema_momentum"] = ema
     if name in SGD_OPTIMIZERS:
-        sgd = {"momentum": 0.0 if name == "sgd" else momentum, "nesterov": name == "nesterov"}
+        nesterov = name in ("nesterov", "muon")
+        sgd = {"momentum": 0.0 if name == "sgd" else momentum, "nesterov": nesterov}
+        if name == "muon":
+            kernels = {"muon_rate_ratio": muon_rate_ratio, "muon_momentum": muon_momentum}
+            return MuonSGD(rate_multipliers, learning_rate=learning_rate, **kernels, **sgd,
+                           **options)  # fmt: skip
         if rate_multipliers:
             return RateScaledSGD(rate_multipliers, learning_rate=learning_rate, **sgd, **options)
         return keras.optimizers.SGD(learning_rate, **sgd, **options)
@@ -117,6 +126,8 @@ def compile_model(
         recipe.ema,
         recipe.momentum,
         {"beta": recipe.norm_shift_rate} if recipe.norm_shift_rate != 1 else None,
+        recipe.muon_rate / peak_rate(recipe),
+        recipe.muon_momentum,
     )
     if not recipe.decay_norm_and_bias:  # decay kernels only, not BN scales/shifts or biases
         optimizer.exclude_from_weight_decay(

@@ -109,6 +109,107 @@ class RateScaledSGD(keras.optimizers.SGD):
         return {**super().get_config(), "rate_multipliers": self.rate_multipliers}
 
 
+# Newton-Schulz quintic coefficients of Muon (Jordan et al. 2024): chosen for the largest
+# slope at zero, so three steps take every singular value to about 0.5-1.5.
+NEWTON_SCHULZ = (3.4445, -4.7750, 2.0315)
+
+
+def orthogonalize(matrix, steps: int = 3, epsilon: float = 1e-7):
+    """About the orthogonal factor `U V^T` of `matrix = U S V^T`: Muon's Newton-Schulz
+    iteration, `steps` quintic steps from the matrix scaled to a Frobenius norm of 1.
+
+    Example:
+    >>> x = orthogonalize(np.random.default_rng(0).normal(size=(64, 8)).astype("float32"))
+    >>> singular = np.linalg.svd(x, compute_uv=False)
+    >>> tuple(x.shape), bool(np.all((singular > 0.5) & (singular < 1.5)))
+    ((64, 8), True)
+    """
+    a, b, c = NEWTON_SCHULZ
+    x = matrix / (ops.sqrt(ops.sum(ops.square(matrix))) + epsilon)
+    tall = matrix.shape[0] > matrix.shape[1]  # iterate on the smaller Gram matrix
+    if tall:
+        x = ops.transpose(x)
+    for _ in range(steps):
+        gram = ops.matmul(x, ops.transpose(x))
+        x = a * x + ops.matmul(b * gram + c * ops.matmul(gram, gram), x)
+    return ops.transpose(x) if tall else x
+
+
+@keras.saving.register_keras_serializable(package="keras_residual")
+class MuonSGD(RateScaledSGD):
+    """Muon for convolution kernels, `RateScaledSGD` for every other variable: the two
+    parameter groups of airbench94_muon (Jordan 2024).
+
+    A kernel (a variable of rank 3 or more, flattened to `(inputs x kernel, filters)`)
+    takes the Muon step: momentum `muon_momentum` (Nesterov when `nesterov`) on the raw
+    gradient, the direction orthogonalized (`orthogonalize`), the kernel first rescaled to
+    a Frobenius norm of `sqrt(filters)` and then moved by `muon_rate_ratio` times the
+    learning rate, so both groups follow one schedule. The rescaling undoes any weight
+    decay of the kernels. Keras's own `keras.optimizers.Muon` takes its Muon step for 2-D
+    variables only, and AdamW for convolution kernels.
+
+    Args:
+        rate_multipliers: learning-rate factors of the SGD group by variable name
+            (`RateScaledSGD`).
+        muon_rate_ratio: the kernels' rate over the learning rate.
+        muon_momentum: the kernels' momentum (airbench94_muon: 0.6).
+        newton_schulz_steps: orthogonalization steps (airbench94_muon: 3).
+        **kwargs: those of `keras.optimizers.SGD`: the SGD group's.
+
+    Example:
+    >>> optimizer = MuonSGD(muon_rate_ratio=0.15, learning_rate=1.6, momentum=0.85)
+    >>> kernel = keras.Variable(np.ones((3, 3, 4, 8), "float32"))
+    >>> optimizer.apply([np.ones((3, 3, 4, 8), "float32")], [kernel])
+    >>> round(float(np.linalg.norm(kernel.numpy())), 2)  # sqrt(8), less the step
+    2.66
+    """
+
+    def __init__(
+        self,
+        rate_multipliers: dict[str, float] | None = None,
+        muon_rate_ratio: float = 1.0,
+        muon_momentum: float = 0.6,
+        newton_schulz_steps: int = 3,
+        **kwargs,
+    ):
+        super().__init__(rate_multipliers, **kwargs)
+        self.muon_rate_ratio = _checks.positive("muon_rate_ratio", muon_rate_ratio)
+        self.muon_momentum = _checks.rate("muon_momentum", muon_momentum)
+        self.newton_schulz_steps = _checks.positive_int("newton_schulz_steps", newton_schulz_steps)
+
+    def build(self, variables):
+        if self.built:
+            return
+        super().build(variables)
+        if not self.momentums:  # SGD keeps none without momentum; the kernels need theirs
+            self.momentums = self.add_optimizer_variables(variables, "momentum")
+
+    def update_step(self, gradient, variable, learning_rate):
+        if len(variable.shape) < 3:
+            return super().update_step(gradient, variable, learning_rate)
+        dtype = variable.dtype
+        buffer = self.momentums[self._get_variable_index(variable)]
+        gradient = ops.cast(gradient, dtype)
+        momentum = ops.cast(self.muon_momentum, dtype)
+        self.assign(buffer, buffer * momentum + gradient)
+        direction = gradient + momentum * buffer if self.nesterov else buffer
+        filters = variable.shape[-1]
+        steps = self.newton_schulz_steps
+        update = ops.reshape(orthogonalize(ops.reshape(direction, (-1, filters)), steps),
+                             variable.shape)  # fmt: skip
+        norm = ops.sqrt(ops.sum(ops.square(variable))) + 1e-12
+        rate = ops.cast(learning_rate, dtype) * self.muon_rate_ratio
+        self.assign(variable, variable * (filters**0.5 / norm) - rate * update)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "muon_rate_ratio": self.muon_rate_ratio,
+            "muon_momentum": self.muon_momentum,
+            "newton_schulz_steps": self.newton_schulz_steps,
+        }
+
+
 class Lookahead(keras.callbacks.Callback):
     """Lookahead weight averaging as airbench does it (Zhang et al. 2019): every `every`
     steps, slow weights move towards the trained ("fast") ones, `slow = decay * slow +

@@ -263,6 +263,73 @@ def test_rate_scaled_sgd_multiplies_the_named_variables_rate():
         kr.RateScaledSGD({"beta": 0.0})
 
 
+@pytest.mark.parametrize("shape", [(48, 12), (12, 48)])
+def test_orthogonalize_keeps_the_singular_vectors_and_brings_the_values_near_one(shape):
+    rng = np.random.default_rng(0)
+    u, _ = np.linalg.qr(rng.normal(size=(shape[0], min(shape))))
+    v, _ = np.linalg.qr(rng.normal(size=(shape[1], min(shape))))
+    values = np.geomspace(10.0, 0.5, min(shape))  # a 20x spread of singular values
+    matrix = (u * values) @ v.T
+    projected = u.T @ np.asarray(kr.techniques.orthogonalize(matrix.astype("float32"))) @ v
+    diagonal = np.diag(projected)
+    assert np.all((diagonal > 0.5) & (diagonal < 1.5)), diagonal
+    np.testing.assert_allclose(projected - np.diag(diagonal), 0.0, atol=1e-4)
+
+
+def newton_schulz(g, steps=3):
+    """airbench94_muon's orthogonalization, written again in NumPy (float64)."""
+    x = g / (np.linalg.norm(g) + 1e-7)
+    tall = x.shape[0] > x.shape[1]
+    x = x.T if tall else x
+    for _ in range(steps):
+        a = x @ x.T
+        x = 3.4445 * x + (-4.7750 * a + 2.0315 * a @ a) @ x
+    return x.T if tall else x
+
+
+def test_muon_sgd_takes_airbench_muons_step_for_kernels_and_sgd_for_the_rest():
+    rng = np.random.default_rng(0)
+    kernel0 = rng.normal(size=(3, 3, 4, 8))
+    kernel = keras.Variable(kernel0.astype("float32"), name="kernel")
+    shift = keras.Variable(np.zeros(8, "float32"), name="beta")
+    optimizer = kr.MuonSGD({"beta": 64.0}, muon_rate_ratio=0.5, muon_momentum=0.6,
+                           learning_rate=0.1, momentum=0.85, nesterov=True)  # fmt: skip
+    grads = [rng.normal(size=(3, 3, 4, 8)) for _ in range(2)]
+    expected, buffer = kernel0, np.zeros_like(kernel0)
+    for g in grads:
+        optimizer.apply([g.astype("float32"), np.ones(8, "float32")], [kernel, shift])
+        buffer = 0.6 * buffer + g
+        direction = (g + 0.6 * buffer).reshape(-1, 8)
+        expected = expected * np.sqrt(8) / np.linalg.norm(expected)
+        expected = expected - 0.05 * newton_schulz(direction).reshape(kernel0.shape)
+    np.testing.assert_allclose(np.asarray(kernel), expected, atol=1e-4)
+    # The shifts took two of Keras's Nesterov steps at 64x the rate (6.4): -6.4 (1 + 0.85)
+    # and -6.4 (1 + 0.85 + 0.85^2).
+    np.testing.assert_allclose(np.asarray(shift), -6.4 * (3.7 + 0.85**2), rtol=1e-5)
+    restored = kr.MuonSGD.from_config(optimizer.get_config())
+    assert (restored.muon_rate_ratio, restored.muon_momentum) == (0.5, 0.6)
+
+
+def test_airbench_muon_recipe_trains_kernels_with_muon_and_reloads(tmp_path):
+    data, model = cifar_like(), small_fast_cifar()
+    recipe = kr.get_recipe("airbench_muon", batch_size=16, reference_batch=16)
+    history = kr.train(model, data, epochs=2, recipe=recipe, out_dir=tmp_path, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert isinstance(model.optimizer, kr.MuonSGD)
+    assert model.optimizer.muon_rate_ratio == pytest.approx(0.24 / 1.66)
+    # Each kernel was rescaled to sqrt(filters) before its last step of at most 0.24 x
+    # an orthogonalized direction (singular values under 1.5).
+    for w in model.trainable_weights:
+        if len(w.shape) == 4:
+            norm, filters = np.linalg.norm(np.asarray(w)), w.shape[-1]
+            reach = 0.24 * 1.5 * np.sqrt(min(filters, np.prod(w.shape[:-1])))
+            assert abs(norm - np.sqrt(filters)) <= reach, w.path
+    reloaded = keras.saving.load_model(tmp_path / "last_model.keras", safe_mode=True)
+    assert isinstance(reloaded.optimizer, kr.MuonSGD)
+    np.testing.assert_allclose(reloaded.predict(data.x_test, verbose=0),
+                               model.predict(data.x_test, verbose=0), atol=1e-5)  # fmt: skip
+
+
 def test_the_speed_family_has_no_norm_scales_to_train():
     model = small_fast_cifar()
     assert not any(w.name == "gamma" for w in model.weights)
@@ -312,6 +379,8 @@ def test_frozen_norm_scales_refuse_zero_initialised_blocks():
         ({"norm_shift_rate": 64.0, "optimizer": "adam"}, "`norm_shift_rate` needs an SGD"),
         ({"norm_shift_rate": 0.0}, "`norm_shift_rate`"),
         ({"momentum": 1.0}, "`momentum`"),
+        ({"muon_momentum": 1.0}, "`muon_momentum`"),
+        ({"muon_rate": 0.0}, "`muon_rate`"),
         ({"lookahead": -1}, "`lookahead`"),
         ({"anneal_to": 1.5}, "`anneal_to`"),
     ],
