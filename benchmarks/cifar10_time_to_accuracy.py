@@ -10,7 +10,16 @@ only, evaluation excluded; null if never reached), `img_per_s` and `peak_rss_mib
 `--out`. `--set field=value` changes a recipe field and `--spec field=value` an architecture
 field (the ablations: `--set label_smoothing=0`, `--spec stem=cifar`).
 
+`--reference` first trains airbench94's method in PyTorch on the same data and CPU, in the
+same run (`_airbench_torch.py`: its network and recipe written again for CPUs, eager,
+bfloat16 autocast, channels_last; PyTorch installed for the benchmark only), tests it after
+every epoch with its 6-view TTA, and reports the preset's time to the target and to the
+reference's own final accuracy over the reference's, with the CPU time other processes
+took during each.
+
 Run: python benchmarks/cifar10_time_to_accuracy.py --preset fast_cifar_s --epochs 10
+     python benchmarks/cifar10_time_to_accuracy.py --recipe airbench_muon --epochs 8 \
+         --target 0.9067 --reference
      python benchmarks/cifar10_time_to_accuracy.py --quick   # synthetic smoke test
 """
 
@@ -31,7 +40,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import keras  # noqa: E402
 from _data import random_dataset  # noqa: E402
-from _report import cpu_flags, emit, parse_changes  # noqa: E402
+from _report import busy_seconds, cpu_flags, emit, parse_changes  # noqa: E402
 
 import keras_residual as kr  # noqa: E402
 from keras_residual.techniques import TTA_MODES  # noqa: E402
@@ -86,6 +95,40 @@ class TestEveryEpoch(keras.callbacks.Callback):
         return accuracy
 
 
+def other_cpu_seconds(run):
+    """`run()`'s result and the CPU seconds other processes took while it ran."""
+    busy, own = busy_seconds(), time.process_time()
+    result = run()
+    return result, round(max(0.0, (busy_seconds() - busy) - (time.process_time() - own)), 1)
+
+
+def airbench_reference(data: kr.Dataset, seed: int, epochs: float | None) -> list[dict]:
+    """airbench94's method trained on `data` here (PyTorch), tested after every epoch."""
+    import _airbench_torch as airbench
+    import torch
+
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    x_test = torch.from_numpy(data.normalize(data.x_test)).permute(0, 3, 1, 2)
+    x_test = x_test.contiguous(memory_format=torch.channels_last)
+    y_test = torch.from_numpy(data.y_test.astype("int64"))
+    epochs = epochs or airbench.EPOCHS
+    rows = []
+
+    def after_epoch(model, epoch, seconds):
+        row = {"epoch": round(min(epoch, epochs), 1), "train_seconds": round(seconds, 1),
+               "test_accuracy": round(airbench.accuracy(model, x_test, y_test), 4)}  # fmt: skip
+        rows.append(row)
+        print(json.dumps({"airbench94": row}), flush=True)
+
+    airbench.train(data.normalize(data.x_train), data.y_train, after_epoch, epochs=epochs,
+                   seed=seed)  # fmt: skip
+    return rows
+
+
+def first_reaching(rows: list[dict], accuracy: float) -> dict | None:
+    return next((row for row in rows if row["test_accuracy"] >= accuracy), None)
+
+
 def plot(rows: list[dict], target: float, title: str, path: Path) -> None:
     from matplotlib.figure import Figure
 
@@ -119,6 +162,10 @@ def main() -> None:
     parser.add_argument("--data-dir", help="default: $KERAS_RESIDUAL_DATA or keras.datasets")
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--quick", action="store_true", help="1,024 random images, 2 epochs")
+    parser.add_argument(
+        "--reference", action="store_true",
+        help="first train airbench94's method in PyTorch on the same data (9.9 epochs)",
+    )  # fmt: skip
     args = parser.parse_args()
     if not 0 < args.target < 1:
         parser.error(f"--target must lie in (0, 1), got {args.target}")
@@ -133,15 +180,23 @@ def main() -> None:
         data, epochs = random_dataset("cifar10", 1024, held_out=256), 2
     else:
         data, epochs = kr.load_dataset("cifar10", args.data_dir, validation_split=0.0), args.epochs
+    reference, reference_other = [], None
+    if args.reference:
+        reference, reference_other = other_cpu_seconds(
+            lambda: airbench_reference(data, args.seed, 1.9 if args.quick else None)
+        )
     model = kr.build_network(spec.replace(num_classes=data.num_classes), dtype=dtype)
     print(f"{model.name}: {model.count_params():,} parameters; {kr.count_flops(model) / 1e6:.0f}"
           f" MFLOPs/image; recipe: {recipe}", flush=True)  # fmt: skip
     tester = TestEveryEpoch(data, recipe.tta, epochs, args.test_every)
-    kr.train(model, data, epochs=epochs, recipe=recipe, seed=args.seed, verbose=0,
-             callbacks=[tester])  # fmt: skip
+    _, other = other_cpu_seconds(
+        lambda: kr.train(
+            model, data, epochs=epochs, recipe=recipe, seed=args.seed, verbose=0, callbacks=[tester]
+        )  # fmt: skip
+    )
 
     rows = tester.rows
-    reached = next((row for row in rows if row["test_accuracy"] >= args.target), None)
+    reached = first_reaching(rows, args.target)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tag = f"{args.preset}-{'-'.join(args.set + args.spec) or 'recipe'}".replace("=", "")
@@ -163,11 +218,39 @@ def main() -> None:
         "seconds_to_target": reached and reached["train_seconds"],
         "img_per_s": round(len(data.y_train) * epochs / tester.training_seconds, 1),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "other_cpu_s": other,
         "quick": args.quick,
     }
+    title = f"CIFAR-10 time to {args.target:.2%}: {args.preset}"
+    if reference:
+        summary["reference"] = compare(summary, rows, reference, args.target, reference_other)
+        title += f" ({args.recipe or kr.default_recipe(args.preset)}) vs airbench94 on this CPU"
+        method = f"{args.preset}, keras_residual"
+        rows = [{"method": "airbench94, PyTorch", **r} for r in reference]
+        rows += [{"method": method, **r} for r in tester.rows]
     (out / f"time_to_accuracy-{tag}.json").write_text(json.dumps({**summary, "rows": rows}))
-    emit(f"CIFAR-10 time to {args.target:.2%}: {args.preset}", rows)
+    emit(title, rows, **({"summary": summary} if reference else {}))
     print(json.dumps(summary))
+
+
+def compare(summary: dict, rows: list[dict], reference: list[dict], target, other) -> dict:
+    """The reference's time to `target` and to its own final accuracy against the
+    preset's (`rows`): each ratio is the preset's seconds over the reference's."""
+    final = reference[-1]["test_accuracy"]
+    theirs = first_reaching(reference, target)
+    ours_to_final = first_reaching(rows, final)
+    ours = summary["seconds_to_target"]
+    return {
+        "method": "airbench94 (PyTorch eager, bfloat16 autocast, channels_last)",
+        "final_test_accuracy": final,
+        "seconds": reference[-1]["train_seconds"],
+        "seconds_to_target": theirs and theirs["train_seconds"],
+        "ratio_to_target": ours and theirs and round(ours / theirs["train_seconds"], 3),
+        "preset_seconds_to_reference_accuracy": ours_to_final and ours_to_final["train_seconds"],
+        "ratio_to_reference_accuracy": ours_to_final
+        and round(ours_to_final["train_seconds"] / reference[-1]["train_seconds"], 3),
+        "other_cpu_s": other,
+    }
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import torch  # noqa: E402
+from _airbench_torch import Scale, airbench94_net  # noqa: E402
 from _data import random_dataset  # noqa: E402
 from _report import busy_seconds, emit, parse_changes  # noqa: E402
 from torch import nn  # noqa: E402
@@ -108,39 +109,6 @@ def torch_twin(spec: kr.ResNetSpec) -> nn.Module:
     layers += [pool, nn.Flatten(), nn.Linear(channels, spec.num_classes)]
     if spec.logit_scale != 1:
         layers.append(Scale(spec.logit_scale))
-    return nn.Sequential(*layers)
-
-
-class Scale(nn.Module):
-    def __init__(self, factor: float):
-        super().__init__()
-        self.factor = factor
-
-    def forward(self, x):
-        return x * self.factor
-
-
-def airbench94_net() -> nn.Module:
-    """airbench94's network: a frozen 2x2 whitening conv, three conv-pool-norm groups of
-    64/256/256 filters with GELU, max pooling and a scaled linear head (2x2 whitening's
-    24 filters; norms with a frozen scale, as airbench's)."""
-
-    def norm(channels):
-        layer = nn.BatchNorm2d(channels, momentum=0.4, eps=1e-12)
-        layer.weight.requires_grad_(False)
-        return layer
-
-    def group(channels_in, channels):
-        return [
-            nn.Conv2d(channels_in, channels, 3, padding=1, bias=False), nn.MaxPool2d(2),
-            norm(channels), nn.GELU(),
-            nn.Conv2d(channels, channels, 3, padding=1, bias=False), norm(channels), nn.GELU(),
-        ]  # fmt: skip
-
-    whiten = nn.Conv2d(3, 24, 2, bias=True)
-    whiten.weight.requires_grad_(False)
-    layers = [whiten, nn.GELU(), *group(24, 64), *group(64, 256), *group(256, 256)]
-    layers += [nn.MaxPool2d(3), nn.Flatten(), nn.Linear(256, 10, bias=False), Scale(1 / 9)]
     return nn.Sequential(*layers)
 
 
