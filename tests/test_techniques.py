@@ -308,21 +308,25 @@ def test_muon_sgd_takes_airbench_muons_step_for_kernels_and_sgd_for_the_rest():
     np.testing.assert_allclose(np.asarray(shift), -6.4 * (3.7 + 0.85**2), rtol=1e-5)
     restored = kr.MuonSGD.from_config(optimizer.get_config())
     assert (restored.muon_rate_ratio, restored.muon_momentum) == (0.5, 0.6)
+    with pytest.raises(ValueError, match="newton_schulz_dtype"):
+        kr.MuonSGD(newton_schulz_dtype="int8")
 
 
 def test_airbench_muon_recipe_trains_kernels_with_muon_and_reloads(tmp_path):
     data, model = cifar_like(), small_fast_cifar()
-    recipe = kr.get_recipe("airbench_muon", batch_size=16, reference_batch=16)
+    recipe = kr.get_recipe("airbench_muon", batch_size=16, reference_batch=16, lookahead=0)
     history = kr.train(model, data, epochs=2, recipe=recipe, out_dir=tmp_path, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
     assert isinstance(model.optimizer, kr.MuonSGD)
-    assert model.optimizer.muon_rate_ratio == pytest.approx(0.24 / 1.66)
-    # Each kernel was rescaled to sqrt(filters) before its last step of at most 0.24 x
+    assert model.optimizer.muon_rate_ratio == pytest.approx(0.24 / 1.5)
+    assert model.optimizer.newton_schulz_dtype == model.compute_dtype
+    # Each kernel was rescaled to sqrt(filters) (identity kernels of fewer inputs start
+    # shorter) before its last step: at most twice the annealed rate, 0.24 x 0.07, times
     # an orthogonalized direction (singular values under 1.5).
     for w in model.trainable_weights:
         if len(w.shape) == 4:
             norm, filters = np.linalg.norm(np.asarray(w)), w.shape[-1]
-            reach = 0.24 * 1.5 * np.sqrt(min(filters, np.prod(w.shape[:-1])))
+            reach = 2 * 0.24 * 0.07 * 1.5 * np.sqrt(min(filters, np.prod(w.shape[:-1])))
             assert abs(norm - np.sqrt(filters)) <= reach, w.path
     reloaded = keras.saving.load_model(tmp_path / "last_model.keras", safe_mode=True)
     assert isinstance(reloaded.optimizer, kr.MuonSGD)
