@@ -229,7 +229,7 @@ def main() -> None:
         rows = [{"method": "airbench94, PyTorch", **r} for r in reference]
         rows += [{"method": method, **r} for r in tester.rows]
     (out / f"time_to_accuracy-{tag}.json").write_text(json.dumps({**summary, "rows": rows}))
-    emit(title, rows, **({"summary": summary} if reference else {}))
+    emit(title, rows, recipe=summary["recipe"], **({"summary": summary} if reference else {}))
     print(json.dumps(summary))
 
 
