@@ -1,8 +1,9 @@
 """Sample-efficiency techniques of the CIFAR-10 speed records, as reusable pieces.
 
 The recipe turns them on (`Recipe(schedule="onecycle", ema=0.99, cutout=8, tta="flip")`);
-here are the parts that are not already Keras's: the one-cycle learning-rate schedule and
-test-time augmentation. Label smoothing is Keras's loss option, weight averaging is Keras's
+here are the parts that are not already Keras's: the one-cycle learning-rate schedule, the
+optimizers' parameter groups (`RateScaledSGD`, `MuonSGD`), Lookahead and test-time
+augmentation. Label smoothing is Keras's loss option, weight averaging is Keras's
 `use_ema` (with `keras.callbacks.SwapEMAWeights` at validation), flip/translate/cutout are
 in the data pipeline, and the whitening first layer is `PatchWhitening`.
 """
