@@ -14,6 +14,7 @@ import re
 import resource
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -40,6 +41,14 @@ def busy_seconds() -> float:
         fields = [int(v) for v in stat.readline().split()[1:8]]
     busy = fields[0] + fields[1] + fields[2] + fields[5] + fields[6]
     return busy / os.sysconf("SC_CLK_TCK")
+
+
+def other_cpu_seconds(run):
+    """`run()`'s result and the CPU seconds other processes took while it ran (this
+    process's own CPU time taken out of `busy_seconds`)."""
+    busy, own = busy_seconds(), time.process_time()
+    result = run()
+    return result, max(0.0, (busy_seconds() - busy) - (time.process_time() - own))
 
 
 def children_seconds() -> float:

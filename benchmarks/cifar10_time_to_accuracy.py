@@ -40,7 +40,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import keras  # noqa: E402
 from _data import random_dataset  # noqa: E402
-from _report import busy_seconds, cpu_flags, emit, parse_changes  # noqa: E402
+from _report import cpu_flags, emit, other_cpu_seconds, parse_changes  # noqa: E402
 
 import keras_residual as kr  # noqa: E402
 from keras_residual.techniques import TTA_MODES  # noqa: E402
@@ -93,13 +93,6 @@ class TestEveryEpoch(keras.callbacks.Callback):
             hits = probabilities.argmax(axis=1) == self.data.y_test
             accuracy[mode] = round(float(hits.mean()), 4)
         return accuracy
-
-
-def other_cpu_seconds(run):
-    """`run()`'s result and the CPU seconds other processes took while it ran."""
-    busy, own = busy_seconds(), time.process_time()
-    result = run()
-    return result, round(max(0.0, (busy_seconds() - busy) - (time.process_time() - own)), 1)
 
 
 def airbench_reference(data: kr.Dataset, seed: int, epochs: float | None) -> list[dict]:
@@ -185,6 +178,7 @@ def main() -> None:
         reference, reference_other = other_cpu_seconds(
             lambda: airbench_reference(data, args.seed, 1.9 if args.quick else None)
         )
+        reference_other = round(reference_other, 1)
     model = kr.build_network(spec.replace(num_classes=data.num_classes), dtype=dtype)
     print(f"{model.name}: {model.count_params():,} parameters; {kr.count_flops(model) / 1e6:.0f}"
           f" MFLOPs/image; recipe: {recipe}", flush=True)  # fmt: skip
@@ -218,7 +212,7 @@ def main() -> None:
         "seconds_to_target": reached and reached["train_seconds"],
         "img_per_s": round(len(data.y_train) * epochs / tester.training_seconds, 1),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-        "other_cpu_s": other,
+        "other_cpu_s": round(other, 1),
         "quick": args.quick,
     }
     title = f"CIFAR-10 time to {args.target:.2%}: {args.preset}"

@@ -35,7 +35,7 @@ import tensorflow as tf  # noqa: E402
 import torch  # noqa: E402
 from _airbench_torch import Scale, airbench94_net  # noqa: E402
 from _data import random_dataset  # noqa: E402
-from _report import busy_seconds, emit, parse_changes  # noqa: E402
+from _report import emit, other_cpu_seconds, parse_changes  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn import functional  # noqa: E402
 
@@ -167,13 +167,6 @@ def torch_rounds(model: nn.Module, recipe, steps: int, compiled: bool):
     return run
 
 
-def timed(run) -> tuple[float, float]:
-    """`run()`'s images/s and the CPU seconds other processes used meanwhile."""
-    busy, own = busy_seconds(), time.process_time()
-    speed = run()
-    return speed, max(0.0, (busy_seconds() - busy) - (time.process_time() - own))
-
-
 def alternate(runs: dict, rounds: int) -> tuple[dict, dict]:
     """Each of `runs` (name: a function returning images/s) once to warm up (tracing,
     compilation), then `rounds` rounds of all in turn, each round printed: every run's
@@ -183,7 +176,7 @@ def alternate(runs: dict, rounds: int) -> tuple[dict, dict]:
     speeds, others = {name: [] for name in runs}, {name: [] for name in runs}
     for _ in range(rounds):
         for name, run in runs.items():
-            speed, other = timed(run)
+            speed, other = other_cpu_seconds(run)
             speeds[name].append(round(speed, 1))
             others[name].append(round(other, 2))
         print({name: values[-1] for name, values in speeds.items()}, "other CPU s:",
