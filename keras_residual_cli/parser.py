@@ -143,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--epochs", type=int, help="epochs per trial (default: time series 30, else 1)"
     )
     search.add_argument(
+        "--trial-seconds",
+        help="each trial trains its network for as many epochs as fit in this long (at least "
+        "--epochs), so trials compare at equal time: 30s, 2m, auto (the trials' share of the "
+        "budget over 12) or none (default: auto for images other than MNIST's, else none)",
+    )
+    search.add_argument(
         "--time-budget",
         help="the whole search's, final retraining included: 90s, 10m, 1h, or none "
         "(default: MNIST 4.5m, time series 10m, else 20m)",

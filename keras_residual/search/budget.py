@@ -199,12 +199,17 @@ class TimeLimit:
             then = f" with {self.reserved:.0f} s kept for the best so far's retraining"
         return f"about {trial:.0f} s to train{then}: more than the {self.seconds:.0f} s left"
 
+    def covers(self, flops: float) -> bool:
+        """Whether a network of `flops` lies within the networks timed: its forecast
+        interpolates."""
+        return self.cost.flops[0] <= flops <= self.cost.flops[-1]
+
     def worth_probing(self, flops: float) -> bool:
         """Whether a network of `flops` is forecast outside the networks timed (above the
         largest, or below the smallest: as costly as that) and would fit were it
         `PROBE_GAIN` times faster than forecast: worth timing a few steps of before `check`
         refuses it."""
-        if self.cost.flops[0] <= flops <= self.cost.flops[-1]:
+        if self.covers(flops):
             return False
         forecast = self.cost.timing(flops)
         faster = replace(

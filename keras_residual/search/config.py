@@ -30,6 +30,7 @@ _MNIST = {
 _CIFAR = {
     "max_trials": 32,
     "time_budget": "20m",
+    "trial_seconds": "auto",
     "final_epochs": "auto",
     "min_final_epochs": 5,  # half the speed presets' 10; networks too slow are skipped
     "data_fraction": 1.0,
@@ -50,11 +51,15 @@ _SERIES = {
     "ensemble": 5,
     "data_fraction": 1.0,
 }
+# With `trial_seconds="auto"`, the trials' share of the budget is planned as this many
+# trials of equal time.
+TRIALS_PLANNED = 12
 DEFAULTS = {"mnist": _MNIST, "fashion_mnist": _MNIST, "cifar10": _CIFAR, "cifar100": _CIFAR}
 
 
-def parse_duration(text: str | float | None) -> float | None:
+def parse_duration(text: str | float | None, name: str = "time_budget") -> float | None:
     """Seconds from `90`, `90s`, `10m` or `1.5h`; None (or `"none"`: no budget) stays None.
+    A malformed `text` is refused under the setting's `name`.
 
     Example:
     >>> parse_duration("10m"), parse_duration("1.5h"), parse_duration(45)
@@ -68,9 +73,9 @@ def parse_duration(text: str | float | None) -> float | None:
     try:
         seconds = float(raw[:-1] if scale else raw) * (scale or 1)
     except ValueError:
-        raise ValueError(f"`time_budget` must look like 90s, 10m or 1h; got {text!r}.") from None
+        raise ValueError(f"`{name}` must look like 90s, 10m or 1h; got {text!r}.") from None
     if not (math.isfinite(seconds) and seconds > 0):
-        raise ValueError(f"`time_budget` must be positive and finite, got {text!r}.")
+        raise ValueError(f"`{name}` must be positive and finite, got {text!r}.")
     return seconds
 
 
@@ -90,6 +95,12 @@ class SearchConfig:
         tuner: `random`, `bayesian` or `hyperband`.
         max_trials: at most this many trials (not for `hyperband`).
         epochs: epochs a trial trains (`hyperband`: its largest rung).
+        trial_seconds: each trial trains its network for as many epochs as fit in this
+            long (at least `epochs`; seconds or `30s`, `2m`), its schedule planned over
+            them, so trials compare networks at equal time, as the retraining will use
+            them, not at equal epochs, where a larger network leads; `"auto"`: the
+            trials' share of the budget over `TRIALS_PLANNED`; None: `epochs` each. Not
+            with `hyperband`, whose rungs set the epochs.
         time_budget: the whole search's, final retraining included: seconds or `90s`,
             `10m`, `1h`; None: no budget.
         final_epochs: retrain the best configuration from scratch this long (longer when
@@ -131,6 +142,7 @@ class SearchConfig:
     tuner: str = "random"
     max_trials: int = 6
     epochs: int = 1
+    trial_seconds: str | float | None = None
     time_budget: str | float | None = None
     final_epochs: int | str = 0
     trial_share: float = 0.5
@@ -184,6 +196,16 @@ class SearchConfig:
         if not (_checks.finite("data_fraction", fraction) and 0 < fraction <= 1):
             raise ValueError(f"`data_fraction` must lie in (0, 1], got {fraction!r}.")
         budget = self.budget_seconds  # a malformed budget fails here, whatever else is set
+        words = {"none": None, "auto": "auto"}  # as the command line says them
+        if isinstance(self.trial_seconds, str) and self.trial_seconds.lower() in words:
+            object.__setattr__(self, "trial_seconds", words[self.trial_seconds.lower()])
+        if self.trial_seconds == "auto" and budget is None:
+            raise ValueError(
+                "`trial_seconds='auto'` shares out the trials' part of the budget: give a "
+                "`time_budget` too, or the trials' seconds."
+            )
+        if self.trial_seconds not in (None, "auto"):
+            parse_duration(self.trial_seconds, "trial_seconds")
         if auto and budget is None:
             raise ValueError(
                 "`final_epochs='auto'` retrains for the time the trials leave: give a "
@@ -198,6 +220,22 @@ class SearchConfig:
     @property
     def budget_seconds(self) -> float | None:
         return parse_duration(self.time_budget)
+
+    @property
+    def seconds_per_trial(self) -> float | None:
+        """The seconds each trial trains for (`trial_seconds`, resolved), or None: each
+        trains `epochs` (Hyperband always).
+
+        Example:
+        >>> SearchConfig.for_dataset("cifar10", time_budget="10m").seconds_per_trial
+        25.0
+        """
+        if self.trial_seconds is None or self.tuner == "hyperband":
+            return None
+        if self.trial_seconds != "auto":
+            return parse_duration(self.trial_seconds, "trial_seconds")
+        share = self.trial_share if self.final_epochs == "auto" else 1.0
+        return self.budget_seconds * share / TRIALS_PLANNED
 
     @classmethod
     def for_dataset(cls, dataset: str | os.PathLike = "mnist", **changes) -> SearchConfig:

@@ -62,6 +62,7 @@ IDENTITY = (
     "image_size",
     "tuner",
     "epochs",
+    "trial_seconds",
     "seed",
     "dtype",
     "space",
@@ -218,6 +219,7 @@ def _search(
     hypermodel.spec(keras_tuner.HyperParameters())  # every dimension declares: fail now
     # What makes two searches alike (`IDENTITY`), as resolved here, and the config itself.
     recorded = {k: getattr(config, k) for k in ("dataset", "image_size", "tuner", "epochs")}
+    recorded |= {"trial_seconds": config.seconds_per_trial}
     recorded |= {"seed": config.seed, "dtype": dtype, "space": resolved}
     recorded |= {"max_trials": config.max_trials, "time_budget": budget, **constraints}
     recorded |= {"data_fraction": config.data_fraction}
@@ -287,6 +289,7 @@ def _search(
             max_consecutive_failed_trials=config.max_trials + 1,
             max_retries_per_trial=1 if role else 0,
             time_budget=None if budget is None else trials_budget - (time.monotonic() - started),
+            trial_seconds=config.seconds_per_trial,
             on_trial_done=progress,
             # distributed workers share a remote oracle: they stop at the budget, nothing kept
             retraining=None if role else retraining,

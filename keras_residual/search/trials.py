@@ -14,7 +14,7 @@ import keras_tuner
 
 from keras_residual.data import Dataset
 from keras_residual.flops import count_flops
-from keras_residual.search.budget import TimeLimit
+from keras_residual.search.budget import TimeLimit, Timing
 from keras_residual.training import TrainingDiverged, fit_with_recipe, train
 
 # What a trial refused before it trains says, by the status its results row then takes:
@@ -33,6 +33,7 @@ def fit_trial(
     epochs: int = 1,
     callbacks=(),
     time_limit: TimeLimit | None = None,
+    trial_seconds: float | None = None,
     **kwargs,
 ):
     """Train a trial's model: on a `Dataset` with `train` (the toolkit's pipelines),
@@ -40,7 +41,9 @@ def fit_trial(
     `fit_with_recipe`. Returns the trial's record: the best of each metric over the
     epochs, parameters, FLOPs, seconds and the next epoch. A network over the
     constraints, or (given a `time_limit`) too slow for the time left, fails before
-    it trains."""
+    it trains. Given `trial_seconds`, it trains for as many epochs as fit in that long
+    (at least `epochs`; `equal_time_epochs`), at its timing as the cost model forecasts
+    it, or as a probe measures it outside the networks timed."""
     params, flops = model.count_params(), count_flops(model)
     why = hypermodel.over_budget(params, flops)
     if why:
@@ -51,19 +54,30 @@ def fit_trial(
     examples = _examples(x)
     if examples is not None:  # the batch a fraction of the training set makes: costs are per it
         recipe = recipe.for_examples(examples)
-    why = time_limit and time_limit.check(flops)
-    if why and time_limit.worth_probing(flops):
-        started = time.perf_counter()
-        per_image = probe(hypermodel, hp, x, y, recipe)
-        if per_image is not None:
-            spent = time.perf_counter() - started
-            timing, time_limit = time_limit.probed(flops, per_image, spent)
+    timing = None  # the network's cost as a probe measured it, where one did
+    if trial_seconds and examples is not None:  # as many epochs as fit: equal time
+        if time_limit is None or not time_limit.covers(flops):
+            timing, time_limit = _probed(hypermodel, hp, x, y, recipe, flops, time_limit)
+        planned = timing or (time_limit and time_limit.cost.timing(flops))
+        if planned:
+            epochs = equal_time_epochs(trial_seconds, epochs, examples, planned)
+            time_limit = time_limit and replace(time_limit, trial_epochs=epochs)
+            if kwargs.get("verbose", "auto"):
+                each = planned.seconds(examples, 1) - planned.seconds(examples, 0)
+                print(
+                    f"Training {model.name} for {epochs} epoch{'s' * (epochs != 1)} of about "
+                    f"{each:.0f} s ({trial_seconds:.0f} s a trial)"
+                )
+    why = time_limit and time_limit.check(flops, timing)
+    if why and timing is None and time_limit.worth_probing(flops):
+        timing, time_limit = _probed(hypermodel, hp, x, y, recipe, flops, time_limit)
+        if timing is not None:
             why = time_limit.check(flops, timing)
             if kwargs.get("verbose", "auto"):
                 forecast = time_limit.cost.timing(flops).per_image
                 print(
-                    f"Timed {PROBE_STEPS} steps of {model.name}: {per_image * 1e3:.2f} ms "
-                    f"an image (forecast {forecast * 1e3:.2f}); "
+                    f"Timed {PROBE_STEPS} steps of {model.name}: {timing.per_image * 1e3:.2f} "
+                    f"ms an image (forecast {forecast * 1e3:.2f}); "
                     + ("skipping it." if why else "training it.")
                 )
             why = why and f"{why} (timed over {PROBE_STEPS} steps)"
@@ -110,6 +124,33 @@ def fit_trial(
         steady_total = steady.seconds + (steady.validation + steady.per_epoch) * epochs
         record["overhead_seconds"] = max(0.0, fit_seconds - steady_total)
     return record
+
+
+def equal_time_epochs(seconds: float, epochs: int, examples: int, timing: Timing) -> int:
+    """The epochs of `examples` images each (at least `epochs`) that a network of `timing`
+    trains in `seconds`, its validation passes included.
+
+    Example:
+    >>> equal_time_epochs(25.0, 1, 10_000, Timing(overhead=3.0, per_image=1e-3, validation=2.0))
+    2
+    """
+    epoch = timing.seconds(examples, 1) - timing.seconds(examples, 0)
+    return max(epochs, math.floor(seconds / epoch)) if epoch > 0 else epochs
+
+
+def _probed(hypermodel, hp, x, y, recipe, flops: float, time_limit: TimeLimit | None):
+    """The trial network's `Timing` over a few steps (`probe`; None where none could be
+    timed) and the `time_limit` left once they are spent. Without a limit's cost model, a
+    validation pass is estimated as a third of training on as many images (a forward
+    pass of three)."""
+    started = time.perf_counter()
+    per_image = probe(hypermodel, hp, x, y, recipe)
+    if per_image is None:
+        return None, time_limit
+    if time_limit is not None:
+        return time_limit.probed(flops, per_image, time.perf_counter() - started)
+    validated = len(x.y_val) if isinstance(x, Dataset) else 0
+    return Timing(0.0, per_image, per_image * validated / 3), None
 
 
 def probe(hypermodel, hp, x, y, recipe) -> float | None:

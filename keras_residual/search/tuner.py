@@ -52,6 +52,10 @@ class _RecordingTuner:
     not train, and then be retrained, in the time left; when no trial so far could be
     retrained in it, the search goes on with networks that fit their own retraining.
 
+    With `trial_seconds`, each trial trains for as many epochs as fit in that long (at
+    least `epochs`), where the hypermodel takes it (`ResidualHyperModel`): trials then
+    compare networks at equal time. Hyperband's trials keep their rungs' epochs.
+
     `seed` (default 0) fixes the sequence of trials; unlike in keras-tuner, 0 is a seed
     like any other. `first_values` (hyperparameter values: a known network as a point of
     the space, `ResidualHyperModel.baseline`) are the first trial's; the oracle draws the
@@ -62,6 +66,7 @@ class _RecordingTuner:
         self,
         *args,
         time_budget: float | None = None,
+        trial_seconds: float | None = None,
         on_trial_done: Callable | None = None,
         isolate_trials: bool = True,
         retraining: Retraining | None = None,
@@ -69,7 +74,7 @@ class _RecordingTuner:
         first_values: dict | None = None,
         **kwargs,
     ):
-        self.time_budget = time_budget
+        self.time_budget, self.trial_seconds = time_budget, trial_seconds
         self.retraining, self.retraining_budget = retraining, retraining_budget
         self._epochs = 1
         self.on_trial_done = on_trial_done
@@ -120,6 +125,8 @@ class _RecordingTuner:
         limit = self.time_limit(trial)
         if limit is not None:
             kwargs["time_limit"] = limit
+        if self._equal_time(trial):
+            kwargs["trial_seconds"] = self.trial_seconds
         folder = self.get_trial_dir(trial.trial_id)
         # The trial's values, to rerun it if keras-tuner's trial.json is ever damaged.
         hyperparameters = json.dumps(trial.hyperparameters.get_config())
@@ -185,6 +192,12 @@ class _RecordingTuner:
                 f"another trial ({trial:.0f} s, as the {which} so far){final}"
             )
 
+    def _equal_time(self, trial) -> bool:
+        """Whether `trial` trains for `trial_seconds`: one not of a Hyperband rung, of a
+        hypermodel that plans its epochs by time."""
+        rung = "tuner/epochs" in trial.hyperparameters.values
+        return bool(self.trial_seconds) and not rung and self._checks_candidates()
+
     def _checks_candidates(self) -> bool:
         return bool(getattr(self.hypermodel, "takes_time_limit", False))
 
@@ -201,11 +214,14 @@ class _RecordingTuner:
         seconds per epoch so far times the most epochs a trial can train here; at least,
         when each candidate's own time is checked once it is built (`time_limit`), the
         quickest training (`fit_seconds`: a trial process's start-up, which the first
-        trial pays, and the build are left out) times the fewest."""
+        trial pays, and the build are left out) times the fewest, and no less than
+        `trial_seconds` where trials train that long."""
         hyperband_epochs = getattr(self.oracle, "max_epochs", None)
         if self._checks_candidates():
             fits = [self._per_epoch(t, "fit_seconds") for t in self._completed()]
-            return min(fits, default=0.0) * (1 if hyperband_epochs else self._epochs)
+            quickest = min(fits, default=0.0) * (1 if hyperband_epochs else self._epochs)
+            equal_time = 0.0 if hyperband_epochs else self.trial_seconds or 0.0
+            return max(quickest, equal_time if fits else 0.0)
         trials = [self._per_epoch(t, "trial_seconds") for t in self._completed()]
         return max(trials, default=0.0) * (hyperband_epochs or self._epochs)
 
