@@ -38,6 +38,7 @@ from keras_residual.search.budget import (
 )
 from keras_residual.search.isolation import TrialProcesses
 from keras_residual.search.run import SearchFailed, _retrain_members, _retraining
+from keras_residual.search.trials import equal_time_epochs
 from keras_residual.search.tuner import BudgetSpent, RandomSearch
 
 TINY = {"width": [4, 6, 8, 10], "blocks_per_stage": 1}
@@ -709,6 +710,54 @@ def test_a_network_forecast_too_slow_is_probed_before_it_is_skipped(per_image, t
         assert record["next_epoch"] == 1 and np.isfinite(record["val_loss"])
     probe_flops, timing = load_probe(limit.probe_file)  # measured, either way
     assert probe_flops == flops and (timing.per_image < per_image) == (per_image == 1.0)
+
+
+def test_trials_at_equal_time_train_a_quicker_network_for_more_epochs(tmp_path, monkeypatch):
+    # Probed (here: as told) at 1 and 4 ms an image: on 96 images, validated on 32 (a third
+    # of training's cost an image), epochs of 0.107 and 0.427 s; 0.5 s a trial: 4 and 1.
+    per_image = {4: 1e-3, 6: 4e-3}
+    monkeypatch.setattr(
+        kr.search.trials, "probe", lambda hypermodel, hp, *args: per_image[hp.get("width")]
+    )
+    tuner = _in_process_tuner(tmp_path, [4, 6])
+    tuner.oracle.max_trials, tuner.trial_seconds = 2, 0.5
+    tuner.search(_tiny_data(), epochs=1, verbose=0)
+    trained = {
+        t.hyperparameters["width"]: t.metrics.get_last_value("epochs")
+        for t in tuner.oracle.trials.values()
+    }
+    assert trained == {4: 4, 6: 1}
+    # Hyperband's trials keep their rung's epochs.
+    rung = keras_tuner.HyperParameters()
+    rung.Fixed("tuner/epochs", 2)
+    assert not tuner._equal_time(keras_tuner.engine.trial.Trial(rung))
+    assert tuner._equal_time(keras_tuner.engine.trial.Trial(keras_tuner.HyperParameters()))
+
+
+def test_an_equal_time_trial_plans_its_epochs_on_the_cost_model_and_fits_them(monkeypatch):
+    hypermodel = ResidualHyperModel((28, 28, 1), 10, space={"width": 4, "blocks_per_stage": 1})
+    hp = keras_tuner.HyperParameters()
+    model = hypermodel.build(hp)
+    flops = count_flops(model)
+    monkeypatch.setattr(kr.search.trials, "probe", lambda *args: pytest.fail("probed"))
+    # Forecast within the networks timed: 0.096 s of steps and 0.01 of validation an epoch.
+    cost = CostModel((flops / 2, 2 * flops), (1e-3, 1e-3), (0.01, 0.01), 0.0)
+    limit = TimeLimit(10.0, 0.0, 96, 1, 0, 0, cost)
+    data = _tiny_data()
+    record = hypermodel.fit(hp, model, data, time_limit=limit, trial_seconds=0.35, verbose=0)
+    assert record["next_epoch"] == 3
+    # 0.2 s left holds one epoch, not the three the trial's time plans: skipped.
+    assert replace(limit, seconds=0.2).check(flops) is None
+    with pytest.raises(keras_tuner.errors.FailedTrialError, match="skipped before training"):
+        hypermodel.fit(hp, model, _tiny_data(), time_limit=replace(limit, seconds=0.2),
+                       trial_seconds=0.35, verbose=0)  # fmt: skip
+    assert equal_time_epochs(0.05, 2, 96, cost.timing(flops)) == 2  # never below `epochs`
+    # Forecast from a network of an eighth of its FLOPs: 0.85 s an epoch, longer than the
+    # trial even at PROBE_GAIN times that speed: one epoch, planned without a probe.
+    beyond = CostModel((flops / 8,), (1e-3,), (0.01,), 0.0)
+    record = hypermodel.fit(hp, model, _tiny_data(), time_limit=replace(limit, cost=beyond),
+                            trial_seconds=0.35, verbose=0)  # fmt: skip
+    assert record["next_epoch"] == 1
 
 
 def test_a_network_too_slow_for_the_time_left_is_skipped_before_it_trains(tmp_path):

@@ -70,11 +70,30 @@ def test_in_process_trains_the_trials_in_the_search_process(captured, tmp_path):
         ({"data_fraction": 0}, "`data_fraction` must lie in"),
         ({"time_budget": "soon"}, "`time_budget` must look like"),
         ({"space": [8, 16]}, "`space` must be a mapping"),
+        ({"trial_seconds": "auto", "time_budget": None}, "`trial_seconds='auto'`"),
+        ({"trial_seconds": "a while"}, "`trial_seconds` must look like"),
+        ({"trial_seconds": 0}, "`trial_seconds` must be positive"),
     ],
 )
 def test_a_bad_config_is_refused_naming_the_field(changes, message):
     with pytest.raises(ValueError, match=message):
         SearchConfig.for_dataset("mnist").replace(**changes)
+
+
+def test_trials_of_an_image_search_share_the_trials_budget_at_equal_time(captured, tmp_path):
+    # CIFAR-10 and a folder of images: the trials' half of the budget over TRIALS_PLANNED.
+    planned = kr.search.config.TRIALS_PLANNED
+    cifar = SearchConfig.for_dataset("cifar10", time_budget="1h")
+    assert cifar.trial_seconds == "auto" and cifar.seconds_per_trial == 1800 / planned
+    photos = SearchConfig.for_dataset("photos/", time_budget="10m", trial_share=0.3)
+    assert photos.seconds_per_trial == 180 / planned
+    # Given in seconds; none for MNIST's few-minute job, "none" and Hyperband (its rungs).
+    assert cifar.replace(trial_seconds="40s").seconds_per_trial == 40
+    assert SearchConfig.for_dataset("mnist").seconds_per_trial is None
+    assert cifar.replace(trial_seconds="None").trial_seconds is None
+    assert cifar.replace(tuner="hyperband").seconds_per_trial is None
+    argv = ["search", "--dataset", "cifar10", "--trial-seconds", "90s", "--out", str(tmp_path)]
+    assert main(argv) == 0 and captured[0][0].seconds_per_trial == 90
 
 
 def test_a_config_round_trips_through_json():

@@ -14,7 +14,7 @@ import keras_tuner
 
 from keras_residual.data import Dataset
 from keras_residual.flops import count_flops
-from keras_residual.search.budget import TimeLimit, Timing
+from keras_residual.search.budget import PROBE_GAIN, TimeLimit, Timing
 from keras_residual.training import TrainingDiverged, fit_with_recipe, train
 
 # What a trial refused before it trains says, by the status its results row then takes:
@@ -56,7 +56,7 @@ def fit_trial(
         recipe = recipe.for_examples(examples)
     timing = None  # the network's cost as a probe measured it, where one did
     if trial_seconds and examples is not None:  # as many epochs as fit: equal time
-        if time_limit is None or not time_limit.covers(flops):
+        if _worth_timing(time_limit, flops, trial_seconds, epochs, examples):
             timing, time_limit = _probed(hypermodel, hp, x, y, recipe, flops, time_limit)
         planned = timing or (time_limit and time_limit.cost.timing(flops))
         if planned:
@@ -136,6 +136,18 @@ def equal_time_epochs(seconds: float, epochs: int, examples: int, timing: Timing
     """
     epoch = timing.seconds(examples, 1) - timing.seconds(examples, 0)
     return max(epochs, math.floor(seconds / epoch)) if epoch > 0 else epochs
+
+
+def _worth_timing(time_limit, flops: float, seconds: float, epochs: int, examples: int) -> bool:
+    """Whether an equal-time trial's network is worth a probe to plan its epochs: with no
+    cost model yet, or outside the networks timed where, `PROBE_GAIN` times quicker than
+    forecast, it would train more than `epochs` in `seconds`."""
+    if time_limit is None:
+        return True
+    if time_limit.covers(flops):
+        return False
+    quicker = time_limit.cost.timing(flops).faster(PROBE_GAIN)
+    return equal_time_epochs(seconds, epochs, examples, quicker) > epochs
 
 
 def _probed(hypermodel, hp, x, y, recipe, flops: float, time_limit: TimeLimit | None):
