@@ -37,7 +37,13 @@ from keras_residual.search.budget import (
     save_probe,
 )
 from keras_residual.search.isolation import TrialProcesses
-from keras_residual.search.run import SearchFailed, _retrain_members, _retraining
+from keras_residual.search.run import (
+    SearchFailed,
+    _plan_retraining,
+    _retrain_members,
+    _retraining,
+    within_noise,
+)
 from keras_residual.search.trials import equal_time_epochs
 from keras_residual.search.tuner import BudgetSpent, RandomSearch
 
@@ -456,6 +462,47 @@ def test_a_resumed_search_goes_on_with_the_budget_its_kept_trials_left(
         run_search(config, out, resume=True)
     assert 59 < given["time_budget"] <= 60
     assert "40 s of the 100 s budget went to the trials kept." in capsys.readouterr().out
+
+
+class _ScoredOracle:
+    """An oracle's ranking of completed trials, each with a score and a timing."""
+
+    def __init__(self, *scored):
+        self.trials = {}
+        for trial_id, (score, per_image) in enumerate(scored):
+            trial = keras_tuner.engine.trial.Trial(
+                keras_tuner.HyperParameters(), trial_id=str(trial_id), status="COMPLETED"
+            )
+            trial.score = score
+            for name, value in (("seconds_per_image", per_image), ("overhead_seconds", 1.0),
+                                ("validation_seconds", 0.5)):  # fmt: skip
+                trial.metrics.update(name, value)
+            self.trials[trial.trial_id] = trial
+
+    def get_best_trials(self, n):
+        return sorted(self.trials.values(), key=lambda t: -t.score)[:n]
+
+
+def test_of_trials_alike_within_noise_the_one_with_most_epochs_in_the_time_left_retrains(
+    capsys,
+):
+    # Scores 0.46, 0.45 and 0.40; epochs of 2.5, 1.5 and 1 s on 1,000 images: in 30 s
+    # (27 planned, 1 to start) 10, 17 and 26 epochs.
+    oracle, retraining = (
+        _ScoredOracle((0.46, 2e-3), (0.45, 1e-3), (0.40, 5e-4)),
+        Retraining(1, 1000),
+    )
+    first, second, _ = oracle.get_best_trials(3)
+    # On 3,000 validation images the first two differ by less than two standard errors
+    # (0.018): the second, which trains 17 epochs, is retrained; the third is out of it.
+    assert _plan_retraining(oracle, retraining, 30.0, 3000) == (second, 17)
+    assert "Trials 0, 1 score within noise of the best (0.018" in capsys.readouterr().out
+    assert within_noise(oracle, 3000)[0] == [first, second]
+    # On 300,000 the lead is real; without a count (MNIST's fixed final epochs), the best.
+    assert _plan_retraining(oracle, retraining, 30.0, 300_000) == (first, 10)
+    assert _plan_retraining(oracle, retraining, 30.0) == (first, 10)
+    # The best's 12 epochs at least do not fit 25 s: of those alike, the one that fits.
+    assert _plan_retraining(oracle, Retraining(12, 1000), 25.0, 3000) == (second, 14)
 
 
 def test_the_retraining_plans_its_test_in_validation_passes():

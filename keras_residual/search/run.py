@@ -501,7 +501,8 @@ def _save_best(
         if kept:
             remove_copies(out)  # of another configuration: resumed with other settings
             kept = None
-        best_trial, final_epochs = _plan_retraining(oracle, retraining, seconds_left)
+        tied = len(data.y_val) if config.final_epochs == "auto" else None
+        best_trial, final_epochs = _plan_retraining(oracle, retraining, seconds_left, tied)
         if config.final_recipe:  # its epochs if they fit: judged on the first of them
             recipe = get_recipe(config.final_recipe).for_examples(retraining.images)
             print(
@@ -570,10 +571,15 @@ def _configuration(trial) -> tuple[str, dict]:
     return trial.trial_id, trial.hyperparameters.values
 
 
-def _plan_retraining(oracle, retraining: Retraining, seconds_left: float | None):
+def _plan_retraining(
+    oracle, retraining: Retraining, seconds_left: float | None, validated: int | None = None
+):
     """The trial to retrain and for how many epochs: the best, for `retraining`'s least
     epochs or, when a budget leaves `seconds_left`, as many more as fit (then the best
-    trial whose shortest retraining fits)."""
+    trial whose shortest retraining fits). Given the `validated` images the trials' scores
+    were measured on, the trials that score within noise of the best (`within_noise`) are
+    alike, and of those the one whose retraining trains the most epochs in `seconds_left`
+    is retrained: the time left, not a lead the validation split cannot resolve, decides."""
     best_trial = oracle.get_best_trials(1)[0]
     least, most = retraining.final_epochs, retraining.most_epochs
     fitting = retraining.pick(oracle, seconds_left)
@@ -589,6 +595,18 @@ def _plan_retraining(oracle, retraining: Retraining, seconds_left: float | None)
             f"{retraining.seconds(best_trial):.0f} s)"
         )
         best_trial = fitting
+    if validated and fitting is not None and seconds_left is not None:
+        tied, band = within_noise(oracle, validated)
+        tied = [t for t in tied if retraining.seconds(t) <= seconds_left] or [fitting]
+        longest = max(tied, key=lambda t: retraining.epochs_within(t, seconds_left))
+        if longest is not best_trial:
+            print(
+                f"Trials {', '.join(t.trial_id for t in tied)} score within noise of the "
+                f"best ({band:.3f}: two standard errors on {validated:,} validation "
+                f"images); retraining trial {longest.trial_id}'s configuration, which trains "
+                "the most epochs in the time left"
+            )
+            best_trial = longest
     final_epochs, fill = least, ""
     if seconds_left is not None:  # the time the trials leave goes to the retraining
         final_epochs = retraining.epochs_within(best_trial, seconds_left)
@@ -601,6 +619,23 @@ def _plan_retraining(oracle, retraining: Retraining, seconds_left: float | None)
         f"then about {test:.0f} s to test"
     )
     return best_trial, final_epochs
+
+
+def within_noise(oracle, validated: int) -> tuple[list, float]:
+    """The completed trials whose score (a validation accuracy on `validated` images)
+    lies within two standard errors of the best's, `2 * sqrt(p * (1 - p) / validated)`,
+    best first, and that band.
+
+    Example:
+    >>> round(2 * math.sqrt(0.45 * 0.55 / 3000), 4)  # a score of 0.45 on 3,000 images
+    0.0182
+    """
+    ranked = [t for t in oracle.get_best_trials(len(oracle.trials)) if t.score is not None]
+    if not ranked:
+        return [], 0.0
+    best = ranked[0].score
+    band = 2 * math.sqrt(max(0.0, best * (1 - best)) / validated)
+    return [t for t in ranked if best - t.score <= band], band
 
 
 def _retrain_members(
