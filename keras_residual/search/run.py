@@ -501,8 +501,8 @@ def _save_best(
         if kept:
             remove_copies(out)  # of another configuration: resumed with other settings
             kept = None
-        tied = len(data.y_val) if config.final_epochs == "auto" else None
-        best_trial, final_epochs = _plan_retraining(oracle, retraining, seconds_left, tied)
+        validated = len(data.y_val) if config.final_epochs == "auto" else None
+        best_trial, final_epochs = _plan_retraining(oracle, retraining, seconds_left, validated)
         if config.final_recipe:  # its epochs if they fit: judged on the first of them
             recipe = get_recipe(config.final_recipe).for_examples(retraining.images)
             print(
