@@ -774,6 +774,7 @@ def test_trials_at_equal_time_train_a_quicker_network_for_more_epochs(tmp_path, 
         for t in tuner.oracle.trials.values()
     }
     assert trained == {4: 4, 6: 1}
+    assert tuner.next_trial_seconds() >= 0.5  # the budget plans a trial's time, not an epoch
     # Hyperband's trials keep their rung's epochs.
     rung = keras_tuner.HyperParameters()
     rung.Fixed("tuner/epochs", 2)
