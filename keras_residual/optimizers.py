@@ -74,7 +74,7 @@ def make_optimizer(
     rate_multipliers: dict[str, float] | None = None,
     muon_rate_ratio: float = 1.0,
     muon_momentum: float = 0.6,
-    muon_dtype: str = "float32",
+    newton_schulz_dtype: str = "float32",
 ) -> keras.optimizers.Optimizer:
     """An optimizer named as in the literature, built from Keras's own.
 
@@ -87,8 +87,8 @@ def make_optimizer(
         momentum: of the SGD optimizers (`momentum`, `nesterov`).
         rate_multipliers: for the SGD optimizers, learning-rate multipliers by variable
             name (`RateScaledSGD`).
-        muon_rate_ratio, muon_momentum, muon_dtype: for `muon`, the kernels' rate over
-            `learning_rate`, their momentum and the dtype of their orthogonalization.
+        muon_rate_ratio, muon_momentum, newton_schulz_dtype: for `muon`, the kernels' rate
+            over `learning_rate`, their momentum and the dtype of their orthogonalization.
 
     Example:
     >>> make_optimizer("nesterov", 0.1, 1e-4).nesterov
@@ -104,7 +104,7 @@ def make_optimizer(
         sgd = {"momentum": 0.0 if name == "sgd" else momentum, "nesterov": nesterov}
         if name == "muon":
             kernels = {"muon_rate_ratio": muon_rate_ratio, "muon_momentum": muon_momentum,
-                       "newton_schulz_dtype": muon_dtype}  # fmt: skip
+                       "newton_schulz_dtype": newton_schulz_dtype}  # fmt: skip
             return MuonSGD(rate_multipliers, learning_rate=learning_rate, **kernels, **sgd,
                            **options)  # fmt: skip
         if rate_multipliers:

@@ -59,11 +59,14 @@ class Timing:
         """This timing with its training and validation `times` as fast."""
         return replace(self, per_image=self.per_image / times, validation=self.validation / times)
 
+    def epoch_seconds(self, images: int) -> float:
+        """Seconds an epoch of `images` images takes, its validation pass included."""
+        return self.per_image * images + self.validation + self.per_epoch
+
     def seconds(self, images: int, epochs: int, test_passes: float = 0.0) -> float:
         """Seconds to train `epochs` epochs of `images` images each, then to test it for
         as long as `test_passes` validation passes take."""
-        epoch = self.per_image * images + self.validation + self.per_epoch
-        return self.overhead + epoch * epochs + self.validation * test_passes
+        return self.overhead + self.epoch_seconds(images) * epochs + self.validation * test_passes
 
 
 def save_probe(path: str | os.PathLike, flops: float, timing: Timing) -> None:
@@ -316,8 +319,11 @@ class Retraining:
         """The best completed trial whose retraining fits `seconds_left` (None: the best),
         or None."""
         ranked = oracle.get_best_trials(len(oracle.trials))
-        fits = [t for t in ranked if seconds_left is None or self.seconds(t) <= seconds_left]
-        return (fits or [None])[0]
+        return next((t for t in ranked if self.fits(t, seconds_left)), None)
+
+    def fits(self, trial, seconds_left: float | None) -> bool:
+        """Whether the trial's shortest retraining fits `seconds_left` (None: always)."""
+        return seconds_left is None or self.seconds(trial) <= seconds_left
 
     def __call__(self, oracle, seconds_left: float) -> float:
         if not oracle.get_best_trials(1):

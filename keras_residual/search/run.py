@@ -597,7 +597,7 @@ def _plan_retraining(
         best_trial = fitting
     if validated and fitting is not None and seconds_left is not None:
         tied, band = within_noise(oracle, validated)
-        tied = [t for t in tied if retraining.seconds(t) <= seconds_left] or [fitting]
+        tied = [t for t in tied if retraining.fits(t, seconds_left)] or [fitting]
         longest = max(tied, key=lambda t: retraining.epochs_within(t, seconds_left))
         if longest is not best_trial:
             print(

@@ -63,10 +63,9 @@ def fit_trial(
             epochs = equal_time_epochs(trial_seconds, epochs, examples, planned)
             time_limit = time_limit and replace(time_limit, trial_epochs=epochs)
             if kwargs.get("verbose", "auto"):
-                each = planned.seconds(examples, 1) - planned.seconds(examples, 0)
                 print(
                     f"Training {model.name} for {epochs} epoch{'s' * (epochs != 1)} of about "
-                    f"{each:.0f} s ({trial_seconds:.0f} s a trial)"
+                    f"{planned.epoch_seconds(examples):.0f} s ({trial_seconds:.0f} s a trial)"
                 )
     why = time_limit and time_limit.check(flops, timing)
     if why and timing is None and time_limit.worth_probing(flops):
@@ -134,7 +133,7 @@ def equal_time_epochs(seconds: float, epochs: int, examples: int, timing: Timing
     >>> equal_time_epochs(25.0, 1, 10_000, Timing(overhead=3.0, per_image=1e-3, validation=2.0))
     2
     """
-    epoch = timing.seconds(examples, 1) - timing.seconds(examples, 0)
+    epoch = timing.epoch_seconds(examples)
     return max(epochs, math.floor(seconds / epoch)) if epoch > 0 else epochs
 
 
