@@ -44,7 +44,7 @@ from keras_residual.search.run import (
     _retraining,
     within_noise,
 )
-from keras_residual.search.trials import equal_time_epochs
+from keras_residual.search.trials import equal_time_plan
 from keras_residual.search.tuner import BudgetSpent, RandomSearch
 
 TINY = {"width": [4, 6, 8, 10], "blocks_per_stage": 1}
@@ -487,22 +487,22 @@ def test_of_trials_alike_within_noise_the_one_with_most_epochs_in_the_time_left_
     capsys,
 ):
     # Scores 0.46, 0.45 and 0.40; epochs of 2.5, 1.5 and 1 s on 1,000 images: in 30 s
-    # (27 planned, 1 to start) 10, 17 and 26 epochs.
+    # (28.5 planned, 1 to start) 11, 18 and 27 epochs.
     oracle, retraining = (
         _ScoredOracle((0.46, 2e-3), (0.45, 1e-3), (0.40, 5e-4)),
         Retraining(1, 1000),
     )
     first, second, _ = oracle.get_best_trials(3)
     # On 3,000 validation images the first two differ by less than two standard errors
-    # (0.018): the second, which trains 17 epochs, is retrained; the third is out of it.
-    assert _plan_retraining(oracle, retraining, 30.0, 3000) == (second, 17)
+    # (0.018): the second, which trains 18 epochs, is retrained; the third is out of it.
+    assert _plan_retraining(oracle, retraining, 30.0, 3000) == (second, 18)
     assert "Trials 0, 1 score within noise of the best (0.018" in capsys.readouterr().out
     assert within_noise(oracle, 3000)[0] == [first, second]
     # On 300,000 the lead is real; without a count (MNIST's fixed final epochs), the best.
-    assert _plan_retraining(oracle, retraining, 30.0, 300_000) == (first, 10)
-    assert _plan_retraining(oracle, retraining, 30.0) == (first, 10)
+    assert _plan_retraining(oracle, retraining, 30.0, 300_000) == (first, 11)
+    assert _plan_retraining(oracle, retraining, 30.0) == (first, 11)
     # The best's 12 epochs at least do not fit 25 s: of those alike, the one that fits.
-    assert _plan_retraining(oracle, Retraining(12, 1000), 25.0, 3000) == (second, 14)
+    assert _plan_retraining(oracle, Retraining(12, 1000), 25.0, 3000) == (second, 15)
 
 
 def test_the_retraining_plans_its_test_in_validation_passes():
@@ -704,8 +704,8 @@ def test_cost_model_interpolates_between_the_trials_timed():
     kept = TimeLimit(seconds=50, reserved=40, **fits, cost=cost)
     assert "40 s kept for the best so far's retraining" in kept.check(20.0)  # 20 + 40 > 50
     # final_epochs="auto": the retraining has time of its own after the trials (`after`),
-    # of which it may plan on all but the margin (45 of 50 s); the trial fits what is left.
-    own = TimeLimit(seconds=19, reserved=0, **fits, cost=cost, after=50)
+    # of which it may plan on all but the margin (45 of 47 s); the trial fits what is left.
+    own = TimeLimit(seconds=19, reserved=0, **fits, cost=cost, after=47)
     assert own.check(10.0) is None  # 15 s to train, 25 s to retrain
     assert own.check(20.0) == "about 20 s to train: more than the 19 s left"  # 35 s after
     assert own.check(40.0) == (
@@ -782,7 +782,7 @@ def test_trials_at_equal_time_train_a_quicker_network_for_more_epochs(tmp_path, 
     assert tuner._equal_time(keras_tuner.engine.trial.Trial(keras_tuner.HyperParameters()))
 
 
-def test_an_equal_time_trial_plans_its_epochs_on_the_cost_model_and_fits_them(monkeypatch):
+def test_an_equal_time_trial_plans_epochs_and_images_on_the_cost_model_and_fits_them(monkeypatch):
     hypermodel = ResidualHyperModel((28, 28, 1), 10, space={"width": 4, "blocks_per_stage": 1})
     hp = keras_tuner.HyperParameters()
     model = hypermodel.build(hp)
@@ -799,7 +799,15 @@ def test_an_equal_time_trial_plans_its_epochs_on_the_cost_model_and_fits_them(mo
     with pytest.raises(keras_tuner.errors.FailedTrialError, match="skipped before training"):
         hypermodel.fit(hp, model, _tiny_data(), time_limit=replace(limit, seconds=0.2),
                        trial_seconds=0.35, verbose=0)  # fmt: skip
-    assert equal_time_epochs(0.05, 2, 96, cost.timing(flops)) == 2  # never below `epochs`
+    assert equal_time_plan(0.05, 2, 96, cost.timing(flops)) == (2, 15)  # at least `epochs`
+    # Batches of 16: 3 epochs of all 96 images would leave 0.03 s, 4 of 77 fill the 0.35 s.
+    record = hypermodel.fit(hp, model, _tiny_data(), time_limit=limit, trial_seconds=0.35,
+                            batch_size=16, verbose=0)  # fmt: skip
+    assert (record["next_epoch"], record["train_examples"]) == (4, 77)
+    # Half an epoch's time: half an epoch (less its validation) of the first images.
+    record = hypermodel.fit(hp, model, _tiny_data(), time_limit=limit, trial_seconds=0.058,
+                            batch_size=16, verbose=0)  # fmt: skip
+    assert (record["next_epoch"], record["train_examples"]) == (1, 48)
     # Forecast from a network of an eighth of its FLOPs: 0.85 s an epoch, longer than the
     # trial even at PROBE_GAIN times that speed: one epoch, planned without a probe.
     beyond = CostModel((flops / 8,), (1e-3,), (0.01,), 0.0)

@@ -17,7 +17,8 @@ from keras_residual._files import write_text_atomically
 
 # A retraining that fills the time left plans on all but this share of it (after its test,
 # estimated apart): an epoch of the retraining can run slower than the trial's timed steps.
-AUTO_MARGIN = 0.1
+# Measured on 2 cores, its epochs ran within 2% of the forecast (docs/search.md).
+AUTO_MARGIN = 0.05
 # A network refused on a forecast outside the networks timed is first timed for a few steps
 # (probed) if it would fit were it this many times faster than forecast: seconds per FLOP
 # fall with width (benchmarks/search_cost_model.py measures by how much), and below the
@@ -249,7 +250,7 @@ def smallest_budget(
     >>> smallest_budget(timing, 1_000, 1, Retraining(2, 10_000))
     31.0
     >>> round(smallest_budget(timing, 1_000, 1, Retraining(2, 10_000), trial_share=0.5), 1)
-    55.6
+    52.6
     """
     trial = timing.seconds(trial_images, trial_epochs)
     retrain = 0.0

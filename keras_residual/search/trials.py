@@ -41,9 +41,10 @@ def fit_trial(
     `fit_with_recipe`. Returns the trial's record: the best of each metric over the
     epochs, parameters, FLOPs, seconds and the next epoch. A network over the
     constraints, or (given a `time_limit`) too slow for the time left, fails before
-    it trains. Given `trial_seconds`, it trains for as many epochs as fit in that long
-    (at least `epochs`; `equal_time_epochs`), at its timing as the cost model forecasts
-    it, or as a probe measures it outside the networks timed."""
+    it trains. Given `trial_seconds`, it trains for that long (`equal_time_plan`: at
+    least `epochs`, each of as many of the first training images as the time holds), at
+    its timing as the cost model forecasts it, or as a probe measures it outside the
+    networks timed."""
     params, flops = model.count_params(), count_flops(model)
     why = hypermodel.over_budget(params, flops)
     if why:
@@ -60,13 +61,19 @@ def fit_trial(
             timing, time_limit = _probed(hypermodel, hp, x, y, recipe, flops, time_limit)
         planned = timing or (time_limit and time_limit.cost.timing(flops))
         if planned:
-            epochs = equal_time_epochs(trial_seconds, epochs, examples, planned)
-            time_limit = time_limit and replace(time_limit, trial_epochs=epochs)
+            least = min(examples, recipe.batch_size)
+            epochs, images = equal_time_plan(trial_seconds, epochs, examples, planned, least)
+            time_limit = time_limit and replace(
+                time_limit, trial_epochs=epochs, trial_images=images
+            )
+            x, y = _first(x, y, images)
             if kwargs.get("verbose", "auto"):
                 print(
-                    f"Training {model.name} for {epochs} epoch{'s' * (epochs != 1)} of about "
-                    f"{planned.epoch_seconds(examples):.0f} s ({trial_seconds:.0f} s a trial)"
+                    f"Training {model.name} for {epochs} epoch{'s' * (epochs != 1)} of "
+                    f"{images:,} images, about {planned.epoch_seconds(images):.0f} s each "
+                    f"({trial_seconds:.0f} s a trial)"
                 )
+            examples = images
     why = time_limit and time_limit.check(flops, timing)
     if why and timing is None and time_limit.worth_probing(flops):
         timing, time_limit = _probed(hypermodel, hp, x, y, recipe, flops, time_limit)
@@ -125,16 +132,37 @@ def fit_trial(
     return record
 
 
-def equal_time_epochs(seconds: float, epochs: int, examples: int, timing: Timing) -> int:
-    """The epochs of `examples` images each (at least `epochs`) that a network of `timing`
-    trains in `seconds`, its validation passes included.
+def equal_time_plan(
+    seconds: float, epochs: int, examples: int, timing: Timing, least: int = 1
+) -> tuple[int, int]:
+    """The epochs (at least `epochs`), and the images of each (of the first `examples`;
+    at least `least`, a batch), in which a network of `timing` trains for `seconds`, its
+    validation passes included: whole epochs, or one more of fewer images each (no fewer
+    than `least`), whichever trains on more images in all. So a network trains as long as
+    any other, not up to an epoch less or more: whole epochs would give one of 14 s an
+    epoch 14 s of a 25 s trial, and one of 40 s all 40.
 
     Example:
-    >>> equal_time_epochs(25.0, 1, 10_000, Timing(overhead=3.0, per_image=1e-3, validation=2.0))
-    2
+    >>> timing = Timing(overhead=3.0, per_image=1e-3, validation=2.0)  # 12 s an epoch
+    >>> equal_time_plan(25.0, 1, 10_000, timing)
+    (2, 10000)
+    >>> equal_time_plan(17.0, 1, 10_000, timing)  # two epochs of 8.5 s, not one of 12
+    (2, 6500)
+    >>> equal_time_plan(6.0, 1, 10_000, timing)  # slower than the time: part of an epoch
+    (1, 4000)
     """
     epoch = timing.epoch_seconds(examples)
-    return max(epochs, math.floor(seconds / epoch)) if epoch > 0 else epochs
+    if epoch <= 0 or timing.per_image <= 0:  # nothing to plan with
+        return epochs, examples
+
+    def images(count: int) -> float:
+        each = (seconds / count - timing.validation - timing.per_epoch) / timing.per_image
+        return min(examples, each)
+
+    counts = {max(epochs, math.floor(seconds / epoch)), max(epochs, math.ceil(seconds / epoch))}
+    fitting = [c for c in sorted(counts) if images(c) >= least] or [min(counts)]
+    count = max(fitting, key=lambda c: c * images(c))
+    return count, int(max(least, images(count)))
 
 
 def _worth_timing(time_limit, flops: float, seconds: float, epochs: int, examples: int) -> bool:
@@ -146,7 +174,7 @@ def _worth_timing(time_limit, flops: float, seconds: float, epochs: int, example
     if time_limit.covers(flops):
         return False
     quicker = time_limit.cost.timing(flops).faster(PROBE_GAIN)
-    return equal_time_epochs(seconds, epochs, examples, quicker) > epochs
+    return equal_time_plan(seconds, epochs, examples, quicker)[0] > epochs
 
 
 def _probed(hypermodel, hp, x, y, recipe, flops: float, time_limit: TimeLimit | None):
@@ -180,6 +208,14 @@ def probe(hypermodel, hp, x, y, recipe) -> float | None:
         else:
             fit_with_recipe(model, x[:images], y[:images], **arguments)
     return steady.seconds / (steady.steps * recipe.batch_size) if steady.steps else None
+
+
+def _first(x, y, images: int):
+    """The first `images` training images of `x` (a `Dataset`, or arrays with labels
+    `y`)."""
+    if isinstance(x, Dataset):
+        return x.subset(train=images), y
+    return x[:images], y[:images]
 
 
 def _examples(x) -> int | None:

@@ -241,7 +241,9 @@ class _RecordingTuner:
         cost = CostModel.from_trials(timed, filter(None, map(load_probe, probes)))
         if cost is None:
             return None
-        images = timed[-1].metrics.get_last_value("train_examples")
+        # A trial's images: the most any trained (an equal-time trial may train fewer, and
+        # replaces them with its own plan).
+        images = max(t.metrics.get_last_value("train_examples") for t in timed)
         values = trial.hyperparameters.values  # Hyperband's trials say their epochs
         epochs = int(values.get("tuner/epochs") or self._epochs)
         start = int(values.get("tuner/initial_epoch") or 0)
