@@ -144,9 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument(
         "--trial-seconds",
-        help="each trial trains its network for as many epochs as fit in this long (at least "
-        "--epochs), so trials compare at equal time: 30s, 2m, auto (the trials' share of the "
-        "budget over 12) or none (default: auto for images other than MNIST's, else none)",
+        help="each trial trains its network for this long (whole epochs, or one more of part "
+        "of the images each; at least --epochs), so trials compare at equal time: 30s, 2m, "
+        "auto (the trials' share of the budget over 12) or none (default: auto for images "
+        "other than MNIST's, else none)",
     )
     search.add_argument(
         "--time-budget",

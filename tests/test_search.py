@@ -44,7 +44,7 @@ from keras_residual.search.run import (
     _retraining,
     within_noise,
 )
-from keras_residual.search.trials import equal_time_plan
+from keras_residual.search.trials import _drawn, equal_time_plan
 from keras_residual.search.tuner import BudgetSpent, RandomSearch
 
 TINY = {"width": [4, 6, 8, 10], "blocks_per_stage": 1}
@@ -808,6 +808,11 @@ def test_an_equal_time_trial_plans_epochs_and_images_on_the_cost_model_and_fits_
     record = hypermodel.fit(hp, model, _tiny_data(), time_limit=limit, trial_seconds=0.058,
                             batch_size=16, verbose=0)  # fmt: skip
     assert (record["next_epoch"], record["train_examples"]) == (1, 48)
+    # Part of the images is a draw, not the first: arrays sorted by class keep every class.
+    x, y = np.arange(100)[:, None], np.repeat([0, 1], 50)
+    part, labels = _drawn(x, y, 30)
+    assert len(part) == 30 and set(labels) == {0, 1} and (y[part[:, 0]] == labels).all()
+    assert _drawn(x, y, 30)[0].tolist() == part.tolist()  # the same for every trial
     # Forecast from a network of an eighth of its FLOPs: 0.85 s an epoch, longer than the
     # trial even at PROBE_GAIN times that speed: one epoch, planned without a probe.
     beyond = CostModel((flops / 8,), (1e-3,), (0.01,), 0.0)

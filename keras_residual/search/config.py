@@ -95,10 +95,11 @@ class SearchConfig:
         tuner: `random`, `bayesian` or `hyperband`.
         max_trials: at most this many trials (not for `hyperband`).
         epochs: epochs a trial trains (`hyperband`: its largest rung).
-        trial_seconds: each trial trains its network for as many epochs as fit in this
-            long (at least `epochs`; seconds or `30s`, `2m`), its schedule planned over
-            them, so trials compare networks at equal time, as the retraining will use
-            them, not at equal epochs, where a larger network leads; `"auto"`: the
+        trial_seconds: each trial trains its network for this long (seconds or `30s`,
+            `2m`): whole epochs, or one more of part of the images each (at least
+            `epochs`; `equal_time_plan`), its schedule planned over them, so trials
+            compare networks at equal time, as the retraining will use them, not at
+            equal epochs, where a larger network leads; `"auto"`: the
             trials' share of the budget over `TRIALS_PLANNED`; None: `epochs` each. Not
             with `hyperband`, whose rungs set the epochs.
         time_budget: the whole search's, final retraining included: seconds or `90s`,

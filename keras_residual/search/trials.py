@@ -11,6 +11,7 @@ from dataclasses import replace
 
 import keras
 import keras_tuner
+import numpy as np
 
 from keras_residual.data import Dataset
 from keras_residual.flops import count_flops
@@ -42,7 +43,7 @@ def fit_trial(
     epochs, parameters, FLOPs, seconds and the next epoch. A network over the
     constraints, or (given a `time_limit`) too slow for the time left, fails before
     it trains. Given `trial_seconds`, it trains for that long (`equal_time_plan`: at
-    least `epochs`, each of as many of the first training images as the time holds), at
+    least `epochs`, each of as many of the training images as the time holds), at
     its timing as the cost model forecasts it, or as a probe measures it outside the
     networks timed."""
     params, flops = model.count_params(), count_flops(model)
@@ -66,7 +67,7 @@ def fit_trial(
             time_limit = time_limit and replace(
                 time_limit, trial_epochs=epochs, trial_images=images
             )
-            x, y = _first(x, y, images)
+            x, y = _drawn(x, y, images)
             if kwargs.get("verbose", "auto"):
                 print(
                     f"Training {model.name} for {epochs} epoch{'s' * (epochs != 1)} of "
@@ -135,8 +136,8 @@ def fit_trial(
 def equal_time_plan(
     seconds: float, epochs: int, examples: int, timing: Timing, least: int = 1
 ) -> tuple[int, int]:
-    """The epochs (at least `epochs`), and the images of each (of the first `examples`;
-    at least `least`, a batch), in which a network of `timing` trains for `seconds`, its
+    """The epochs (at least `epochs`), and the images of each (of `examples`; at least
+    `least`, a batch), in which a network of `timing` trains for `seconds`, its
     validation passes included: whole epochs, or one more of fewer images each (no fewer
     than `least`), whichever trains on more images in all. So a network trains as long as
     any other, not up to an epoch less or more: whole epochs would give one of 14 s an
@@ -210,12 +211,17 @@ def probe(hypermodel, hp, x, y, recipe) -> float | None:
     return steady.seconds / (steady.steps * recipe.batch_size) if steady.steps else None
 
 
-def _first(x, y, images: int):
-    """The first `images` training images of `x` (a `Dataset`, or arrays with labels
-    `y`)."""
+def _drawn(x, y, images: int):
+    """`images` of the training images of `x` (a `Dataset`, or arrays with labels `y`),
+    drawn at random but the same for every trial: arrays sorted by class would lose
+    classes to a first few."""
+    count = _examples(x)
+    if images >= count:
+        return x, y
+    kept = np.sort(np.random.default_rng(0).permutation(count)[:images])
     if isinstance(x, Dataset):
-        return x.subset(train=images), y
-    return x[:images], y[:images]
+        return replace(x, x_train=x.x_train[kept], y_train=x.y_train[kept]), y
+    return x[kept], y[kept]
 
 
 def _examples(x) -> int | None:
