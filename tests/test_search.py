@@ -804,7 +804,7 @@ def test_an_equal_time_trial_plans_epochs_and_images_on_the_cost_model_and_fits_
     record = hypermodel.fit(hp, model, _tiny_data(), time_limit=limit, trial_seconds=0.35,
                             batch_size=16, verbose=0)  # fmt: skip
     assert (record["next_epoch"], record["train_examples"]) == (4, 77)
-    # Half an epoch's time: half an epoch (less its validation) of the first images.
+    # Half an epoch's time: half an epoch's images (less its validation), drawn at random.
     record = hypermodel.fit(hp, model, _tiny_data(), time_limit=limit, trial_seconds=0.058,
                             batch_size=16, verbose=0)  # fmt: skip
     assert (record["next_epoch"], record["train_examples"]) == (1, 48)
