@@ -298,10 +298,11 @@ class Retraining:
         """The most epochs (at least `final_epochs`, at most `most_epochs`) of the trial's
         retraining that fit `seconds` with its test, `AUTO_MARGIN` of them kept for slower
         epochs."""
-        start = self.seconds(trial, 0)  # starting, and testing once trained
-        epoch = self.seconds(trial, 1) - start
+        timing = Timing.of(trial)
+        epoch = 0.0 if timing is None else timing.epoch_seconds(self.images)
         if epoch <= 0:  # nothing recorded to plan with
             return self.final_epochs
+        start = self.seconds(trial, 0)  # starting, and testing once trained
         fit = math.floor(((1 - AUTO_MARGIN) * seconds - start) / epoch)
         if self.most_epochs is not None:
             fit = min(fit, self.most_epochs)
