@@ -63,6 +63,15 @@ def epochs_or_auto(text: str) -> int | str:
     return int(text)
 
 
+def count_or_none(text: str) -> int | str:
+    """`--patience`: a count, or `none` (passed on as the word: `SearchConfig` reads it)."""
+    if text.strip().lower() == "none":
+        return "none"
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"expected a count or 'none', got {text!r}")
+    return int(text)
+
+
 SEARCH_FLAGS = {  # search dimensions with a flag of their own, and an example
     "blocks_per_stage": "1,2,3; or a count a stage, choices ';'-separated: '1,1,1;1,0,1'",
     "width": "8,16",
@@ -191,6 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--trial-share",
         type=float,
         help="with --final-epochs auto: the budget's share for trials (default 0.5)",
+    )
+    search.add_argument(
+        "--patience",
+        type=count_or_none,
+        help="no trial starts once this many have completed since the best without scoring "
+        "higher; with --final-epochs auto their time goes to the retraining (default none: "
+        "trials take their share)",
     )
     search.add_argument("--out", help="output directory (default runs/search-DATASET)")
     search.add_argument(

@@ -45,7 +45,7 @@ from keras_residual.search.run import (
     within_noise,
 )
 from keras_residual.search.trials import _drawn, equal_time_plan
-from keras_residual.search.tuner import BudgetSpent, RandomSearch
+from keras_residual.search.tuner import RandomSearch, TrialsStopped
 
 TINY = {"width": [4, 6, 8, 10], "blocks_per_stage": 1}
 
@@ -574,13 +574,13 @@ def test_no_trial_starts_that_the_budget_cannot_fit(tmp_path):
     tuner.pre_create_trial()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(tuner.hypermodel, "takes_time_limit", False)
-        with pytest.raises(BudgetSpent, match="the final retraining of any trial so far"):
+        with pytest.raises(TrialsStopped, match="the final retraining of any trial so far"):
             tuner.pre_create_trial()
     tuner.retraining = retraining
     tuner.time_budget = 1.5 * seconds + estimate  # a trial and the retraining fit
     tuner.pre_create_trial()
     tuner.time_budget = 0.5 * seconds + estimate
-    with pytest.raises(BudgetSpent, match=f"and {estimate:.0f} s kept for the final retraining"):
+    with pytest.raises(TrialsStopped, match=f"and {estimate:.0f} s kept for the final retraining"):
         tuner.pre_create_trial()
     # final_epochs="auto": as many epochs as fit in the time, less the margin, at least one.
     one, start = (
@@ -600,6 +600,58 @@ def test_no_trial_starts_that_the_budget_cannot_fit(tmp_path):
     assert tested.seconds(trial, 0) == pytest.approx(start + 12 * validation)
     seconds = (start + 12 * validation + 4.5 * one) / (1 - AUTO_MARGIN)
     assert tested.epochs_within(trial, seconds) == 4
+
+
+def test_no_trial_starts_once_patience_trials_since_the_best_scored_no_higher(tmp_path):
+    """The trials are read in the order they started; an equal score is no progress."""
+    tuner = _in_process_tuner(tmp_path, [4, 6, 8])
+    tuner.oracle.max_trials = 3
+    tuner.search(_tiny_data(), epochs=1, verbose=0)
+    trials = sorted(
+        tuner.oracle.trials.values(), key=lambda t: t.metrics.get_last_value("started_at")
+    )
+    assert len(trials) == 3
+    tuner.patience = 2
+    for scores, best in (((0.5, 0.4, 0.5), 0), ((0.5, 0.5, 0.5), 0), ((0.4, 0.5, 0.3), None),
+                         ((0.3, 0.4, 0.5), None), ((0.5, 0.4), None)):  # fmt: skip
+        for trial, score in zip(trials, scores, strict=False):  # the last may still run
+            trial.score = score
+        for trial in trials[len(scores) :]:  # and has no score yet
+            trial.score = None
+        if best is None:
+            tuner.pre_create_trial()
+        else:
+            why = f"2 trials since trial {trials[best].trial_id} scored no higher than its 0.500"
+            with pytest.raises(TrialsStopped, match=re.escape(f"{why} (patience 2)")):
+                tuner.pre_create_trial()
+    tuner.patience = 1  # with one, each trial must beat the best
+    for trial, score in zip(trials, (0.4, 0.5, 0.3), strict=True):
+        trial.score = score
+    with pytest.raises(TrialsStopped, match=f"1 trial since trial {trials[1].trial_id} "):
+        tuner.pre_create_trial()
+    tuner.patience = None
+    tuner.pre_create_trial()
+
+
+@pytest.mark.slow
+def test_a_search_with_patience_ends_its_trials_once_none_beats_the_best(
+    data_dir, tmp_path, capsys
+):
+    out = tmp_path / "patience"
+    run_search("mnist", out, max_trials=4, patience=1, data_fraction=0.05, final_epochs=0,
+               data_dir=data_dir, verbose=0, isolate_trials=False, **TINY)  # fmt: skip
+    printed = capsys.readouterr().out
+    rows = json.loads((out / "results.json").read_text())["trials"]
+    rows = sorted((r for r in rows if r["status"] == "completed"), key=lambda r: r["started_at"])
+    scores = [r["val_accuracy"] for r in rows]
+    # The trials go on while each beats every one before it, and end at the first that does not.
+    ended = next((k for k in range(1, len(scores)) if scores[k] <= max(scores[:k])), None)
+    if ended is None:
+        assert len(rows) == 4 and "(patience 1)" not in printed
+    else:
+        assert len(rows) == ended + 1
+        assert re.search(r"Search stopped: 1 trial since trial \d+ scored no higher than its "
+                         r"[0-9.]+ \(patience 1\); no new trials launched\.", printed)  # fmt: skip
 
 
 def test_each_trial_gets_the_time_limit_of_the_time_left(tmp_path):
@@ -633,7 +685,7 @@ def test_each_trial_gets_the_time_limit_of_the_time_left(tmp_path):
     tuner.time_budget, tuner._search_started = 3 * ceiling / 4 + 3 * one_more, time.monotonic()
     tuner.pre_create_trial()
     tuner.time_budget = 3 * ceiling / 4 + one_more / 2
-    with pytest.raises(BudgetSpent, match="kept for the final retraining"):
+    with pytest.raises(TrialsStopped, match="kept for the final retraining"):
         tuner.pre_create_trial()
     tuner.retraining_budget = 2 * ceiling  # its own seconds reach the ceiling: none kept
     assert tuner.time_limit(trial).reserved == 0

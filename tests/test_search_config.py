@@ -73,6 +73,7 @@ def test_in_process_trains_the_trials_in_the_search_process(captured, tmp_path):
         ({"trial_seconds": "auto", "time_budget": None}, "`trial_seconds='auto'`"),
         ({"trial_seconds": "a while"}, "`trial_seconds` must look like"),
         ({"trial_seconds": 0}, "`trial_seconds` must be positive"),
+        ({"patience": 0}, "`patience` must be a positive integer"),
     ],
 )
 def test_a_bad_config_is_refused_naming_the_field(changes, message):
@@ -94,6 +95,14 @@ def test_trials_of_an_image_search_share_the_trials_budget_at_equal_time(capture
     assert cifar.replace(tuner="hyperband").seconds_per_trial is None
     argv = ["search", "--dataset", "cifar10", "--trial-seconds", "90s", "--out", str(tmp_path)]
     assert main(argv) == 0 and captured[0][0].seconds_per_trial == 90
+
+
+def test_patience_is_a_count_or_none_from_the_command_line(captured, tmp_path):
+    assert SearchConfig.for_dataset("cifar10").patience is None  # trials take their share
+    argv = ["search", "--dataset", "cifar10", "--patience", "4", "--out", str(tmp_path / "a")]
+    assert main(argv) == 0 and captured[0][0].patience == 4
+    argv = ["search", "--dataset", "cifar10", "--patience", "none", "--out", str(tmp_path / "b")]
+    assert main(argv) == 0 and captured[1][0].patience is None
 
 
 def test_a_config_round_trips_through_json():

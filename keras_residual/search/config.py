@@ -109,6 +109,10 @@ class SearchConfig:
             best trial's own weights.
         trial_share: with `final_epochs="auto"`, the budget's share for trials, less
             what the best trial's retraining for `max_final_epochs` needs beyond the rest.
+        patience: no trial starts once this many have completed since the best without
+            scoring higher (not for `hyperband`): with `final_epochs="auto"`, the time
+            the trials would have taken goes to the retraining. None: trials run until
+            `max_trials` or their share of the budget.
         min_final_epochs: with `"auto"`, retrain at least this long; networks too slow
             for it are skipped before they train.
         max_final_epochs: the time a budget leaves extends the retraining to at most
@@ -147,6 +151,7 @@ class SearchConfig:
     time_budget: str | float | None = None
     final_epochs: int | str = 0
     trial_share: float = 0.5
+    patience: int | None = None
     min_final_epochs: int = 1
     max_final_epochs: int | None = None
     final_recipe: str | None = None
@@ -179,6 +184,10 @@ class SearchConfig:
             )
         if not (_checks.finite("trial_share", self.trial_share) and 0 < self.trial_share < 1):
             raise ValueError(f"`trial_share` must lie in (0, 1), got {self.trial_share!r}.")
+        if self.patience == "none":  # as the command line says it
+            object.__setattr__(self, "patience", None)
+        if self.patience is not None:
+            _checks.positive_int("patience", self.patience)
         _checks.positive_int("min_final_epochs", self.min_final_epochs)
         if self.max_final_epochs is not None:
             _checks.positive_int("max_final_epochs", self.max_final_epochs)

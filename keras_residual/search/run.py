@@ -295,6 +295,7 @@ def _search(
             retraining=None if role else retraining,
             retraining_budget=budget - trials_budget if auto and not role else None,
             first_values=baseline and baseline[1],
+            patience=config.patience,
             isolate_trials=isolate_trials,
             **options,
         )
@@ -317,7 +318,7 @@ def _search(
             print(f"{ladder}\n")
         if (
             config.tuner != "hyperband"
-            and not tuner_object.budget_spent
+            and not tuner_object.stopped_early
             and len(rows) < config.max_trials
         ):
             print(f"The search space holds {len(rows)} distinct configurations: all were tried.")

@@ -29,8 +29,9 @@ from keras_residual.search.state import HYPERPARAMETERS_FILE
 _thirdparty.make_keras_tuner_writes_atomic()
 
 
-class BudgetSpent(Exception):
-    """Raised before a new trial is created once the wall-clock budget is spent."""
+class TrialsStopped(Exception):
+    """Raised before a new trial is created once no more may start: the wall-clock budget
+    is spent, or the trials stopped improving on the best (`patience`)."""
 
 
 class _RecordingTuner:
@@ -56,6 +57,10 @@ class _RecordingTuner:
     least `epochs`), where the hypermodel takes it (`ResidualHyperModel`): trials then
     compare networks at equal time. Hyperband's trials keep their rungs' epochs.
 
+    With `patience`, no trial starts once that many have completed since the best (by
+    score; the first of equals) without scoring higher: exploring has stopped paying, and
+    a retraining planned for the time left gets the rest. Hyperband's rungs ignore it.
+
     `seed` (default 0) fixes the sequence of trials; unlike in keras-tuner, 0 is a seed
     like any other. `first_values` (hyperparameter values: a known network as a point of
     the space, `ResidualHyperModel.baseline`) are the first trial's; the oracle draws the
@@ -72,16 +77,18 @@ class _RecordingTuner:
         retraining: Retraining | None = None,
         retraining_budget: float | None = None,
         first_values: dict | None = None,
+        patience: int | None = None,
         **kwargs,
     ):
         self.time_budget, self.trial_seconds = time_budget, trial_seconds
+        self.patience = patience
         self.retraining, self.retraining_budget = retraining, retraining_budget
         self._epochs = 1
         self.on_trial_done = on_trial_done
         self._processes = TrialProcesses() if isolate_trials else None
         self._seed = kwargs.pop("seed", None) or 0
         self._search_started = time.monotonic()
-        self.budget_spent = False
+        self.stopped_early = False
         # keras-tuner reads a seed of 0 (or None) as "draw one at random": shift by one so
         # every seed, 0 included, gives the same sequence of trials on every run.
         super().__init__(*args, seed=self._seed + 1, **kwargs)
@@ -176,21 +183,45 @@ class _RecordingTuner:
         return 0.0 if math.isinf(reserved) and self._checks_candidates() else reserved
 
     def pre_create_trial(self):
+        stale = self._since_best()
+        if stale:
+            raise TrialsStopped(stale)
         if self.time_budget is None:
             return
         left = self._seconds_left()
         if left <= 0:
-            raise BudgetSpent(f"time budget of {self.time_budget:.0f} s spent")
+            raise TrialsStopped(f"time budget of {self.time_budget:.0f} s spent")
         trial, reserved = self.next_trial_seconds(), self._reserved(left)
         if trial + reserved > left:
             final = f" and {reserved:.0f} s kept for the final retraining" if reserved else ""
             if math.isinf(reserved):
                 final = " and the final retraining of any trial so far"
             which = "quickest" if self._checks_candidates() else "slowest"
-            raise BudgetSpent(
+            raise TrialsStopped(
                 f"{left:.0f} s of the {self.time_budget:.0f} s budget left: not enough for "
                 f"another trial ({trial:.0f} s, as the {which} so far){final}"
             )
+
+    def _since_best(self) -> str | None:
+        """Why no trial should start for want of progress: the last `patience` completed
+        trials (in the order they started) scored no higher than the best before them;
+        None while they did, and without `patience` or under Hyperband."""
+        if not self.patience or isinstance(self.oracle, keras_tuner.oracles.HyperbandOracle):
+            return None
+        completed = [t for t in self._completed() if t.score is not None]
+        completed.sort(key=lambda t: t.metrics.get_last_value("started_at"))
+        scores = [t.score for t in completed]
+        if not scores:
+            return None
+        best = scores.index(max(scores))
+        since = len(scores) - 1 - best
+        if since < self.patience:
+            return None
+        trials = "trial" if since == 1 else "trials"
+        return (
+            f"{since} {trials} since trial {completed[best].trial_id} scored no higher than "
+            f"its {scores[best]:.3f} (patience {self.patience})"
+        )
 
     def _equal_time(self, trial) -> bool:
         """Whether `trial` trains for `trial_seconds`: one not of a Hyperband rung, of a
@@ -272,9 +303,9 @@ class _RecordingTuner:
         try:
             with _thirdparty.failed_trials_untraced():
                 super().search(*args, **kwargs)
-        except BudgetSpent as spent:
-            self.budget_spent = True
-            print(f"Search stopped: {spent}; no new trials launched.")
+        except TrialsStopped as why:
+            self.stopped_early = True
+            print(f"Search stopped: {why}; no new trials launched.")
             self.on_search_end()
         finally:
             if self._processes is not None:
