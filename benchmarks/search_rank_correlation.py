@@ -3,7 +3,9 @@
 Reads a finished search's directory (`keras-residual search ... --out DIR`), retrains every
 completed trial's configuration from scratch on all the training data for `--epochs`
 (default: as many as the search retrained its best for) with the trial's recipe, exactly as
-the search retrains its best (`keras_residual.search.retrain`), tests each with the recipe's
+the search retrains its best (`keras_residual.search.retrain`), or with `--seconds` for the
+epochs of it that fit that long (planned from its trial's timing, as a search with
+`--final-epochs auto` plans its best's: equal time, not equal epochs), tests each with the recipe's
 test-time augmentation, and reports the rank correlation (Spearman's rho, Kendall's tau-b)
 between the trial scores (validation accuracy after the trials' short training) and the
 retrained test accuracies, and where the search's pick ends up among them.
@@ -12,6 +14,7 @@ A row is printed as each configuration finishes, so a run stopped early still sa
 something. `--quick` runs a tiny search on random data first and checks the plumbing only.
 
 Run: KERAS_RESIDUAL_DATA=... python benchmarks/search_rank_correlation.py runs/cifar10 --epochs 3
+     python benchmarks/search_rank_correlation.py runs/photos --seconds 300
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from _report import cpu_flags, emit  # noqa: E402
 import keras_residual as kr  # noqa: E402
 from keras_residual.search import ResidualHyperModel, default_space_for, retrain, run_search  # noqa: E402
 from keras_residual.search.results import varying_names  # noqa: E402
-from keras_residual.search.run import PROJECT  # noqa: E402
+from keras_residual.search.run import PROJECT, _retraining  # noqa: E402
 from keras_residual.search.state import read_json  # noqa: E402
 
 
@@ -97,12 +100,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("search_dir", nargs="?", help="a finished search's --out directory")
     parser.add_argument("--epochs", type=int, help="default: the search's own retraining's")
+    parser.add_argument("--seconds", type=float,
+                        help="retrain each for the epochs that fit this long, as planned from "
+                        "its trial's timing (not with --epochs)")  # fmt: skip
     parser.add_argument("--data-dir", default=os.environ.get("KERAS_RESIDUAL_DATA"))
     parser.add_argument("--json", help="also write the JSON here")
     parser.add_argument("--quick", action="store_true", help="a tiny search on random data")
     args = parser.parse_args()
     if args.epochs is not None and args.epochs < 1:
         parser.error(f"--epochs must be a positive integer, got {args.epochs}")
+    if args.seconds is not None and (args.epochs is not None or not args.seconds > 0):
+        parser.error(f"--seconds must be positive, and not with --epochs; got {args.seconds}")
     if args.quick:
         out = quick_search(Path(tempfile.mkdtemp()))
     elif args.search_dir and (Path(args.search_dir) / "results.json").exists():
@@ -114,16 +122,23 @@ def main() -> None:
     config, data, hypermodel, trials = searched(out, args.data_dir)
     if len(trials) < 3:
         sys.exit(f"{out} has {len(trials)} completed trials: a rank correlation needs 3")
-    print(f"Retraining {len(trials)} configurations of {out} for {epochs} epochs each", flush=True)
+    retraining = _retraining(hypermodel, data, 1)
+    each = (
+        f"for the epochs that fit {args.seconds:.0f} s" if args.seconds else f"for {epochs} epochs"
+    )
+    print(f"Retraining {len(trials)} configurations of {out} {each} each", flush=True)
     values = [t.hyperparameters.values for t in trials]
     names, rows = varying_names(values, list(values[0])), []
     for trial in trials:
         start = time.perf_counter()
         hp = trial.hyperparameters
+        if args.seconds:
+            epochs = retraining.epochs_within(trial, args.seconds)
         model = retrain(hypermodel, hp, data, epochs, seed=config["seed"], verbose=0)
         tta = hypermodel.recipe_for(hp).tta
         row = {"trial": trial.trial_id, **{n: hp.values.get(n) for n in names}}
         row |= {"params": model.count_params(), "trial_score": round(trial.score, 4)}
+        row["epochs"] = epochs
         row["retrained_test"] = round(kr.evaluate(model, data, tta=tta)["accuracy"], 4)
         row["seconds"] = round(time.perf_counter() - start)
         print(json.dumps(row), flush=True)
@@ -135,7 +150,7 @@ def main() -> None:
         "search_dir": str(out),
         "dataset": config["dataset"],
         "trial_epochs": config["epochs"],
-        "retrained_epochs": epochs,
+        "retrained": f"{args.seconds:.0f} s each" if args.seconds else f"{epochs} epochs",
         "configurations": len(rows),
         "spearman": round(spearman(scores, finals), 3),
         "kendall_tau_b": round(kendall_tau_b(scores, finals), 3),
