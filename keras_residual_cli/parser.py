@@ -54,22 +54,24 @@ def _add_dtype_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def epochs_or_auto(text: str) -> int | str:
-    """`--final-epochs`: a number of epochs or `auto`."""
-    if text.strip().lower() == "auto":
-        return "auto"
-    if not text.strip().isdigit():
-        raise argparse.ArgumentTypeError(f"expected a number of epochs or 'auto', got {text!r}")
-    return int(text)
+def count_or(word: str, what: str):
+    """An argparse type: a whole number of `what`, or `word` (passed on as the word: the
+    settings read it)."""
+
+    def parse(text: str) -> int | str:
+        if text.strip().lower() == word:
+            return word
+        if not text.strip().isdigit():
+            raise argparse.ArgumentTypeError(
+                f"expected a number of {what} or {word!r}, got {text!r}"
+            )
+        return int(text)
+
+    return parse
 
 
-def count_or_none(text: str) -> int | str:
-    """`--patience`: a count, or `none` (passed on as the word: `SearchConfig` reads it)."""
-    if text.strip().lower() == "none":
-        return "none"
-    if not text.strip().isdigit():
-        raise argparse.ArgumentTypeError(f"expected a count or 'none', got {text!r}")
-    return int(text)
+epochs_or_auto = count_or("auto", "epochs")  # --final-epochs
+trials_or_none = count_or("none", "trials")  # --patience
 
 
 SEARCH_FLAGS = {  # search dimensions with a flag of their own, and an example
@@ -203,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument(
         "--patience",
-        type=count_or_none,
+        type=trials_or_none,
         help="no trial starts once this many have completed since the best without scoring "
         "higher; with --final-epochs auto their time goes to the retraining (default none: "
         "trials take their share)",

@@ -97,7 +97,7 @@ def test_trials_of_an_image_search_share_the_trials_budget_at_equal_time(capture
     assert main(argv) == 0 and captured[0][0].seconds_per_trial == 90
 
 
-def test_patience_is_a_count_or_none_from_the_command_line(captured, tmp_path):
+def test_patience_is_a_count_of_trials_or_none_from_the_command_line(captured, tmp_path):
     assert SearchConfig.for_dataset("cifar10").patience is None  # trials take their share
     argv = ["search", "--dataset", "cifar10", "--patience", "4", "--out", str(tmp_path / "a")]
     assert main(argv) == 0 and captured[0][0].patience == 4
