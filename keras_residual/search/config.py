@@ -172,6 +172,9 @@ class SearchConfig:
         if not isinstance(self.space, Mapping):
             raise ValueError(f"`space` must be a mapping of dimensions, got {self.space!r}.")
         object.__setattr__(self, "space", dict(self.space))
+        for name in ("patience", "final_recipe"):  # "none" as the command line says it
+            if getattr(self, name) == "none":
+                object.__setattr__(self, name, None)
         _checks.choice("tuner", self.tuner, TUNERS)
         _checks.positive_int("max_trials", self.max_trials)
         _checks.positive_int("epochs", self.epochs)
@@ -184,8 +187,6 @@ class SearchConfig:
             )
         if not (_checks.finite("trial_share", self.trial_share) and 0 < self.trial_share < 1):
             raise ValueError(f"`trial_share` must lie in (0, 1), got {self.trial_share!r}.")
-        if self.patience == "none":  # as the command line says it
-            object.__setattr__(self, "patience", None)
         if self.patience is not None:
             _checks.positive_int("patience", self.patience)
         _checks.positive_int("min_final_epochs", self.min_final_epochs)
@@ -196,8 +197,6 @@ class SearchConfig:
                     f"`max_final_epochs` ({self.max_final_epochs}) must be at least "
                     f"`min_final_epochs` ({self.min_final_epochs})."
                 )
-        if self.final_recipe == "none":  # as the command line says it
-            object.__setattr__(self, "final_recipe", None)
         if self.final_recipe is not None:
             _checks.choice("final_recipe", self.final_recipe, RECIPES)
         _checks.positive_int("final_recipe_epochs", self.final_recipe_epochs)
