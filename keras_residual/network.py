@@ -1,11 +1,11 @@
 """`build_network(spec)`: a spec in, a functional Keras model out.
 
 The model is assembled from small named pieces with stable layer names: `inputs`,
-`stem_conv` (`stem_bn`, `stem_relu`, ...) or `stem_whiten`, with `downsample="pool"` each
-stage's `stage{s}_entry_conv`, `stage{s}_pool`, `stage{s}_entry_bn`, `stage{s}_entry_relu`
-(activations are named for `spec.activation`: `stem_gelu` with GELU),
-then `stage{s}_block{b}` (whose sublayers are `stage{s}_block{b}_conv1`, ...), or
-`stage{s}_dense` / `stage{s}_transition`, then
+`input_resize` (at an `input_scale` other than 1), `stem_conv` (`stem_bn`, `stem_relu`,
+...) or `stem_whiten`, with `downsample="pool"` each stage's `stage{s}_entry_conv`,
+`stage{s}_pool`, `stage{s}_entry_bn`, `stage{s}_entry_relu` (activations are named for
+`spec.activation`: `stem_gelu` with GELU), then `stage{s}_block{b}` (whose sublayers are
+`stage{s}_block{b}_conv1`, ...), or `stage{s}_dense` / `stage{s}_transition`, then
 `post_bn`, `avg_pool`, `predictions`.
 
 The spec's `input_shape` sets the rank: `(steps, channels)` builds the same network with 1D
@@ -50,13 +50,23 @@ def build_network(spec: Spec, dtype: str | None = None) -> keras.Model:
         raise ValueError(f"`spec` must be a ResNetSpec or DenseNetSpec, got {spec!r}.")
     with dtype_policy_scope(dtype):
         inputs = keras.Input(spec.input_shape, name="inputs")
+        x = _resized(inputs, spec)
         if isinstance(spec, DenseNetSpec):
-            x = _dense_stages(_conv_stem(inputs, spec.stem_filters, rank=2), spec)
+            x = _dense_stages(_conv_stem(x, spec.stem_filters, rank=2), spec)
         else:
-            x = _residual_stages(_stem(inputs, spec), spec)
+            x = _residual_stages(_stem(x, spec), spec)
         model = keras.Model(inputs, _head(x, spec), name=spec.name)
     model.spec = spec  # what it was built from: a training run records it (spec.json)
     return model
+
+
+def _resized(x, spec: Spec):
+    """The input at `spec.scaled_shape` (`input_resize`: bilinear, in float32 whatever the
+    policy), or as it is at `input_scale` 1."""
+    if spec.input_scale == 1:
+        return x
+    height, width = spec.scaled_shape[:2]
+    return keras.layers.Resizing(height, width, dtype="float32", name="input_resize")(x)
 
 
 def _conv_stem(x, filters: int, *, rank: int, use_bias=False, conv_init="he_normal"):

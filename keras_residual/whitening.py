@@ -106,18 +106,30 @@ class _OrthogonalPairs(keras.initializers.Initializer):
 
 
 def whitening_layers(model: keras.Model) -> list[PatchWhitening]:
-    """The `PatchWhitening` layers that take `model`'s input: what `adapt_whitening` sets."""
-    return [
-        layer
-        for layer in model.layers
-        if isinstance(layer, PatchWhitening) and layer.input is model.inputs[0]
-    ]
+    """The `PatchWhitening` layers that take `model`'s input, as it is or resized (an
+    `input_scale`'s `Resizing` layer): what `adapt_whitening` sets."""
+    return [layer for layer in model.layers if _before(model, layer) is not None]
+
+
+def _before(model: keras.Model, layer) -> list:
+    """For a `PatchWhitening` layer that takes `model`'s input, the layers between them
+    (none, or the input's `Resizing`); else None."""
+    if not isinstance(layer, PatchWhitening):
+        return None
+    source = model.inputs[0]
+    if layer.input is source:
+        return []
+    previous = layer.input._keras_history.operation
+    if isinstance(previous, keras.layers.Resizing) and previous.input is source:
+        return [previous]
+    return None
 
 
 def adapt_whitening(model: keras.Model, images) -> list[str]:
     """`adapt` every `PatchWhitening` layer that takes `model`'s input to `images` (NHWC,
     as the model takes them: a missing channel axis of size 1 is added, as Keras's
-    functional models do); return their names. `train` calls it before the first epoch.
+    functional models do; resized as the model resizes them); return their names.
+    `train` calls it before the first epoch.
 
     Example:
     >>> import numpy as np
@@ -133,5 +145,8 @@ def adapt_whitening(model: keras.Model, images) -> list[str]:
         if images.ndim == len(expected) - 1 and expected[-1] == 1:
             images = images[..., None]
     for layer in layers:
-        layer.adapt(images)
+        seen = images
+        for previous in _before(model, layer):
+            seen = ops.convert_to_numpy(previous(seen))
+        layer.adapt(seen)
     return [layer.name for layer in layers]

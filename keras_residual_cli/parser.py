@@ -83,6 +83,7 @@ SEARCH_FLAGS = {  # search dimensions with a flag of their own, and an example
     "shortcut": "A,B",
     "activation": "relu,gelu",
     "optimizer": "nesterov,adamw",
+    "input_scale": "1,0.75; or auto: down to 32 pixels a side",
 }
 
 

@@ -22,7 +22,7 @@ from keras_residual.flops import count_flops
 from keras_residual.models import resnet_cifar_spec, resnet_series_spec
 from keras_residual.network import build_network
 from keras_residual.search.trials import fit_trial
-from keras_residual.spec import ACTIVATIONS, BLOCKS, DOWNSAMPLES, Norm, ResNetSpec
+from keras_residual.spec import ACTIVATIONS, BLOCKS, DOWNSAMPLES, Norm, ResNetSpec, scaled_shape
 from keras_residual.training import (
     OPTIMIZERS,
     RECIPES,
@@ -35,6 +35,7 @@ SEARCHED_SHORTCUTS = ("A", "B", "C", "gated")
 ARCHITECTURE = (
     "stages", "blocks_per_stage", "width", "widen_factor", "block",
     "downsample", "preact", "shortcut", "se_ratio", "activation", "drop_path_rate",
+    "input_scale",
 )  # fmt: skip
 # A series space's architecture: `resnet_series_spec`'s arguments and `ResNetSpec` fields.
 SERIES_ARCHITECTURE = (
@@ -62,6 +63,7 @@ MNIST_SPACE: dict = {
     "se_ratio": 0.0,
     "activation": "relu",
     "drop_path_rate": 0.0,
+    "input_scale": "auto",  # `input_scales`: the sizes down to 32 pixels
     "optimizer": "nesterov",
     "learning_rate": 0.2,
     "weight_decay": 5e-4,
@@ -85,6 +87,7 @@ CIFAR10_SPACE: dict = {
     "se_ratio": [0.0, SE_RATIO],
     "activation": FAST_CIFAR_ACTIVATION,
     "drop_path_rate": 0.0,
+    "input_scale": "auto",
     "optimizer": _AIRBENCH.optimizer,
     "learning_rate": _AIRBENCH.learning_rate,
     "weight_decay": _AIRBENCH.weight_decay,
@@ -117,9 +120,10 @@ SERIES_SPACE: dict = {
 # pooling layout's ResNet-8 at width 32 (`fast_mnist`) in a few minutes on MNIST
 # (benchmarks/results).
 BASELINES = {
-    "mnist": ("fast_mnist", {**MNIST_SPACE, "blocks_per_stage": 1, "width": 32}),
+    "mnist": ("fast_mnist", {**MNIST_SPACE, "blocks_per_stage": 1, "width": 32,
+                             "input_scale": 1.0}),
     "cifar10": ("fast_cifar_m", {**CIFAR10_SPACE, "blocks_per_stage": "1,0,1", "width": 128,
-                                 "se_ratio": 0.0}),
+                                 "se_ratio": 0.0, "input_scale": 1.0}),
     "series": ("resnet_series", {
         "stages": 3, "blocks_per_stage": 1, "width": 64, "kernel_size": "8,5,3",
         "block": "basic", "preact": False, "shortcut": "B", "se_ratio": 0.0,
@@ -150,6 +154,9 @@ _ALLOWED = {
     "preact": (False, True),
 }
 _INTEGERS = ("stages", "width", "widen_factor", "batch_size")
+# `input_scale="auto"` (`input_scales`): the scales that keep an image's shorter side at
+# `SCALED_SIDE` pixels or more, the size the speed family's layout is made for.
+SCALES, SCALED_SIDE = (1.0, 3 / 4, 2 / 3, 1 / 2, 1 / 3, 1 / 4), 32
 
 
 def _check_dimension(name: str, spec):
@@ -188,6 +195,8 @@ def _check_dimension(name: str, spec):
             kernel_sizes(value)
         elif name == "blocks_per_stage":
             stage_blocks(value)
+        elif name == "input_scale" and value == "auto":
+            continue
         elif name in _ALLOWED:
             _checks.choice(name, value, _ALLOWED[name])
         elif name in ("drop_path_rate", "se_ratio"):
@@ -248,6 +257,26 @@ def stage_blocks(value, stages: int | None = None) -> tuple[int, ...]:
     return (_checks.positive_int("blocks_per_stage", value),) * (stages or 1)
 
 
+def input_scales(input_shape) -> float | list[float]:
+    """The `input_scale` choices `"auto"` gives images of `input_shape`: the `SCALES` that
+    keep their shorter side at `SCALED_SIDE` (32) pixels or more, each size once; 1.0
+    alone for smaller images, sequences and sizes not given.
+
+    Example:
+    >>> input_scales((48, 48, 1)), input_scales((32, 32, 3)), input_scales((150, 1))
+    ([1.0, 0.75, 0.6667], 1.0, 1.0)
+    """
+    if len(input_shape) != 3 or None in input_shape[:2]:
+        return 1.0
+    side, sizes, scales = min(input_shape[:2]), set(), []
+    for scale in SCALES:
+        size = round(side * scale)
+        if size >= SCALED_SIDE and size not in sizes:
+            sizes.add(size)
+            scales.append(round(scale, 4))
+    return scales if len(scales) > 1 else 1.0
+
+
 def default_space_for(input_shape, dataset: str | None = None) -> str:
     """The default space for `dataset`: a built-in dataset's own; for data of your own,
     by `input_shape`: the series space for `(steps, channels)`, MNIST's for small
@@ -306,6 +335,9 @@ def resolve_space(dataset: str = "mnist", space: Mapping | None = None, **dimens
     blocks = resolved["blocks_per_stage"]
     if isinstance(blocks, list | tuple) and any(isinstance(b, str) for b in blocks):
         resolved["blocks_per_stage"] = [str(b) for b in blocks]  # 2 and "2" are alike
+    scale = resolved.get("input_scale")
+    if isinstance(scale, list | tuple) and all(isinstance(v, int | float) for v in scale):
+        resolved["input_scale"] = [float(v) for v in scale]  # 1 and 0.75 are one type
     for name, spec in resolved.items():
         _check_dimension(name, spec)
     return resolved
@@ -456,6 +488,8 @@ class ResidualHyperModel(keras_tuner.HyperModel):
         self.input_shape = _checks.input_shape(self.input_shape)
         dataset = default_space_for(self.input_shape) if dataset is None else dataset
         self.space = resolve_space(dataset, space, **dimensions)
+        if self.space.get("input_scale") == "auto":
+            self.space["input_scale"] = input_scales(self.input_shape)
         self.space_name = dataset
         self.recipe = _checks.choice("recipe", recipe or SPACE_RECIPES[dataset], RECIPES)
         head = RECIPE_HEADS.get(self.recipe, {})
@@ -565,7 +599,7 @@ class ResidualHyperModel(keras_tuner.HyperModel):
             return self._series_spec(v)
         chosen = {name: v[name] for name in ARCHITECTURE if name != "blocks_per_stage"}
         depths = stage_blocks(v["blocks_per_stage"], v["stages"])
-        stem, strides = downsampling(self.input_shape, v["stages"])
+        stem, strides = downsampling(scaled_shape(self.input_shape, v["input_scale"]), v["stages"])
         pool = v["downsample"] == "pool"
         if pool and stem == "cifar":  # the speed family's layout: whitened 2x2 patches, and
             stem, strides = "whiten", (2,) * v["stages"]  # every stage pools (32 -> 31, ..., 3)
@@ -580,8 +614,10 @@ class ResidualHyperModel(keras_tuner.HyperModel):
             **chosen,
         )
         layers = sum(depths) * (2 if v["block"] == "basic" else 3) + 2
-        name = f"{'preact_' if v['preact'] else ''}resnet{layers}_w{v['width']}"
-        return spec.replace(depths=depths, name=self._preset_name(v) or name + "_pool" * pool)
+        name = f"{'preact_' if v['preact'] else ''}resnet{layers}_w{v['width']}" + "_pool" * pool
+        if spec.input_scale != 1:
+            name += f"_at{min(spec.scaled_shape[:2])}"
+        return spec.replace(depths=depths, name=self._preset_name(v) or name)
 
     def _preset_name(self, values: dict) -> str | None:
         """The name of the preset (`baseline`) whose point `values` are, if any."""
