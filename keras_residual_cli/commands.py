@@ -174,13 +174,16 @@ def _parse_value(text: str):
     text = text.strip()
     if text.isdigit():
         return int(text)
-    return {"true": True, "false": False}.get(text.lower(), text)
+    try:
+        return float(text)
+    except ValueError:
+        return {"true": True, "false": False}.get(text.lower(), text)
 
 
 def _parse_values(text: str):
-    """`16` -> 16, `8,16` -> [8, 16], `A,B` -> ["A", "B"], `false,true` -> [False, True];
-    with `;`, choices of one value a stage: `1,1,1;1,0,1` -> ["1,1,1", "1,0,1"] (`1,0,1;`:
-    that one choice)."""
+    """`16` -> 16, `0.75` -> 0.75, `8,16` -> [8, 16], `A,B` -> ["A", "B"], `false,true` ->
+    [False, True]; with `;`, choices of one value a stage: `1,1,1;1,0,1` -> ["1,1,1",
+    "1,0,1"] (`1,0,1;`: that one choice)."""
     if ";" in text:
         values = [v.strip() for v in text.split(";") if v.strip()]
     else:

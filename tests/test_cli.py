@@ -79,3 +79,6 @@ def test_search_flags_take_choices_of_a_count_a_stage(tmp_path, monkeypatch):
     per_stage = [["1,1,1", "1,0,1"], "1,0,1", [1, 2], ["1,0,1", "2"]]
     assert [space["blocks_per_stage"] for space in spaces] == per_stage
     assert spaces[0]["width"] == [8, 16]
+    assert main([*argv, "--input-scale", "1,0.75"]) == 0
+    assert main([*argv, "--input-scale", "auto"]) == 0
+    assert [space["input_scale"] for space in spaces[-2:]] == [[1, 0.75], "auto"]

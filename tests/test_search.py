@@ -129,6 +129,33 @@ def test_blocks_per_stage_is_one_count_or_one_a_stage():
         )
 
 
+def test_image_searches_try_smaller_input_sizes_down_to_32_pixels():
+    assert kr.search.input_scales((48, 48, 1)) == [1.0, 0.75, 0.6667]
+    assert kr.search.input_scales((96, 80, 3)) == [1.0, 0.75, 0.6667, 0.5]  # 80 -> 40 px, not 27
+    assert kr.search.input_scales((32, 32, 3)) == kr.search.input_scales((None, None, 3)) == 1.0
+    folder = ResidualHyperModel((48, 48, 1), 5, width=32, se_ratio=0.0, blocks_per_stage="1,0,1")
+    assert folder.space["input_scale"] == [1.0, 0.75, 0.6667]  # "auto", for these images
+    assert ResidualHyperModel((32, 32, 3), 10).space["input_scale"] == 1.0  # CIFAR-10 as it was
+    specs = {}
+    for scale in folder.space["input_scale"]:
+        hp = keras_tuner.HyperParameters()
+        folder.declare(hp)
+        hp.values["input_scale"] = scale
+        specs[scale] = folder.spec(hp)
+    assert [spec.name for spec in specs.values()] == [
+        "resnet6_w32_pool", "resnet6_w32_pool_at36", "resnet6_w32_pool_at32",
+    ]  # fmt: skip
+    assert specs[0.6667].input_shape == (48, 48, 1) and specs[0.6667].scaled_shape == (32, 32, 1)
+    model = kr.build_network(specs[0.6667])
+    assert model.input_shape == (None, 48, 48, 1)
+    assert model.get_layer("stage3_pool").output.shape[1:3] == (3, 3)  # CIFAR-10's layout
+    assert folder.smallest().values["input_scale"] == 0.6667  # the cheapest
+    narrowed = ResidualHyperModel((48, 48, 1), 5, input_scale=[1, 0.75])  # --input-scale 1,0.75
+    assert narrowed.space["input_scale"] == [1.0, 0.75]
+    with pytest.raises(ValueError, match="`input_scale` must be a finite number > 0"):
+        ResidualHyperModel((48, 48, 1), 5, input_scale=[1.0, -0.5])
+
+
 def test_the_results_table_shows_which_rows_are_presets():
     row = {"status": "completed", "reason": "", "width": 32, "params": 1, "flops": 1.0}
     row["trial_seconds"] = 1.0

@@ -39,6 +39,11 @@ SMALL = ResNetSpec(depths=(1, 1), filters=(8, 16), strides=(1, 2), stem_filters=
         ({"input_shape": (28, 28, None)}, "`input_shape`"),
         ({"input_shape": ("28", 28, 1)}, "`input_shape`"),
         ({"input_shape": (1, 1, 3)}, "too small"),
+        ({"input_scale": 0}, "`input_scale` must be a finite number > 0"),
+        ({"input_scale": "half"}, "`input_scale`"),
+        ({"input_scale": 0.5, "input_shape": (64, 1)}, "`input_scale` resizes images"),
+        ({"input_scale": 0.5, "input_shape": (None, None, 3)}, "`input_scale` resizes images"),
+        ({"input_scale": 0.05, "input_shape": (16, 16, 3)}, "too small.*`input_scale` 0.05"),
         ({"norm": {"momentum": 0.9, "epsilon": 1e-3}}, None),  # a dict becomes a Norm
         ({"stem_filter": 8}, "no field 'stem_filter'.*Did you mean stem_filters"),
     ],

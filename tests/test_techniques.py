@@ -110,6 +110,30 @@ def test_only_whitening_layers_on_the_input_are_adapted():
         first.adapt(np.zeros((8, 8, 3)))
 
 
+def test_a_scaled_input_is_resized_first_and_whitened_as_resized(tmp_path):
+    data = cifar_like()
+
+    def up(images):  # each pixel as a 2x2 block: halved again, the images as they were
+        return np.repeat(np.repeat(images, 2, axis=1), 2, axis=2)
+
+    big = kr.Dataset("cifar10", up(data.x_train), data.y_train, up(data.x_val), data.y_val,
+                     up(data.x_test), data.y_test, CIFAR10_CLASSES)  # fmt: skip
+    model = small_fast_cifar(input_shape=(64, 64, 3), input_scale=0.5)
+    assert model.spec.scaled_shape == (32, 32, 3)
+    assert model.get_layer("input_resize").output.shape == (None, 32, 32, 3)
+    assert model.get_layer("input_resize").dtype_policy.compute_dtype == "float32"
+    assert kr.count_flops(model) < 0.3 * kr.count_flops(small_fast_cifar(input_shape=(64, 64, 3)))
+    kr.train(model, big, epochs=1, recipe="fast_cifar", verbose=0)
+    # the stem is set from the images as the network sees them: the 2x2 blocks averaged
+    expected = kr.PatchWhitening(kernel_size=2)
+    expected.adapt(data.normalize(data.x_train))
+    adapted = np.asarray(model.get_layer("stem_whiten").kernel)
+    np.testing.assert_allclose(adapted, np.asarray(expected.kernel), rtol=1e-4, atol=1e-4)
+    model.save(tmp_path / "m.keras")
+    reloaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    np.testing.assert_array_equal(reloaded.predict(big.x_test), model.predict(big.x_test))
+
+
 @pytest.mark.parametrize("as_dataset", [False, True])
 def test_fit_with_recipe_whitens_from_the_first_images_channel_axis_or_not(as_dataset):
     images = np.random.default_rng(0).normal(size=(64, 8, 8)).astype("float32")

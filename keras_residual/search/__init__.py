@@ -16,6 +16,7 @@ from keras_residual.search.space import (
     ResidualHyperModel,
     default_space_for,
     downsampling,
+    input_scales,
     load_space_file,
     resolve_space,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "default_space_for",
     "downsampling",
     "format_table",
+    "input_scales",
     "load_space_file",
     "pareto_figure",
     "pareto_front",
