@@ -23,6 +23,7 @@ from keras_residual.layers import (
     ProjectionShortcut,
     Residual,
     ResidualBlock,
+    Resize,
     SqueezeExcite,
     Transition,
 )
@@ -145,6 +146,7 @@ __all__ = [
     "ResNetSpec",
     "Residual",
     "ResidualBlock",
+    "Resize",
     "RunFinished",
     "SHORTCUTS",
     "SqueezeExcite",

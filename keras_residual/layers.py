@@ -5,6 +5,7 @@ from keras_residual.dense import DenseBlock, Transition
 from keras_residual.drop_path import DropPath
 from keras_residual.normalization import FusedBatchNormalization
 from keras_residual.residual import Residual
+from keras_residual.resize import Resize
 from keras_residual.shortcuts import GatedShortcut, IdentityShortcut, ProjectionShortcut
 from keras_residual.squeeze_excite import SqueezeExcite
 from keras_residual.whitening import PatchWhitening
@@ -21,6 +22,7 @@ __all__ = [
     "ProjectionShortcut",
     "Residual",
     "ResidualBlock",
+    "Resize",
     "SqueezeExcite",
     "Transition",
 ]

@@ -21,6 +21,7 @@ from keras_residual.blocks import BasicBlock, BottleneckBlock
 from keras_residual.dense import DenseBlock, Transition
 from keras_residual.initializers import conv_initializer
 from keras_residual.precision import dtype_policy_scope
+from keras_residual.resize import Resize
 from keras_residual.spec import DenseNetSpec, ResNetSpec, Spec
 from keras_residual.whitening import PatchWhitening
 
@@ -66,7 +67,7 @@ def _resized(x, spec: Spec):
     if spec.input_scale == 1:
         return x
     height, width = spec.scaled_shape[:2]
-    return keras.layers.Resizing(height, width, dtype="float32", name="input_resize")(x)
+    return Resize(height, width, dtype="float32", name="input_resize")(x)
 
 
 def _conv_stem(x, filters: int, *, rank: int, use_bias=False, conv_init="he_normal"):

@@ -237,7 +237,7 @@ class ResNetSpec(_Spec):
             exact, erf form) or `"silu"`.
         input_scale: images only: the network first resizes its input by this factor
             (bilinear, an `input_resize` layer) and computes at that size (`scaled_shape`):
-            `2 / 3` takes 48x48 images at 32x32, for about half the FLOPs.
+            `2 / 3` takes 48x48 images at 32x32, for less than half the FLOPs.
         stem: `"cifar"` (one 3x3 conv), `"imagenet"` (7x7/2 conv and 3x3/2 max-pool),
             `"deep"` (three 3x3 convs and a max-pool: ResNet-C/D), `"whiten"` (a
             `PatchWhitening` 2x2 layer and the activation, set from the data by `train`;

@@ -7,6 +7,7 @@ import numpy as np
 from keras import ops
 
 from keras_residual import _checks
+from keras_residual.resize import Resize
 
 ADAPT_IMAGES = 5000  # the images `PatchWhitening.adapt` uses, at most
 
@@ -107,22 +108,24 @@ class _OrthogonalPairs(keras.initializers.Initializer):
 
 def whitening_layers(model: keras.Model) -> list[PatchWhitening]:
     """The `PatchWhitening` layers that take `model`'s input, as it is or resized (an
-    `input_scale`'s `Resizing` layer): what `adapt_whitening` sets."""
+    `input_scale`'s `Resize` layer): what `adapt_whitening` sets."""
     return [layer for layer in model.layers if _before(model, layer) is not None]
 
 
-def _before(model: keras.Model, layer) -> list:
+def _before(model: keras.Model, layer) -> list | None:
     """For a `PatchWhitening` layer that takes `model`'s input, the layers between them
-    (none, or the input's `Resizing`); else None."""
+    (none, or the `Resize` layer that takes the input); else None."""
     if not isinstance(layer, PatchWhitening):
         return None
     source = model.inputs[0]
     if layer.input is source:
         return []
-    previous = layer.input._keras_history.operation
-    if isinstance(previous, keras.layers.Resizing) and previous.input is source:
-        return [previous]
-    return None
+    resizes = [
+        other
+        for other in model.layers
+        if isinstance(other, Resize) and other.input is source and other.output is layer.input
+    ]
+    return resizes or None
 
 
 def adapt_whitening(model: keras.Model, images) -> list[str]:

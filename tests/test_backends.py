@@ -50,6 +50,7 @@ LAYERS = {
     "patch_whitening": (kr.PatchWhitening, {"kernel_size": 2}, (2, 8, 8, 3), (2, 7, 7, 24)),
     "fused_batch_norm": (kr.FusedBatchNormalization, {"momentum": 0.9}, (2, 8, 8, 8),
                          (2, 8, 8, 8)),
+    "resize": (kr.Resize, {"height": 6, "width": 4}, (2, 8, 8, 3), (2, 6, 4, 3)),
     # The same layers on sequences (batch, steps, channels) and volumes.
     "identity_pad_1d": (kr.IdentityShortcut, {"filters": 16, "strides": 2, "mode": "pad"},
                         (2, 9, 8), (2, 5, 16)),

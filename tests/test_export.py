@@ -22,6 +22,14 @@ def test_every_preset_family_exports_in_float32(name, tmp_path):
     assert report.source_policy == "mixed_bfloat16"
 
 
+def test_a_network_that_resizes_its_input_exports(tmp_path):
+    """What an image search may pick (`input_scale`): its `input_resize` layer converts."""
+    spec = kr.fast_cifar_spec("s", (24, 24, 1), 3, filters=(8, 16, 16), input_scale=2 / 3)
+    model = kr.build_network(spec, dtype="mixed_bfloat16")
+    report = kr.export(model, tmp_path / "m.tflite", "tflite")
+    assert (tmp_path / "m.tflite").exists() and report.max_abs_diff <= report.tolerance
+
+
 def test_an_ensemble_exports_as_one_model(tmp_path):
     """What a series search saves with `--ensemble`: copies averaged, in mixed bfloat16."""
     members = [kr.resnet_series((24, 2), 3, width=8, dtype="mixed_bfloat16") for _ in range(2)]

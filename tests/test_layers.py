@@ -37,6 +37,7 @@ CASES = {
     "dense_block": (lambda: kr.DenseBlock(2, growth_rate=4, dropout_rate=0.1), 8),
     "transition": (lambda: kr.Transition(0.5), 8),
     "fused_batch_norm": (lambda: kr.FusedBatchNormalization(momentum=0.9), 8),
+    "resize": (lambda: kr.Resize(6, 4), 8),
 }
 
 
@@ -134,6 +135,8 @@ def test_mixed_float16(case):
         (lambda: kr.DenseBlock(0), "num_layers"),
         (lambda: kr.DenseBlock(4, growth_rate=0), "growth_rate"),
         (lambda: kr.Transition(compression=1.5), "compression"),
+        (lambda: kr.Resize(0, 4), "height"),
+        (lambda: kr.Resize(4, 2.5), "width"),
     ],
 )
 def test_bad_arguments_raise_naming_the_argument(factory, argument):

@@ -132,6 +132,10 @@ def test_a_scaled_input_is_resized_first_and_whitened_as_resized(tmp_path):
     model.save(tmp_path / "m.keras")
     reloaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
     np.testing.assert_array_equal(reloaded.predict(big.x_test), model.predict(big.x_test))
+    # called without `training`, it infers (keras.layers.Resizing would turn it on for the
+    # norms after it: batch statistics, moving averages updated)
+    x = big.x_test.astype("float32")
+    np.testing.assert_allclose(model(x), model(x, training=False), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("as_dataset", [False, True])
