@@ -268,9 +268,9 @@ def input_scales(input_shape) -> float | list[float]:
     """
     if len(input_shape) != 3 or None in input_shape[:2]:
         return 1.0
-    side, sizes, scales = min(input_shape[:2]), set(), []
+    sizes, scales = set(), []
     for scale in SCALES:
-        size = round(side * scale)
+        size = min(scaled_shape(input_shape, scale)[:2])  # as the network will compute at
         if size >= SCALED_SIDE and size not in sizes:
             sizes.add(size)
             scales.append(round(scale, 4))
