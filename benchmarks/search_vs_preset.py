@@ -200,7 +200,7 @@ def compare(
     loading = time.monotonic() - started  # each preset's run loads it again: its start-up
     if not presets:  # the search's first trial: the best known network for such data
         space = default_space_for(data.input_shape, dataset)
-        presets = [ResidualHyperModel(data.input_shape, data.num_classes, space).baseline()[0]]
+        presets = [ResidualHyperModel(data.input_shape, data.num_classes, space).baselines()[0][0]]
     trained = {}
     for preset in presets:
         plan = preset_epochs(preset, data, seconds, time.monotonic() - loading)

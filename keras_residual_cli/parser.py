@@ -76,7 +76,7 @@ trials_or_none = count_or("none", "trials")  # --patience
 
 SEARCH_FLAGS = {  # search dimensions with a flag of their own, and an example
     "blocks_per_stage": "1,2,3; or a count a stage, choices ';'-separated: '1,1,1;1,0,1'",
-    "width": "8,16",
+    "width": "8,16; or filters a stage, choices ';'-separated: '64,256,256;128'",
     "downsample": "pool,stride",
     "block": "basic,bottleneck",
     "preact": "false,true",

@@ -92,22 +92,57 @@ def test_a_count_a_stage_and_one_count_mix_as_strings_and_build_alike():
         resolve_space("series", kernel_size=["8,5,3", 3])  # "3" would be one convolution
 
 
-@pytest.mark.parametrize(("space", "shape"), [("mnist", (28, 28, 1)), ("cifar10", (32, 32, 3))])
-def test_an_image_space_holds_its_preset_as_the_point_a_search_tries_first(space, shape, tmp_path):
+@pytest.mark.parametrize(
+    ("space", "shape", "presets"),
+    [
+        ("mnist", (28, 28, 1), ["fast_mnist"]),
+        ("cifar10", (32, 32, 3), ["fast_cifar_m", "fast_cifar_s"]),
+    ],
+)
+def test_an_image_space_holds_its_presets_as_points_a_search_tries_first(
+    space, shape, presets, tmp_path
+):
     hypermodel = ResidualHyperModel(shape, 10, space)
-    name, values = hypermodel.baseline()
-    hp = keras_tuner.HyperParameters()
-    hypermodel.declare(hp)
-    hp.values.update(values)
-    spec, preset = hypermodel.spec(hp), kr.get_spec(name)
-    # the same network (the whitening stem takes no stem filters), by the preset's name
-    assert spec.replace(stem_filters=preset.stem_filters) == preset
-    assert hypermodel.recipe_for(hp) == kr.get_recipe(kr.preset_info(name).recipe)
+    baselines = hypermodel.baselines()
+    assert [name for name, _ in baselines] == presets  # in order of preference
+    for name, values in baselines:
+        hp = keras_tuner.HyperParameters()
+        hypermodel.declare(hp)
+        hp.values.update(values)
+        spec, preset = hypermodel.spec(hp), kr.get_spec(name)
+        # the same network (the whitening stem takes no stem filters), by the preset's name
+        assert spec.replace(stem_filters=preset.stem_filters) == preset
+        assert hypermodel.recipe_for(hp) == kr.get_recipe(kr.preset_info(name).recipe)
+        assert hypermodel.preset_name(hp.values) == name
+    values = baselines[0][1]
     tuner = RandomSearch(hypermodel, objective="val_accuracy", directory=tmp_path, max_trials=3,
                          first_values=values, isolate_trials=False)  # fmt: skip
-    assert hypermodel.spec(tuner.oracle.create_trial("t0").hyperparameters).name == name
-    assert hypermodel.spec(tuner.oracle.create_trial("t1").hyperparameters).name != name
-    assert ResidualHyperModel(shape, 10, space, width=[8, 16]).baseline() is None
+    assert hypermodel.spec(tuner.oracle.create_trial("t0").hyperparameters).name == presets[0]
+    assert hypermodel.spec(tuner.oracle.create_trial("t1").hyperparameters).name != presets[0]
+    assert ResidualHyperModel(shape, 10, space, width=[8, 16]).baselines() == []
+
+
+def test_width_is_one_number_or_filters_a_stage():
+    hypermodel = ResidualHyperModel((32, 32, 3), 10, "cifar10", blocks_per_stage="1,0,1")
+    assert hypermodel.space["width"] == ["32", "64", "96", "128", "64,256,256"]
+    hp = keras_tuner.HyperParameters()
+    hypermodel.declare(hp)
+    specs = {}
+    for width in ("64", "64,256,256"):
+        hp.values["width"], hp.values["se_ratio"] = width, 0.0625
+        specs[width] = hypermodel.spec(hp)
+    assert specs["64"].filters == (64, 128, 256)
+    assert specs["64,256,256"].filters == (64, 256, 256)
+    assert specs["64,256,256"].name == "resnet6_w64-256-256_pool"  # with SE: not the preset
+    assert hypermodel.smallest().values["width"] == "32"
+    mixed = ResidualHyperModel((32, 32, 3), 10, "cifar10", width=[32, "64,256,256"])
+    assert mixed.space["width"] == ["32", "64,256,256"]  # 32 and "32" are alike
+    with pytest.raises(ValueError, match="gives 2 stages' filters, but `stages` is 3"):
+        ResidualHyperModel((32, 32, 3), 10, "cifar10", width="64,128").spec(
+            keras_tuner.HyperParameters()
+        )
+    with pytest.raises(ValueError, match="`width` must be a positive integer or filters a stage"):
+        ResidualHyperModel((32, 32, 3), 10, "cifar10", width="64,wide")
 
 
 def test_blocks_per_stage_is_one_count_or_one_a_stage():

@@ -237,7 +237,7 @@ def test_a_series_search_tries_wangs_resnet_first_then_draws_as_keras_tuner_does
     from keras_residual.search.tuner import BayesianOptimization, Hyperband, RandomSearch
 
     hypermodel = ResidualHyperModel((40, 2), 3)
-    name, values = hypermodel.baseline()
+    [(name, values)] = hypermodel.baselines()
     hp = keras_tuner.HyperParameters()
     hypermodel.declare(hp)
     hp.values.update(values)
@@ -252,7 +252,7 @@ def test_a_series_search_tries_wangs_resnet_first_then_draws_as_keras_tuner_does
         assert ({k: drawn[0][k] for k in values} == values) == first, kind
         assert {k: drawn[1][k] for k in values} != values  # drawn, not the preset again
     narrowed = ResidualHyperModel((40, 2), 3, width=[16, 32])
-    assert narrowed.baseline() is None  # a space without the preset searches as it was
+    assert narrowed.baselines() == []  # a space without the preset searches as it was
 
 
 def test_a_series_trial_times_the_batches_a_tenth_of_its_series_makes(tmp_path, monkeypatch):

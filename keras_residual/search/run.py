@@ -30,6 +30,7 @@ from keras_residual.search import distributed
 from keras_residual.search.budget import AUTO_MARGIN, Retraining, Timing, smallest_budget
 from keras_residual.search.config import SearchConfig
 from keras_residual.search.copies import KeptCopies, StopAtDeadline, remove_copies
+from keras_residual.search.incumbent import Incumbent, noise_band
 from keras_residual.search.results import (
     collect_rows,
     failure_reason,
@@ -37,7 +38,12 @@ from keras_residual.search.results import (
     promotion_ladder,
     write_results,
 )
-from keras_residual.search.space import ResidualHyperModel, default_space_for, resolve_space
+from keras_residual.search.space import (
+    PREFERRED_EPOCHS,
+    ResidualHyperModel,
+    default_space_for,
+    resolve_space,
+)
 from keras_residual.search.state import check_oracle, read_json, repair_trials
 from keras_residual.search.trials import probe
 from keras_residual.search.tuner import TUNERS
@@ -240,7 +246,7 @@ def _search(
         return _retraining(hypermodel, data, least, config.max_final_epochs) if least else None
 
     retraining = None if data is None else retraining_of(data)  # a chief loads data last
-    baseline, untried = hypermodel.baseline(), ""
+    baseline, untried = next(iter(hypermodel.baselines()), None), ""
     if budget is not None and role is None and not (out / PROJECT).exists():
         baseline, untried = _first_trial(config, hypermodel, data, retraining)  # nothing written
     with contextlib.ExitStack() as writing:
@@ -300,9 +306,10 @@ def _search(
             **options,
         )
         if fresh and role != "worker" and (tuner_object.first_values or untried):
-            print(
-                untried or f"The first trial is the {baseline[0]} preset, as a point of the space."
+            first = tuner_object.first_values and (
+                f"The first trial is the {baseline[0]} preset, as a point of the space."
             )
+            print(" ".join(filter(None, (untried, first))))
         if role == "chief":
             distributed.watch_workers(tuner_object.oracle, worker_timeout)
         trial_data = None if data is None else _fraction(data, config.data_fraction)
@@ -354,25 +361,35 @@ def _spent(out: Path) -> float:
 def _first_trial(
     config: SearchConfig, hypermodel, data: Dataset, retraining: Retraining | None
 ) -> tuple[tuple[str, dict] | None, str]:
-    """The baseline preset a budgeted search starts from, or None and why not: its first
-    trial and shortest retraining would not fit the budget, at the seconds per image a few
-    of its steps take here (`probe`). A budget too small for even the space's smallest
-    network is refused, with the smallest budget that works."""
-    baseline, untried = hypermodel.baseline(), ""
-    if baseline is not None:
+    """The baseline preset a budgeted search starts from, or None, and why the presets
+    preferred to it are not: the first of `hypermodel.baselines()` whose first trial and
+    retraining fit the budget, at the seconds per image a few of its steps take here
+    (`probe`). A preset with one after it must retrain for `PREFERRED_EPOCHS`, the last for
+    the least epochs. A budget too small for even the space's smallest network is
+    refused, with the smallest budget that works."""
+    untried, candidates = [], hypermodel.baselines()
+    for k, (name, values) in enumerate(candidates):
         hp = hypermodel.smallest()  # every dimension declared, the preset's values set
-        hp.values.update(baseline[1])
-        least, what = _least_budget(config, hypermodel, hp, data, retraining)
+        hp.values.update(values)
+        epochs = retraining and (
+            retraining.final_epochs
+            if k == len(candidates) - 1
+            else max(retraining.final_epochs, PREFERRED_EPOCHS)
+        )
+        needed = retraining and Retraining(
+            epochs, retraining.images, retraining.test_passes, retraining.most_epochs
+        )
+        least, what = _least_budget(config, hypermodel, hp, data, needed)
         if least <= config.budget_seconds:
-            return baseline, ""
-        untried = f"The {baseline[0]} preset is not tried: {what}, more than the budget."
+            return (name, values), " ".join(untried)
+        untried.append(f"The {name} preset is not tried: {what}, more than the budget.")
     least, what = _least_budget(config, hypermodel, hypermodel.smallest(), data, retraining)
     if least > config.budget_seconds:
         raise ValueError(
             f"`time_budget` {config.time_budget} is too small for this data on this machine: "
             f"{what}. Give --time-budget {math.ceil(least / 60)}m or more."
         )
-    return None, untried
+    return None, " ".join(untried)
 
 
 def _least_budget(config, hypermodel, hp, data: Dataset, retraining) -> tuple[float, str]:
@@ -503,7 +520,9 @@ def _save_best(
             remove_copies(out)  # of another configuration: resumed with other settings
             kept = None
         validated = len(data.y_val) if config.final_epochs == "auto" else None
-        best_trial, final_epochs = _plan_retraining(oracle, retraining, seconds_left, validated)
+        best_trial, final_epochs = _plan_retraining(
+            oracle, retraining, seconds_left, validated, tuner_object.incumbent()
+        )
         if config.final_recipe:  # its epochs if they fit: judged on the first of them
             recipe = get_recipe(config.final_recipe).for_examples(retraining.images)
             print(
@@ -573,14 +592,20 @@ def _configuration(trial) -> tuple[str, dict]:
 
 
 def _plan_retraining(
-    oracle, retraining: Retraining, seconds_left: float | None, validated: int | None = None
+    oracle,
+    retraining: Retraining,
+    seconds_left: float | None,
+    validated: int | None = None,
+    incumbent: Incumbent | None = None,
 ):
     """The trial to retrain and for how many epochs: the best, for `retraining`'s least
     epochs or, when a budget leaves `seconds_left`, as many more as fit (then the best
     trial whose shortest retraining fits). Given the `validated` images the trials' scores
     were measured on, the trials that score within noise of the best (`within_noise`) are
     alike, and of those the one whose retraining trains the most epochs in `seconds_left`
-    is retrained: the time left, not a lead the validation split cannot resolve, decides."""
+    is retrained: the time left, not a lead the validation split cannot resolve, decides.
+    Given the `incumbent` the search started from, that preset is retrained unless the
+    pick's lead is one that lasts (`Incumbent.replaced_by`)."""
     best_trial = oracle.get_best_trials(1)[0]
     least, most = retraining.final_epochs, retraining.most_epochs
     fitting = retraining.pick(oracle, seconds_left)
@@ -608,6 +633,17 @@ def _plan_retraining(
                 "the most epochs in the time left"
             )
             best_trial = longest
+    known = incumbent and oracle.trials.get(incumbent.trial_id)
+    if known and best_trial is not known and retraining.fits(known, seconds_left):
+        flops = best_trial.metrics.get_last_value("flops")
+        why = incumbent.kept_over(best_trial.score, flops, validated)
+        if why:
+            print(
+                f"Retraining the {incumbent.name} preset the search started from (trial "
+                f"{known.trial_id}) over trial {best_trial.trial_id} ({best_trial.score:.4f}):"
+                f" {why}"
+            )
+            best_trial = known
     final_epochs, fill = least, ""
     if seconds_left is not None:  # the time the trials leave goes to the retraining
         final_epochs = retraining.epochs_within(best_trial, seconds_left)
@@ -624,18 +660,13 @@ def _plan_retraining(
 
 def within_noise(oracle, validated: int) -> tuple[list, float]:
     """The completed trials whose score (a validation accuracy on `validated` images)
-    lies within two standard errors of the best's, `2 * sqrt(p * (1 - p) / validated)`,
-    best first, and that band.
-
-    Example:
-    >>> round(2 * math.sqrt(0.45 * 0.55 / 3000), 4)  # a score of 0.45 on 3,000 images
-    0.0182
-    """
+    lies within two standard errors of the best's (`noise_band`), best first, and that
+    band."""
     ranked = [t for t in oracle.get_best_trials(len(oracle.trials)) if t.score is not None]
     if not ranked:
         return [], 0.0
     best = ranked[0].score
-    band = 2 * math.sqrt(max(0.0, best * (1 - best)) / validated)
+    band = noise_band(best, validated)
     return [t for t in ranked if best - t.score <= band], band
 
 

@@ -78,7 +78,8 @@ _AIRBENCH = RECIPES["airbench"]
 CIFAR10_SPACE: dict = {
     "stages": 3,
     "blocks_per_stage": ["1,1,1", "1,0,1", "2,2,2"],  # an empty stage needs pooling
-    "width": [32, 64, 96, 128],
+    # stage filters w, 2w, 4w; "64,256,256" (one a stage) is `fast_cifar_s`'s
+    "width": ["32", "64", "96", "128", "64,256,256"],
     "widen_factor": 1,
     "downsample": "pool",
     "block": "basic",
@@ -114,24 +115,31 @@ SERIES_SPACE: dict = {
     "weight_decay": _SERIES.weight_decay,
     "batch_size": _SERIES.batch_size,
 }
-# The preset a default space holds as a point: a search tries it first (`baseline`), so its
-# best can only be at least as good on the validation split as the known network. The
-# speed family's `fast_cifar_m` trains best in an hour of 2 CPU cores on CIFAR-10, the
-# pooling layout's ResNet-8 at width 32 (`fast_mnist`) in a few minutes on MNIST
-# (benchmarks/results).
+# The presets a default space holds as points, in order of preference: a search tries the
+# first that its budget can train (`baselines`) as its first trial, so its pick can only
+# improve on the known network. The speed family's `fast_cifar_m` trains best in an hour of
+# 2 CPU cores on CIFAR-10, `fast_cifar_s` in shorter budgets (a larger preset is preferred
+# only where its retraining trains `PREFERRED_EPOCHS`, the length the speed family's recipe
+# is tuned for), the pooling layout's ResNet-8 at width 32 (`fast_mnist`) in a few minutes
+# on MNIST (benchmarks/results). Each computes at the smallest size the space holds
+# (`input_scale`: the speed family's layout is made for 32 pixels).
 BASELINES = {
-    "mnist": ("fast_mnist", {**MNIST_SPACE, "blocks_per_stage": 1, "width": 32,
-                             "input_scale": 1.0}),
-    "cifar10": ("fast_cifar_m", {**CIFAR10_SPACE, "blocks_per_stage": "1,0,1", "width": 128,
-                                 "se_ratio": 0.0, "input_scale": 1.0}),
-    "series": ("resnet_series", {
+    "mnist": [("fast_mnist", {**MNIST_SPACE, "blocks_per_stage": 1, "width": 32})],
+    "cifar10": [
+        ("fast_cifar_m", {**CIFAR10_SPACE, "blocks_per_stage": "1,0,1", "width": "128",
+                          "se_ratio": 0.0}),
+        ("fast_cifar_s", {**CIFAR10_SPACE, "blocks_per_stage": "1,0,1", "width": "64,256,256",
+                          "se_ratio": 0.0}),
+    ],
+    "series": [("resnet_series", {
         "stages": 3, "blocks_per_stage": 1, "width": 64, "kernel_size": "8,5,3",
         "block": "basic", "preact": False, "shortcut": "B", "se_ratio": 0.0,
         "activation": "relu", "drop_path_rate": 0.0, "optimizer": _SERIES.optimizer,
         "learning_rate": _SERIES.learning_rate, "weight_decay": _SERIES.weight_decay,
         "batch_size": _SERIES.batch_size,
-    }),
+    })],
 }  # fmt: skip
+PREFERRED_EPOCHS = 10
 DEFAULT_SPACES = {
     "mnist": MNIST_SPACE,
     "fashion_mnist": MNIST_SPACE,
@@ -195,6 +203,8 @@ def _check_dimension(name: str, spec):
             kernel_sizes(value)
         elif name == "blocks_per_stage":
             stage_blocks(value)
+        elif name == "width" and isinstance(value, str):
+            stage_widths(value)
         elif name == "input_scale" and value == "auto":
             continue
         elif name in _ALLOWED:
@@ -255,6 +265,38 @@ def stage_blocks(value, stages: int | None = None) -> tuple[int, ...]:
             )
         return blocks
     return (_checks.positive_int("blocks_per_stage", value),) * (stages or 1)
+
+
+def stage_widths(value, stages: int | None = None) -> tuple[int, ...]:
+    """A `width` dimension's value as the stages' filters: `16` or `"16"` (the family's
+    `16, 32, 64`: doubling each stage, over `stages`; one entry without it) or one a
+    stage, `"64,256,256"` (`fast_cifar_s`'s; keras-tuner's choices are scalars).
+
+    Example:
+    >>> stage_widths("64,256,256"), stage_widths(16, stages=3), stage_widths("16")
+    ((64, 256, 256), (16, 32, 64), (16,))
+    """
+    if isinstance(value, str) and "," not in value:
+        value = _parse_int(
+            "width", value, "a positive integer or filters a stage such as '64,256,256'"
+        )
+    if isinstance(value, str):
+        what = "a positive integer or filters a stage such as '64,256,256'"
+        widths = tuple(_parse_int("width", w, what) for w in value.split(","))
+        if stages is not None and len(widths) != stages:
+            raise ValueError(
+                f"`width` {value!r} gives {len(widths)} stages' filters, but `stages` is {stages}."
+            )
+        return widths
+    width = _checks.positive_int("width", value)
+    return tuple(width * 2**i for i in range(stages or 1))
+
+
+def _parse_int(name: str, text: str, what: str) -> int:
+    try:
+        return _checks.positive_int(name, int(text))
+    except ValueError:
+        raise ValueError(f"`{name}` must be {what}, got {text!r}.") from None
 
 
 def input_scales(input_shape) -> float | list[float]:
@@ -332,9 +374,10 @@ def resolve_space(dataset: str = "mnist", space: Mapping | None = None, **dimens
                 f"Unknown search dimensions {sorted(unknown)}; known: {sorted(resolved)}."
             )
         resolved |= {k: v for k, v in overrides.items() if v is not None or k == "learning_rate"}
-    blocks = resolved["blocks_per_stage"]
-    if isinstance(blocks, list | tuple) and any(isinstance(b, str) for b in blocks):
-        resolved["blocks_per_stage"] = [str(b) for b in blocks]  # 2 and "2" are alike
+    for name in ("blocks_per_stage", "width"):  # 2 and "2" are alike
+        values = resolved[name]
+        if isinstance(values, list | tuple) and any(isinstance(v, str) for v in values):
+            resolved[name] = [str(v) for v in values]
     scale = resolved.get("input_scale")
     if isinstance(scale, list | tuple) and all(isinstance(v, int | float) for v in scale):
         resolved["input_scale"] = [float(v) for v in scale]  # 1 and 0.75 are one type
@@ -386,7 +429,7 @@ def _options(spec) -> list:
 
 
 # Dimensions whose values may be strings of numbers (`"8,5,3"`): compared as parsed.
-_PARSED = {"kernel_size": kernel_sizes, "blocks_per_stage": stage_blocks}
+_PARSED = {"kernel_size": kernel_sizes, "blocks_per_stage": stage_blocks, "width": stage_widths}
 
 
 def _holds(name: str, spec, value) -> bool:
@@ -416,6 +459,13 @@ def _smallest(name: str, values):
         return min(options, key=taps)
     if name == "blocks_per_stage":
         return min(options, key=lambda value: sum(stage_blocks(value, None)))
+    if name == "width":  # a convolution's cost grows with its filters squared
+
+        def cost(value):
+            widths = stage_widths(value)
+            return sum(w * w for w in (widths if len(widths) > 1 else stage_widths(value, 3)))
+
+        return min(options, key=cost)
     cheapest = {"block": "basic", "shortcut": "A", "se_ratio": 0.0}
     if name in cheapest and cheapest[name] in options:
         return cheapest[name]
@@ -503,21 +553,42 @@ class ResidualHyperModel(keras_tuner.HyperModel):
         if self.max_params or self.max_mflops:
             self._check_smallest_fits()
 
-    def baseline(self) -> tuple[str, dict] | None:
-        """The preset this space holds as a point (`BASELINES`), as its name and the
-        point's values, or None: no preset for the space, or a space (narrowed, say) that
-        does not hold it. The toolkit's tuners try it first.
+    def baselines(self) -> list[tuple[str, dict]]:
+        """The presets this space holds as points (`BASELINES`), each as its name and the
+        point's values, in order of preference; none for a space without presets or one
+        (narrowed, say) that holds none of them. Each computes at the smallest size the
+        space holds (`input_scale`). The toolkit's tuners try the first that the budget
+        can train first.
 
         Example:
-        >>> ResidualHyperModel((150, 1), 2).baseline()[0]
-        'resnet_series'
-        >>> ResidualHyperModel((150, 1), 2, width=[16, 32]).baseline() is None
-        True
+        >>> [name for name, _ in ResidualHyperModel((32, 32, 3), 10).baselines()]
+        ['fast_cifar_m', 'fast_cifar_s']
+        >>> ResidualHyperModel((48, 48, 1), 5, "cifar10").baselines()[1][1]["input_scale"]
+        0.6667
+        >>> ResidualHyperModel((150, 1), 2, width=[16, 32]).baselines()
+        []
         """
-        name, values = BASELINES.get(self.space_name, (None, {}))
-        if name is None or not all(_holds(k, self.space[k], v) for k, v in values.items()):
-            return None
-        return name, dict(values)
+        held = []
+        for name, point in BASELINES.get(self.space_name, []):
+            values = dict(point)
+            if "input_scale" in self.space:
+                values["input_scale"] = min(_options(self.space["input_scale"]))
+            if all(_holds(k, self.space[k], v) for k, v in values.items()):
+                held.append((name, values))
+        return held
+
+    def preset_name(self, values: dict) -> str | None:
+        """The name of the preset (`baselines`) whose point `values` are, if any.
+
+        Example:
+        >>> hypermodel = ResidualHyperModel((28, 28, 1), 10)
+        >>> hypermodel.preset_name(hypermodel.baselines()[0][1])
+        'fast_mnist'
+        """
+        for name, point in self.baselines():
+            if all(k in values and _same(k, values[k], v) for k, v in point.items()):
+                return name
+        return None
 
     def over_budget(self, params: int, flops: float) -> str | None:
         """Why a network of `params` parameters and `flops` forward FLOPs per image breaks
@@ -599,6 +670,8 @@ class ResidualHyperModel(keras_tuner.HyperModel):
             return self._series_spec(v)
         chosen = {name: v[name] for name in ARCHITECTURE if name != "blocks_per_stage"}
         depths = stage_blocks(v["blocks_per_stage"], v["stages"])
+        widths = stage_widths(v["width"], v["stages"])
+        chosen["width"] = widths[0]
         stem, strides = downsampling(scaled_shape(self.input_shape, v["input_scale"]), v["stages"])
         pool = v["downsample"] == "pool"
         if pool and stem == "cifar":  # the speed family's layout: whitened 2x2 patches, and
@@ -614,15 +687,12 @@ class ResidualHyperModel(keras_tuner.HyperModel):
             **chosen,
         )
         layers = sum(depths) * (2 if v["block"] == "basic" else 3) + 2
-        name = f"{'preact_' if v['preact'] else ''}resnet{layers}_w{v['width']}" + "_pool" * pool
+        width = str(v["width"]).replace(",", "-")
+        name = f"{'preact_' if v['preact'] else ''}resnet{layers}_w{width}" + "_pool" * pool
         if spec.input_scale != 1:
             name += f"_at{min(spec.scaled_shape[:2])}"
-        return spec.replace(depths=depths, name=self._preset_name(v) or name)
-
-    def _preset_name(self, values: dict) -> str | None:
-        """The name of the preset (`baseline`) whose point `values` are, if any."""
-        name, point = self.baseline() or (None, {})
-        return name if all(_same(k, values[k], v) for k, v in point.items()) else None
+        filters = tuple(w * v["widen_factor"] for w in widths)
+        return spec.replace(depths=depths, filters=filters, name=self.preset_name(v) or name)
 
     def _series_spec(self, v: dict) -> ResNetSpec:
         """A series trial's architecture: the `resnet_series_spec` family."""
@@ -632,7 +702,7 @@ class ResidualHyperModel(keras_tuner.HyperModel):
         spec = resnet_series_spec(self.input_shape, self.num_classes, norm=self.norm, **chosen)
         kernels = "-".join(map(str, sizes)) if isinstance(sizes, tuple) else f"{sizes}x2"
         name = f"resnet_series{sum(depths)}_w{v['width']}_k{kernels}"
-        return spec.replace(depths=depths, name=self._preset_name(v) or name)
+        return spec.replace(depths=depths, name=self.preset_name(v) or name)
 
     def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
         return build_network(self.spec(hp), dtype=self.dtype)

@@ -16,10 +16,11 @@ import numpy as np
 from keras_residual.data import Dataset
 from keras_residual.flops import count_flops
 from keras_residual.search.budget import PROBE_GAIN, TimeLimit, Timing
+from keras_residual.search.incumbent import Incumbent
 from keras_residual.training import TrainingDiverged, fit_with_recipe, train
 
 # What a trial refused before it trains says, by the status its results row then takes:
-# over a constraint, or too slow for the time left.
+# over a constraint, or too slow for the time left (or unable to replace the preset).
 NOT_TRAINED = {"rejected": "rejected before training", "skipped": "skipped before training"}
 PROBE_STEPS = 2  # steps timed (after the first) of a network whose forecast extrapolates
 
@@ -35,21 +36,26 @@ def fit_trial(
     callbacks=(),
     time_limit: TimeLimit | None = None,
     trial_seconds: float | None = None,
+    incumbent: Incumbent | None = None,
     **kwargs,
 ):
     """Train a trial's model: on a `Dataset` with `train` (the toolkit's pipelines),
     else on `x`, `y`, `validation_data` as `model.fit` takes them with
     `fit_with_recipe`. Returns the trial's record: the best of each metric over the
     epochs, parameters, FLOPs, seconds and the next epoch. A network over the
-    constraints, or (given a `time_limit`) too slow for the time left, fails before
-    it trains. Given `trial_seconds`, it trains for that long (`equal_time_plan`: at
-    least `epochs`, each of as many of the training images as the time holds), at
-    its timing as the cost model forecasts it, or as a probe measures it outside the
-    networks timed."""
+    constraints, (given a `time_limit`) too slow for the time left, or (given the
+    `incumbent` the search started from) unable to replace it, fails before it
+    trains. Given `trial_seconds`, it trains for that long (`equal_time_plan`: at least
+    `epochs`, each of as many of the training images as the time holds), at its timing
+    as the cost model forecasts it, or as a probe measures it outside the networks
+    timed."""
     params, flops = model.count_params(), count_flops(model)
     why = hypermodel.over_budget(params, flops)
     if why:
         raise keras_tuner.errors.FailedTrialError(f"{NOT_TRAINED['rejected']}: {why}")
+    why = incumbent and incumbent.cannot_replace(flops)
+    if why:
+        raise keras_tuner.errors.FailedTrialError(f"{NOT_TRAINED['skipped']}: {why}")
     recipe = hypermodel.recipe_for(hp)
     if "batch_size" in kwargs:  # a keras-tuner user's fixed batch size
         recipe = replace(recipe, batch_size=kwargs.pop("batch_size"))

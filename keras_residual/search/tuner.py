@@ -22,6 +22,7 @@ from keras_residual.search.budget import (
     TimeLimit,
     load_probe,
 )
+from keras_residual.search.incumbent import Incumbent
 from keras_residual.search.isolation import TrialProcesses
 from keras_residual.search.results import SPEC_FILE
 from keras_residual.search.state import HYPERPARAMETERS_FILE
@@ -134,6 +135,9 @@ class _RecordingTuner:
             kwargs["time_limit"] = limit
         if self._equal_time(trial):
             kwargs["trial_seconds"] = self.trial_seconds
+        incumbent = self.incumbent()
+        if incumbent is not None and incumbent.trial_id != trial.trial_id:
+            kwargs["incumbent"] = incumbent
         folder = self.get_trial_dir(trial.trial_id)
         # The trial's values, to rerun it if keras-tuner's trial.json is ever damaged.
         hyperparameters = json.dumps(trial.hyperparameters.get_config())
@@ -222,6 +226,23 @@ class _RecordingTuner:
             f"{since} {trials} since trial {completed[best].trial_id} scored no higher than "
             f"its {scores[best]:.3f} (patience {self.patience})"
         )
+
+    def incumbent(self) -> Incumbent | None:
+        """The preset the search started from, as its first trial scored it, where the
+        pick is held to `Incumbent`'s rule: a search whose retraining gets the time the
+        trials leave (`retraining_budget`), not Hyperband's, whose first trial trained a
+        preset of the space (`ResidualHyperModel.preset_name`) and completed; else None."""
+        trials = getattr(self.oracle, "trials", {})
+        hyperband = isinstance(self.oracle, keras_tuner.oracles.HyperbandOracle)
+        preset_name = getattr(self.hypermodel, "preset_name", None)
+        if self.retraining_budget is None or hyperband or not trials or preset_name is None:
+            return None
+        first = trials[min(trials)]
+        name = preset_name(first.hyperparameters.values)
+        if name is None or first.status != "COMPLETED" or first.score is None:
+            return None
+        flops = first.metrics.get_last_value("flops")
+        return Incumbent(name, first.trial_id, first.score, flops, bool(self.trial_seconds))
 
     def _equal_time(self, trial) -> bool:
         """Whether `trial` trains for `trial_seconds`: one not of a Hyperband rung, of a
