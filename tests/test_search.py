@@ -36,14 +36,17 @@ from keras_residual.search.budget import (
     load_probe,
     save_probe,
 )
+from keras_residual.search.incumbent import Incumbent, noise_band
 from keras_residual.search.isolation import TrialProcesses
 from keras_residual.search.run import (
     SearchFailed,
+    _first_trial,
     _plan_retraining,
     _retrain_members,
     _retraining,
     within_noise,
 )
+from keras_residual.search.space import PREFERRED_EPOCHS
 from keras_residual.search.trials import _drawn, equal_time_plan
 from keras_residual.search.tuner import RandomSearch, TrialsStopped
 
@@ -185,6 +188,13 @@ def test_image_searches_try_smaller_input_sizes_down_to_32_pixels():
     assert model.input_shape == (None, 48, 48, 1)
     assert model.get_layer("stage3_pool").output.shape[1:3] == (3, 3)  # CIFAR-10's layout
     assert folder.smallest().values["input_scale"] == 0.6667  # the cheapest
+    images = ResidualHyperModel((48, 48, 1), 5)
+    (name, values), *_ = images.baselines()
+    assert name == "fast_cifar_m" and values["input_scale"] == 0.6667  # at 32 pixels
+    hp = keras_tuner.HyperParameters()
+    images.declare(hp)
+    hp.values.update(values)
+    assert images.spec(hp).name == "fast_cifar_m_at32"
     narrowed = ResidualHyperModel((48, 48, 1), 5, input_scale=[1, 0.75])  # --input-scale 1,0.75
     assert narrowed.space["input_scale"] == [1.0, 0.75]
     with pytest.raises(ValueError, match="`input_scale` must be a finite number > 0"):
@@ -198,11 +208,13 @@ def test_the_results_table_shows_which_rows_are_presets():
         {**row, "trial_id": "0", "val_accuracy": 0.9, "spec": {"name": "fast_mnist"}},
         {**row, "trial_id": "1", "val_accuracy": 0.95, "spec": {"name": "resnet8_w16_pool"}},
     ]
-    header, _, best, baseline = kr.search.format_table(rows).splitlines()
+    rows.append({**row, "trial_id": "2", "val_accuracy": 0.8, "spec": {"name": "fast_mnist_at32"}})
+    header, _, best, baseline, scaled = kr.search.format_table(rows).splitlines()
+    assert scaled.split()[:3] == ["2", "completed", "fast_mnist_at32"]
     assert header.split()[:3] == ["trial", "status", "preset"]
     assert baseline.split()[:3] == ["0", "completed", "fast_mnist"]
     assert best.split()[:3] == ["1", "completed", "-"]
-    assert "preset" not in kr.search.format_table(rows[1:])
+    assert "preset" not in kr.search.format_table(rows[1:2])
 
 
 def test_a_budget_too_small_for_the_first_trial_is_refused_before_any_folder(data_dir, tmp_path):
@@ -234,6 +246,35 @@ def test_a_preset_too_slow_for_the_budget_is_not_tried_first(
                      r"a trial .* takes at least about \d+ s here .*, more than the budget\.",
                      capsys.readouterr().out)  # fmt: skip
     assert "fast_mnist" not in [row["spec"]["name"] for row in result["trials"]]
+
+
+@pytest.mark.parametrize(
+    ("medium_per_image", "first"),
+    [(1e-4, "fast_cifar_m"), (0.05, "fast_cifar_s"), (1.0, "fast_cifar_s")],
+)
+def test_a_search_starts_from_the_largest_preset_its_budget_retrains_for_ten_epochs(
+    data_dir, monkeypatch, medium_per_image, first
+):
+    def probe(hypermodel, hp, *args):  # seconds an image, by network
+        return medium_per_image if hypermodel.spec(hp).name == "fast_cifar_m" else 1e-4
+
+    monkeypatch.setattr("keras_residual.search.run.probe", probe)
+    config = SearchConfig.for_dataset("cifar10", data_dir=data_dir, time_budget="10m")
+    data = kr.load_dataset("cifar10", data_dir, seed=0)
+    hypermodel = ResidualHyperModel(data.input_shape, data.num_classes, "cifar10")
+    retraining = _retraining(hypermodel, data, config.min_final_epochs)
+    (name, values), untried = _first_trial(config, hypermodel, data, retraining)
+    assert (name, values) == next((n, v) for n, v in hypermodel.baselines() if n == first)
+    # At 0.05 s an image fast_cifar_m would retrain on the 600 images for the 5 least epochs
+    # in the retraining's share of the 10 minutes, but not for the 10 the speed family's
+    # recipe is tuned for.
+    assert retraining.final_epochs == 5 and PREFERRED_EPOCHS == 10
+    if first == "fast_cifar_s":
+        assert re.match(r"The fast_cifar_m preset is not tried: to train fast_cifar_m for 1 "
+                        r"epoch as a trial and retrain it on all \d+ images for 10 epochs takes "
+                        r"at least about \d+ s here", untried)  # fmt: skip
+    else:
+        assert untried == ""
 
 
 def test_learning_rate_is_conditional_on_the_optimizer():
@@ -393,6 +434,37 @@ def test_auto_final_epochs_retrain_in_the_time_the_trials_leave(data_dir, tmp_pa
     )
 
 
+@pytest.mark.slow
+def test_a_search_of_equal_time_trials_keeps_its_preset_unless_a_costlier_network_leads(
+    data_dir, tmp_path, capsys
+):
+    out, space = tmp_path / "s", {"width": [8, 16, 32], "blocks_per_stage": [1, 2]}
+    config = SearchConfig.for_dataset(
+        "mnist", data_dir=data_dir, space=space, data_fraction=1.0, time_budget="2m",
+        final_epochs="auto", trial_seconds="2s", min_final_epochs=1, max_final_epochs=2,
+    )  # fmt: skip
+    result = run_search(config, out, verbose=0, isolate_trials=False)
+    printed = capsys.readouterr().out
+    assert "The first trial is the fast_mnist preset, as a point of the space." in printed
+    preset, *others = sorted(result["trials"], key=lambda row: row["trial_id"])
+    assert preset["spec"]["name"] == "fast_mnist" and preset["status"] == "completed"
+    # A network cheaper than the preset is skipped before it trains: in trials of equal
+    # time its lead would not last. ResNet-8 and -14 at widths 8 and 16 are cheaper.
+    cheaper = [row for row in others if row["spec"]["name"].endswith(("_w8_pool", "_w16_pool"))]
+    assert len(cheaper) == 4 and all(row["status"] == "skipped" for row in cheaper)
+    assert all("cheaper than the fast_mnist preset (trial" in row["reason"] for row in cheaper)
+    # The costlier ResNet-14 at width 32 trains, and replaces the preset only where it
+    # leads by more than the noise on the validation images.
+    (costlier,) = [row for row in others if row not in cheaper]
+    assert costlier["status"] == "completed" and costlier["flops"] > preset["flops"]
+    validated = len(kr.load_dataset("mnist", data_dir, seed=0).y_val)
+    band = noise_band(costlier["val_accuracy"], validated)
+    leads = costlier["val_accuracy"] - preset["val_accuracy"] > band
+    assert result["best"]["trial_id"] == (costlier if leads else preset)["trial_id"]
+    if not leads and costlier["val_accuracy"] > preset["val_accuracy"]:
+        assert "Retraining the fast_mnist preset the search started from" in printed
+
+
 def test_copies_of_the_best_train_while_the_time_left_holds_one_more(monkeypatch, capsys):
     """The first copy always trains; each next one (seed + 1, ...) only if the time left
     holds one more as long as the last took, with its margin and test. Copies kept by a
@@ -529,13 +601,15 @@ def test_a_resumed_search_goes_on_with_the_budget_its_kept_trials_left(
 class _ScoredOracle:
     """An oracle's ranking of completed trials, each with a score and a timing."""
 
-    def __init__(self, *scored):
+    def __init__(self, *scored, flops=()):
         self.trials = {}
         for trial_id, (score, per_image) in enumerate(scored):
             trial = keras_tuner.engine.trial.Trial(
                 keras_tuner.HyperParameters(), trial_id=str(trial_id), status="COMPLETED"
             )
             trial.score = score
+            if flops:
+                trial.metrics.update("flops", flops[trial_id])
             for name, value in (("seconds_per_image", per_image), ("overhead_seconds", 1.0),
                                 ("validation_seconds", 0.5)):  # fmt: skip
                 trial.metrics.update(name, value)
@@ -565,6 +639,44 @@ def test_of_trials_alike_within_noise_the_one_with_most_epochs_in_the_time_left_
     assert _plan_retraining(oracle, retraining, 30.0) == (first, 11)
     # The best's 12 epochs at least do not fit 25 s: of those alike, the one that fits.
     assert _plan_retraining(oracle, Retraining(12, 1000), 25.0, 3000) == (second, 15)
+
+
+def test_the_preset_a_search_started_from_is_retrained_unless_a_lead_over_it_lasts(capsys):
+    # Trial 0 is the preset (0.59, 188 MFLOPs); trial 1 a costlier network (484 MFLOPs)
+    # and trial 2 a cheaper one (95 MFLOPs), both scoring 0.70 on 3,000 validation images.
+    scored, flops = [(0.59, 1e-3), (0.70, 2e-3), (0.70, 5e-4)], (188e6, 484e6, 95e6)
+    known = Incumbent("fast_cifar_s", "0", 0.59, 188e6, equal_time=True)
+    oracle, retraining = _ScoredOracle(*scored, flops=flops), Retraining(1, 1000)
+    preset, costlier, cheaper = (oracle.trials[k] for k in "012")
+    # Tied, the cheaper trains the most epochs; in trials of equal time its lead does not
+    # count, so the preset is retrained.
+    assert _plan_retraining(oracle, retraining, 30.0, 3000)[0] is cheaper
+    assert _plan_retraining(oracle, retraining, 30.0, 3000, known)[0] is preset
+    printed = capsys.readouterr().out
+    assert (
+        "Retraining the fast_cifar_s preset the search started from (trial 0) over trial 2 "
+        in printed
+    )
+    assert (
+        "a network cheaper than the fast_cifar_s preset (trial 0: 95 against 188 MFLOPs" in printed
+    )
+    # The costlier network, ahead by more than the noise (0.017), replaces it ...
+    del oracle.trials["2"]
+    assert _plan_retraining(oracle, retraining, 30.0, 3000, known)[0] is costlier
+    # ... but not by a lead within the noise, nor in trials of equal epochs.
+    costlier.score = 0.60
+    assert _plan_retraining(oracle, retraining, 30.0, 3000, known)[0] is preset
+    assert known.kept_over(0.60, 484e6, 3000).startswith(
+        "not above the preset's 0.5900 by more than 0.018, two standard errors on 3,000"
+    )
+    costlier.score = 0.70
+    by_epochs = replace(known, equal_time=False)
+    assert _plan_retraining(oracle, retraining, 30.0, 3000, by_epochs)[0] is preset
+    assert "a network costlier than the fast_cifar_s preset" in capsys.readouterr().out
+    # Without a count of validation images, any higher score is a lead.
+    assert by_epochs.kept_over(0.5901, 95e6, None) is None
+    assert by_epochs.kept_over(0.59, 95e6, None) == "no higher than the preset's 0.5900"
+    assert noise_band(0.6, 3000) == pytest.approx(2 * (0.6 * 0.4 / 3000) ** 0.5)
 
 
 def test_the_retraining_plans_its_test_in_validation_passes():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -247,9 +248,10 @@ def format_table(rows: list[dict], limit: int | None = None) -> str:
 
 
 def _preset(row: dict) -> str | None:
-    """The preset whose network the row's trial trained, if any (its spec's name)."""
+    """The preset whose network the row's trial trained, if any (its spec's name, with the
+    size it computes at: `fast_cifar_s_at32`)."""
     name = (row.get("spec") or {}).get("name")
-    return name if name in PRESETS else None
+    return name if name and re.sub(r"_at\d+$", "", name) in PRESETS else None
 
 
 def _short(value) -> str:

@@ -689,10 +689,11 @@ class ResidualHyperModel(keras_tuner.HyperModel):
         layers = sum(depths) * (2 if v["block"] == "basic" else 3) + 2
         width = str(v["width"]).replace(",", "-")
         name = f"{'preact_' if v['preact'] else ''}resnet{layers}_w{width}" + "_pool" * pool
+        name = self.preset_name(v) or name
         if spec.input_scale != 1:
             name += f"_at{min(spec.scaled_shape[:2])}"
         filters = tuple(w * v["widen_factor"] for w in widths)
-        return spec.replace(depths=depths, filters=filters, name=self.preset_name(v) or name)
+        return spec.replace(depths=depths, filters=filters, name=name)
 
     def _series_spec(self, v: dict) -> ResNetSpec:
         """A series trial's architecture: the `resnet_series_spec` family."""
