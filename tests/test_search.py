@@ -195,6 +195,8 @@ def test_image_searches_try_smaller_input_sizes_down_to_32_pixels():
     images.declare(hp)
     hp.values.update(values)
     assert images.spec(hp).name == "fast_cifar_m_at32"
+    hp.values["input_scale"] = 1.0
+    assert images.spec(hp).name == "fast_cifar_m"  # the preset at the images' own size
     narrowed = ResidualHyperModel((48, 48, 1), 5, input_scale=[1, 0.75])  # --input-scale 1,0.75
     assert narrowed.space["input_scale"] == [1.0, 0.75]
     with pytest.raises(ValueError, match="`input_scale` must be a finite number > 0"):

@@ -605,7 +605,7 @@ def _plan_retraining(
     alike, and of those the one whose retraining trains the most epochs in `seconds_left`
     is retrained: the time left, not a lead the validation split cannot resolve, decides.
     Given the `incumbent` the search started from, that preset is retrained unless the
-    pick's lead is one that lasts (`Incumbent.replaced_by`)."""
+    pick's lead is one that lasts (`Incumbent.kept_over`)."""
     best_trial = oracle.get_best_trials(1)[0]
     least, most = retraining.final_epochs, retraining.most_epochs
     fitting = retraining.pick(oracle, seconds_left)

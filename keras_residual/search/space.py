@@ -276,12 +276,10 @@ def stage_widths(value, stages: int | None = None) -> tuple[int, ...]:
     >>> stage_widths("64,256,256"), stage_widths(16, stages=3), stage_widths("16")
     ((64, 256, 256), (16, 32, 64), (16,))
     """
+    what = "a positive integer or filters a stage such as '64,256,256'"
     if isinstance(value, str) and "," not in value:
-        value = _parse_int(
-            "width", value, "a positive integer or filters a stage such as '64,256,256'"
-        )
+        value = _parse_int("width", value, what)
     if isinstance(value, str):
-        what = "a positive integer or filters a stage such as '64,256,256'"
         widths = tuple(_parse_int("width", w, what) for w in value.split(","))
         if stages is not None and len(widths) != stages:
             raise ValueError(
@@ -578,7 +576,8 @@ class ResidualHyperModel(keras_tuner.HyperModel):
         return held
 
     def preset_name(self, values: dict) -> str | None:
-        """The name of the preset (`baselines`) whose point `values` are, if any.
+        """The name of the preset (`baselines`) whose point `values` are, at whatever
+        size it computes (`input_scale`), if any.
 
         Example:
         >>> hypermodel = ResidualHyperModel((28, 28, 1), 10)
@@ -586,6 +585,7 @@ class ResidualHyperModel(keras_tuner.HyperModel):
         'fast_mnist'
         """
         for name, point in self.baselines():
+            point = {k: v for k, v in point.items() if k != "input_scale"}
             if all(k in values and _same(k, values[k], v) for k, v in point.items()):
                 return name
         return None
