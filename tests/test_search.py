@@ -436,6 +436,23 @@ def test_auto_final_epochs_retrain_in_the_time_the_trials_leave(data_dir, tmp_pa
     )
 
 
+@pytest.mark.parametrize(("trial_seconds", "held"), [(2.0, True), (None, False)])
+def test_only_equal_time_trials_hold_the_pick_to_the_preset(tmp_path, trial_seconds, held):
+    hypermodel = ResidualHyperModel((28, 28, 1), 10)
+    [(name, values)] = hypermodel.baselines()
+    tuner = RandomSearch(hypermodel, objective="val_accuracy", directory=tmp_path, max_trials=3,
+                         first_values=values, isolate_trials=False, retraining_budget=60.0,
+                         trial_seconds=trial_seconds)  # fmt: skip
+    assert tuner.incumbent() is None  # no trial yet
+    first = tuner.oracle.create_trial("tuner0")
+    tuner.oracle.update_trial(first.trial_id, {"val_accuracy": 0.9, "flops": 5e6}, step=1)
+    first.status = "COMPLETED"
+    tuner.oracle.end_trial(first)
+    # Equal epochs (`trial_seconds` None) favour the costlier network, not the cheaper one.
+    expected = Incumbent(name, first.trial_id, 0.9, 5e6) if held else None
+    assert tuner.incumbent() == expected
+
+
 @pytest.mark.slow
 def test_a_search_of_equal_time_trials_keeps_its_preset_unless_a_costlier_network_leads(
     data_dir, tmp_path, capsys
@@ -647,7 +664,7 @@ def test_the_preset_a_search_started_from_is_retrained_unless_a_lead_over_it_las
     # Trial 0 is the preset (0.59, 188 MFLOPs); trial 1 a costlier network (484 MFLOPs)
     # and trial 2 a cheaper one (95 MFLOPs), both scoring 0.70 on 3,000 validation images.
     scored, flops = [(0.59, 1e-3), (0.70, 2e-3), (0.70, 5e-4)], (188e6, 484e6, 95e6)
-    known = Incumbent("fast_cifar_s", "0", 0.59, 188e6, equal_time=True)
+    known = Incumbent("fast_cifar_s", "0", 0.59, 188e6)
     oracle, retraining = _ScoredOracle(*scored, flops=flops), Retraining(1, 1000)
     preset, costlier, cheaper = (oracle.trials[k] for k in "012")
     # Tied, the cheaper trains the most epochs; in trials of equal time its lead does not
@@ -665,19 +682,15 @@ def test_the_preset_a_search_started_from_is_retrained_unless_a_lead_over_it_las
     # The costlier network, ahead by more than the noise (0.017), replaces it ...
     del oracle.trials["2"]
     assert _plan_retraining(oracle, retraining, 30.0, 3000, known)[0] is costlier
-    # ... but not by a lead within the noise, nor in trials of equal epochs.
+    # ... but not by a lead within the noise.
     costlier.score = 0.60
     assert _plan_retraining(oracle, retraining, 30.0, 3000, known)[0] is preset
     assert known.kept_over(0.60, 484e6, 3000).startswith(
         "not above the preset's 0.5900 by more than 0.018, two standard errors on 3,000"
     )
-    costlier.score = 0.70
-    by_epochs = replace(known, equal_time=False)
-    assert _plan_retraining(oracle, retraining, 30.0, 3000, by_epochs)[0] is preset
-    assert "a network costlier than the fast_cifar_s preset" in capsys.readouterr().out
     # Without a count of validation images, any higher score is a lead.
-    assert by_epochs.kept_over(0.5901, 95e6, None) is None
-    assert by_epochs.kept_over(0.59, 95e6, None) == "no higher than the preset's 0.5900"
+    assert known.kept_over(0.5901, 484e6, None) is None
+    assert known.kept_over(0.59, 484e6, None) == "no higher than the preset's 0.5900"
     assert noise_band(0.6, 3000) == pytest.approx(2 * (0.6 * 0.4 / 3000) ** 0.5)
 
 

@@ -1,17 +1,15 @@
 """The known network a search starts from, and when another trial's lead is evidence enough
 to retrain that one instead.
 
-A search whose retraining gets the time the trials leave (`final_epochs="auto"`) retrains
-its pick for many times a trial's length. A trial's lead is measured at the trial's length,
-and it is biased by how trials are made equal. In trials of equal time a cheaper network
-trains more epochs and leads, while over the retraining's longer time the costlier one
-catches up and passes it (on CIFAR-10 a ResNet-6 at width 32 scored 0.865 in 150 s against
-`fast_cifar_m`'s 0.705, and tested at 90.02% against 92.38% after an hour). In trials of
-equal epochs the costlier network leads, while the retraining gives the cheaper one more
-epochs. So a trial replaces the known network only where its lead holds both ways: ahead
-in the trial, by more than the validation split's noise, and at least as costly (trials of
-equal time) or at most as costly (trials of equal epochs). A trial of the other kind can
-not replace it, whatever it scores, and is skipped before it trains.
+A search of equal-time trials whose retraining gets the time the trials leave
+(`trial_seconds` with `final_epochs="auto"`) retrains its pick for many times a trial's
+length. A trial's lead is measured at the trial's length, and at equal time a cheaper
+network trains more epochs and leads, while over the retraining's longer time the costlier
+one catches up and passes it (on CIFAR-10 a ResNet-6 at width 32 scored 0.865 in 150 s
+against `fast_cifar_m`'s 0.705, and tested at 90.02% against 92.38% after an hour). So a
+trial replaces the known network only where its lead is one the trials' bias cannot have
+made: ahead by more than the validation split's noise, with a network at least as costly.
+A cheaper network cannot replace it, whatever it scores, and is skipped before it trains.
 """
 
 from __future__ import annotations
@@ -35,12 +33,12 @@ def noise_band(score: float, validated: int | None) -> float:
 
 @dataclass(frozen=True)
 class Incumbent:
-    """The preset a search started from (`ResidualHyperModel.baselines`), as its first
-    trial scored it: `name`, `trial_id`, `score` and forward `flops` per image.
-    `equal_time`: the trials trained for equal time (else for equal epochs).
+    """The preset a search of equal-time trials started from
+    (`ResidualHyperModel.baselines`), as its first trial scored it: `name`, `trial_id`,
+    `score` and forward `flops` per image.
 
     Example:
-    >>> known = Incumbent("fast_cifar_s", "00", 0.59, 188e6, equal_time=True)
+    >>> known = Incumbent("fast_cifar_s", "00", 0.59, 188e6)
     >>> known.cannot_replace(95e6)[:58]
     'a network cheaper than the fast_cifar_s preset (trial 00: '
     >>> known.kept_over(0.70, 484e6, validated=3000) is None  # ahead, and costlier
@@ -53,25 +51,22 @@ class Incumbent:
     trial_id: str
     score: float
     flops: float
-    equal_time: bool
 
     def cannot_replace(self, flops: float) -> str | None:
-        """Why a network of `flops` could not replace the preset whatever it scored, or
-        None: it is cheaper (trials of equal time) or costlier (of equal epochs)."""
-        cheaper = flops < self.flops
-        if cheaper != self.equal_time:
+        """Why a network of `flops` could not replace the preset whatever it scored (it
+        is cheaper), or None."""
+        if flops >= self.flops:
             return None
-        than, kind = ("cheaper", "time") if cheaper else ("costlier", "epochs")
         return (
-            f"a network {than} than the {self.name} preset (trial {self.trial_id}: "
+            f"a network cheaper than the {self.name} preset (trial {self.trial_id}: "
             f"{flops / 1e6:,.0f} against {self.flops / 1e6:,.0f} MFLOPs an image), whose lead "
-            f"in a trial of equal {kind} would not last over the retraining's longer time"
+            "in a trial of equal time would not last over the retraining's longer time"
         )
 
     def kept_over(self, score: float, flops: float, validated: int | None) -> str | None:
         """Why the preset stays over a trial that scored `score` with a network of
         `flops`, or None where that trial replaces it: ahead by more than the noise on
-        `validated` images, with a network of the kind whose lead lasts."""
+        `validated` images, with a network at least as costly."""
         why = self.cannot_replace(flops)
         if why:
             return why

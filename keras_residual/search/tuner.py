@@ -229,20 +229,22 @@ class _RecordingTuner:
 
     def incumbent(self) -> Incumbent | None:
         """The preset the search started from, as its first trial scored it, where the
-        pick is held to `Incumbent`'s rule: a search whose retraining gets the time the
-        trials leave (`retraining_budget`), not Hyperband's, whose first trial trained a
-        preset of the space (`ResidualHyperModel.preset_name`) and completed; else None."""
+        pick is held to `Incumbent`'s rule: a search of equal-time trials (`trial_seconds`;
+        not Hyperband's) whose retraining gets the time they leave (`retraining_budget`),
+        whose first trial trained a preset of the space (`ResidualHyperModel.preset_name`)
+        and completed; else None."""
         trials = getattr(self.oracle, "trials", {})
         hyperband = isinstance(self.oracle, keras_tuner.oracles.HyperbandOracle)
         preset_name = getattr(self.hypermodel, "preset_name", None)
-        if self.retraining_budget is None or hyperband or not trials or preset_name is None:
+        held = self.trial_seconds and self.retraining_budget is not None
+        if not held or hyperband or not trials or preset_name is None:
             return None
         first = trials[min(trials)]
         name = preset_name(first.hyperparameters.values)
         if name is None or first.status != "COMPLETED" or first.score is None:
             return None
         flops = first.metrics.get_last_value("flops")
-        return Incumbent(name, first.trial_id, first.score, flops, bool(self.trial_seconds))
+        return Incumbent(name, first.trial_id, first.score, flops)
 
     def _equal_time(self, trial) -> bool:
         """Whether `trial` trains for `trial_seconds`: one not of a Hyperband rung, of a
