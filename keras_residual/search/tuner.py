@@ -64,8 +64,11 @@ class _RecordingTuner:
 
     `seed` (default 0) fixes the sequence of trials; unlike in keras-tuner, 0 is a seed
     like any other. `first_values` (hyperparameter values: a known network as a point of
-    the space, `ResidualHyperModel.baseline`) are the first trial's; the oracle draws the
-    others as it would (Hyperband's brackets take none).
+    the space, `ResidualHyperModel.baselines`) are the first trial's; the oracle draws the
+    others as it would (Hyperband's brackets take none). With `trial_seconds` and a
+    `retraining_budget`, that preset is the `incumbent`: a network cheaper than it is
+    skipped before it trains, as its lead in a trial of equal time would not last over the
+    retraining (`Incumbent`).
     """
 
     def __init__(
