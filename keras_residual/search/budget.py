@@ -282,6 +282,11 @@ class Retraining:
         self.final_epochs, self.images, self.test_passes = final_epochs, images, test_passes
         self.most_epochs = most_epochs
 
+    def at_least(self, epochs: int) -> Retraining:
+        """This retraining, for at least `epochs`."""
+        final = max(self.final_epochs, epochs)
+        return Retraining(final, self.images, self.test_passes, self.most_epochs)
+
     def seconds(self, trial, epochs: int | None = None) -> float:
         """The trial's `Timing` for the retraining's images and `epochs` (default
         `final_epochs`) and the test; 0 for a trial that did not record one."""

@@ -371,14 +371,9 @@ def _first_trial(
     for k, (name, values) in enumerate(candidates):
         hp = hypermodel.smallest()  # every dimension declared, the preset's values set
         hp.values.update(values)
-        epochs = retraining and (
-            retraining.final_epochs
-            if k == len(candidates) - 1
-            else max(retraining.final_epochs, PREFERRED_EPOCHS)
-        )
-        needed = retraining and Retraining(
-            epochs, retraining.images, retraining.test_passes, retraining.most_epochs
-        )
+        needed = retraining
+        if retraining is not None and k < len(candidates) - 1:  # a preset with one after it
+            needed = retraining.at_least(PREFERRED_EPOCHS)
         least, what = _least_budget(config, hypermodel, hp, data, needed)
         if least <= config.budget_seconds:
             return (name, values), " ".join(untried)

@@ -249,21 +249,9 @@ def stage_blocks(value, stages: int | None = None) -> tuple[int, ...]:
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)  # one count, as in every stage
     if isinstance(value, str):
-        try:
-            blocks = tuple(
-                _checks.non_negative_int("blocks_per_stage", int(n)) for n in value.split(",")
-            )
-        except ValueError:
-            raise ValueError(
-                "`blocks_per_stage` must be a positive integer or counts a stage such as "
-                f"'1,0,1', got {value!r}."
-            ) from None
-        if stages is not None and len(blocks) != stages:
-            raise ValueError(
-                f"`blocks_per_stage` {value!r} gives {len(blocks)} stages' counts, "
-                f"but `stages` is {stages}."
-            )
-        return blocks
+        what = "a positive integer or counts a stage such as '1,0,1'"
+        count = _checks.non_negative_int
+        return _per_stage("blocks_per_stage", value, stages, count, what, "counts")
     return (_checks.positive_int("blocks_per_stage", value),) * (stages or 1)
 
 
@@ -276,25 +264,31 @@ def stage_widths(value, stages: int | None = None) -> tuple[int, ...]:
     >>> stage_widths("64,256,256"), stage_widths(16, stages=3), stage_widths("16")
     ((64, 256, 256), (16, 32, 64), (16,))
     """
-    what = "a positive integer or filters a stage such as '64,256,256'"
-    if isinstance(value, str) and "," not in value:
-        value = _parse_int("width", value, what)
     if isinstance(value, str):
-        widths = tuple(_parse_int("width", w, what) for w in value.split(","))
-        if stages is not None and len(widths) != stages:
-            raise ValueError(
-                f"`width` {value!r} gives {len(widths)} stages' filters, but `stages` is {stages}."
-            )
-        return widths
+        what = "a positive integer or filters a stage such as '64,256,256'"
+        widths = _per_stage("width", value, stages, _checks.positive_int, what, "filters")
+        if len(widths) > 1:
+            return widths
+        value = widths[0]  # one width, doubled each stage
     width = _checks.positive_int("width", value)
     return tuple(width * 2**i for i in range(stages or 1))
 
 
-def _parse_int(name: str, text: str, what: str) -> int:
+def _per_stage(
+    name: str, value: str, stages: int | None, check, what: str, noun: str
+) -> tuple[int, ...]:
+    """The numbers of `value` (`"1,0,1"`: the stages' `noun`), each passing `check`, and
+    as many as `stages` where there are several; else a `ValueError` saying that `name`
+    must be `what`."""
     try:
-        return _checks.positive_int(name, int(text))
+        numbers = tuple(check(name, int(n)) for n in value.split(","))
     except ValueError:
-        raise ValueError(f"`{name}` must be {what}, got {text!r}.") from None
+        raise ValueError(f"`{name}` must be {what}, got {value!r}.") from None
+    if len(numbers) > 1 and stages is not None and len(numbers) != stages:
+        raise ValueError(
+            f"`{name}` {value!r} gives {len(numbers)} stages' {noun}, but `stages` is {stages}."
+        )
+    return numbers
 
 
 def input_scales(input_shape) -> float | list[float]:

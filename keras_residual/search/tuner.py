@@ -138,8 +138,8 @@ class _RecordingTuner:
             kwargs["time_limit"] = limit
         if self._equal_time(trial):
             kwargs["trial_seconds"] = self.trial_seconds
-        incumbent = self.incumbent()
-        if incumbent is not None and incumbent.trial_id != trial.trial_id:
+        incumbent = self.incumbent()  # its trial completed: this is another
+        if incumbent is not None:
             kwargs["incumbent"] = incumbent
         folder = self.get_trial_dir(trial.trial_id)
         # The trial's values, to rerun it if keras-tuner's trial.json is ever damaged.
