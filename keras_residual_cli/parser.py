@@ -208,8 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--patience",
         type=trials_or_none,
         help="no trial starts once this many have completed since the best without scoring "
-        "higher; with --final-epochs auto their time goes to the retraining (default none: "
-        "trials take their share)",
+        "higher (since the preset the search started from without replacing it); with "
+        "--final-epochs auto their time goes to the retraining (default: 2 for CIFAR and "
+        "your own images; none, trials take their share, for MNIST and time series)",
     )
     search.add_argument("--out", help="output directory (default runs/search-DATASET)")
     search.add_argument(

@@ -822,6 +822,43 @@ def test_no_trial_starts_once_patience_trials_since_the_best_scored_no_higher(tm
     tuner.pre_create_trial()
 
 
+def test_patience_under_a_preset_counts_the_trials_that_could_not_replace_it(tmp_path):
+    """While the best is the preset an equal-time search started from, a trial improves
+    only by replacing it (`Incumbent.kept_over`): a lead within noise, or a cheaper
+    network, is no progress."""
+    hypermodel = ResidualHyperModel((28, 28, 1), 10)
+    [(name, values)] = hypermodel.baselines()
+    tuner = RandomSearch(hypermodel, objective="val_accuracy", directory=tmp_path, max_trials=9,
+                         first_values=values, isolate_trials=False, retraining_budget=60.0,
+                         trial_seconds=5.0, patience=2, validated=3000)  # fmt: skip
+
+    def completes(score, flops):
+        trial = tuner.oracle.create_trial("tuner0")
+        metrics = {"val_accuracy": score, "flops": flops, "trial_seconds": 5.0}
+        metrics["started_at"] = time.time()
+        tuner.oracle.update_trial(trial.trial_id, metrics, step=1)
+        trial.status = "COMPLETED"
+        tuner.oracle.end_trial(trial)
+        return trial
+
+    preset = completes(0.60, 5e6)
+    completes(0.61, 9e6)  # ahead by less than the noise (0.018 on 3,000 images)
+    tuner.pre_create_trial()
+    completes(0.65, 2e6)  # far ahead, but cheaper: its lead would not last
+    why = f"2 trials since trial {preset.trial_id}, the {name} preset the search started from, "
+    with pytest.raises(TrialsStopped, match=re.escape(f"{why}could not replace it (patience 2)")):
+        tuner.pre_create_trial()
+    completes(0.65, 9e6)  # ahead by more than the noise, and costlier: replaces it
+    completes(0.66, 9e6)  # past the preset, the best is the best score again
+    tuner.pre_create_trial()
+    completes(0.50, 9e6)
+    completes(0.66, 9e6)  # an equal score is no progress
+    with pytest.raises(TrialsStopped, match="2 trials since trial .* its 0.660 \\(patience 2\\)"):
+        tuner.pre_create_trial()
+    tuner.patience = None
+    tuner.pre_create_trial()
+
+
 @pytest.mark.slow
 def test_a_search_with_patience_ends_its_trials_once_none_beats_the_best(
     data_dir, tmp_path, capsys

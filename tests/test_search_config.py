@@ -98,7 +98,8 @@ def test_trials_of_an_image_search_share_the_trials_budget_at_equal_time(capture
 
 
 def test_patience_is_a_count_of_trials_or_none_from_the_command_line(captured, tmp_path):
-    assert SearchConfig.for_dataset("cifar10").patience is None  # trials take their share
+    assert SearchConfig.for_dataset("mnist").patience is None  # trials take their share
+    assert SearchConfig.for_dataset("cifar10").patience == 2  # the rest to the retraining
     argv = ["search", "--dataset", "cifar10", "--patience", "4", "--out", str(tmp_path / "a")]
     assert main(argv) == 0 and captured[0][0].patience == 4
     argv = ["search", "--dataset", "cifar10", "--patience", "none", "--out", str(tmp_path / "b")]

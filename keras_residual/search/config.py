@@ -33,6 +33,9 @@ _CIFAR = {
     "trial_seconds": "auto",
     "final_epochs": "auto",
     "min_final_epochs": 5,  # half the speed presets' 10; networks too slow are skipped
+    # Exploring stops once two trials in a row fail to improve on the best (on the preset
+    # the search started from: to replace it), and their share goes to the retraining.
+    "patience": 2,
     "data_fraction": 1.0,
 }
 # Time series of the archive: tens to hundreds of series train an epoch in seconds, so a
@@ -110,9 +113,10 @@ class SearchConfig:
         trial_share: with `final_epochs="auto"`, the budget's share for trials, less
             what the best trial's retraining for `max_final_epochs` needs beyond the rest.
         patience: no trial starts once this many have completed since the best without
-            scoring higher (not for `hyperband`): with `final_epochs="auto"`, the time
-            the trials would have taken goes to the retraining. None: trials run until
-            `max_trials` or their share of the budget.
+            scoring higher, or since the preset the search started from without
+            replacing it (`Incumbent`; not for `hyperband`): with `final_epochs="auto"`,
+            the time the trials would have taken goes to the retraining. None: trials run
+            until `max_trials` or their share of the budget.
         min_final_epochs: with `"auto"`, retrain at least this long; networks too slow
             for it are skipped before they train.
         max_final_epochs: the time a budget leaves extends the retraining to at most

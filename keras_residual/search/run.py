@@ -302,6 +302,7 @@ def _search(
             retraining_budget=budget - trials_budget if auto and not role else None,
             first_values=baseline and baseline[1],
             patience=config.patience,
+            validated=None if data is None else len(data.y_val),
             isolate_trials=isolate_trials,
             **options,
         )

@@ -59,8 +59,10 @@ class _RecordingTuner:
     compare networks at equal time. Hyperband's trials keep their rungs' epochs.
 
     With `patience`, no trial starts once that many have completed since the best (by
-    score; the first of equals) without scoring higher: exploring has stopped paying, and
-    a retraining planned for the time left gets the rest. Hyperband's rungs ignore it.
+    score; the first of equals) without scoring higher, or, while the best is the
+    `incumbent`, without replacing it (its rule on the `validated` images the scores were
+    measured on): exploring has stopped paying, and a retraining planned for the time left
+    gets the rest. Hyperband's rungs ignore it.
 
     `seed` (default 0) fixes the sequence of trials; unlike in keras-tuner, 0 is a seed
     like any other. `first_values` (hyperparameter values: a known network as a point of
@@ -82,10 +84,11 @@ class _RecordingTuner:
         retraining_budget: float | None = None,
         first_values: dict | None = None,
         patience: int | None = None,
+        validated: int | None = None,
         **kwargs,
     ):
         self.time_budget, self.trial_seconds = time_budget, trial_seconds
-        self.patience = patience
+        self.patience, self.validated = patience, validated
         self.retraining, self.retraining_budget = retraining, retraining_budget
         self._epochs = 1
         self.on_trial_done = on_trial_done
@@ -211,23 +214,37 @@ class _RecordingTuner:
 
     def _since_best(self) -> str | None:
         """Why no trial should start for want of progress: the last `patience` completed
-        trials (in the order they started) scored no higher than the best before them;
-        None while they did, and without `patience` or under Hyperband."""
+        trials (in the order they started) scored no higher than the best before them, or,
+        while the best is the `incumbent`, could not replace it (`Incumbent.kept_over` on
+        the `validated` images); None while they did, and without `patience` or under
+        Hyperband."""
         if not self.patience or isinstance(self.oracle, keras_tuner.oracles.HyperbandOracle):
             return None
         completed = [t for t in self._completed() if t.score is not None]
         completed.sort(key=lambda t: t.metrics.get_last_value("started_at"))
-        scores = [t.score for t in completed]
-        if not scores:
+        if not completed:
             return None
-        best = scores.index(max(scores))
-        since = len(scores) - 1 - best
+        incumbent, best, since = self.incumbent(), completed[0], 0
+        for trial in completed[1:]:
+            held = incumbent is not None and best.trial_id == incumbent.trial_id
+            flops = trial.metrics.get_last_value("flops")
+            if trial.score > best.score and not (
+                held and incumbent.kept_over(trial.score, flops, self.validated)
+            ):
+                best, since = trial, 0
+            else:
+                since += 1
         if since < self.patience:
             return None
         trials = "trial" if since == 1 else "trials"
+        if incumbent is not None and best.trial_id == incumbent.trial_id:
+            return (
+                f"{since} {trials} since trial {best.trial_id}, the {incumbent.name} preset "
+                f"the search started from, could not replace it (patience {self.patience})"
+            )
         return (
-            f"{since} {trials} since trial {completed[best].trial_id} scored no higher than "
-            f"its {scores[best]:.3f} (patience {self.patience})"
+            f"{since} {trials} since trial {best.trial_id} scored no higher than its "
+            f"{best.score:.3f} (patience {self.patience})"
         )
 
     def incumbent(self) -> Incumbent | None:
