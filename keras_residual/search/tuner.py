@@ -225,11 +225,14 @@ class _RecordingTuner:
         if not completed:
             return None
         incumbent, best, since = self.incumbent(), completed[0], 0
+
+        def held(trial) -> bool:  # the best is still the preset the search started from
+            return incumbent is not None and trial.trial_id == incumbent.trial_id
+
         for trial in completed[1:]:
-            held = incumbent is not None and best.trial_id == incumbent.trial_id
             flops = trial.metrics.get_last_value("flops")
             if trial.score > best.score and not (
-                held and incumbent.kept_over(trial.score, flops, self.validated)
+                held(best) and incumbent.kept_over(trial.score, flops, self.validated)
             ):
                 best, since = trial, 0
             else:
@@ -237,7 +240,7 @@ class _RecordingTuner:
         if since < self.patience:
             return None
         trials = "trial" if since == 1 else "trials"
-        if incumbent is not None and best.trial_id == incumbent.trial_id:
+        if held(best):
             return (
                 f"{since} {trials} since trial {best.trial_id}, the {incumbent.name} preset "
                 f"the search started from, could not replace it (patience {self.patience})"
