@@ -53,6 +53,27 @@ def strided_size(size, strides: int):
     return None if size is None else -(-size // strides)
 
 
+def subsample(x, strides: int, rank: int):
+    """Every `strides`-th position of channels-last `x` along its `rank` spatial axes, the
+    first kept: `x[:, ::strides, ::strides, :]` for images. On TensorFlow a pooling of
+    one-wide windows takes exactly those positions in a tenth of the time of the strided
+    slice and its gradient (generic kernels there, oneDNN's pooling here;
+    docs/performance.md); the other backends slice.
+
+    Example:
+    >>> import numpy as np
+    >>> x = np.arange(2 * 5 * 5 * 3, dtype="float32").reshape(2, 5, 5, 3)
+    >>> bool(np.array_equal(subsample(x, 2, 2), x[:, ::2, ::2, :]))
+    True
+    """
+    if strides == 1:
+        return x
+    if keras.backend.backend() == "tensorflow":
+        return ops.average_pool(x, 1, strides, padding="valid", data_format="channels_last")
+    every = slice(None, None, strides)
+    return x[(slice(None), *[every] * rank, slice(None))]
+
+
 def conv(
     filters: int,
     kernel_size: int,

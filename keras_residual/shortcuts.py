@@ -78,10 +78,7 @@ class IdentityShortcut(keras.layers.Layer):
             self.bn.build(self.compute_output_shape(input_shape))
 
     def call(self, inputs, training=None):
-        x = inputs
-        if self.strides > 1:
-            every = slice(None, None, self.strides)
-            x = x[(slice(None), *[every] * self._rank, slice(None))]
+        x = _convs.subsample(inputs, self.strides, self._rank)
         if self._extra_channels:
             x = ops.pad(x, [[0, 0]] * (self._rank + 1) + [[0, self._extra_channels]])
         return self.bn(x, training=training) if self.bn else x

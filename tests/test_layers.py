@@ -201,12 +201,31 @@ def test_gated_shortcut_needs_equal_shapes():
         kr.GatedShortcut()([np.ones((1, 4, 4, 8)), np.ones((1, 4, 4, 4))])
 
 
-def test_pad_shortcut_subsamples_and_zero_pads():
-    x = np.random.default_rng(0).random((2, 7, 7, 3), dtype="float32")
-    y = keras.ops.convert_to_numpy(kr.IdentityShortcut(filters=5, strides=2, mode="pad")(x))
-    assert y.shape == (2, 4, 4, 5)
-    np.testing.assert_array_equal(y[..., :3], x[:, ::2, ::2, :])
-    assert not y[..., 3:].any()
+@pytest.mark.parametrize(
+    "shape, strides", [((2, 7, 3), 2), ((2, 7, 7, 3), 2), ((2, 8, 9, 3), 3), ((1, 5, 6, 7, 2), 2)]
+)
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_pad_shortcut_subsamples_exactly_and_zero_pads(shape, strides, dtype):
+    # Option A keeps every `strides`-th position, the first included (as x[:, ::2, ::2, :]),
+    # and its gradient reaches exactly those positions: on TensorFlow it is a pooling of
+    # one-wide windows, which must take the values unchanged, in any dtype.
+    rng = np.random.default_rng(0)
+    channels = shape[-1]
+    x = tf.cast(rng.standard_normal(shape), dtype)
+    layer = kr.IdentityShortcut(filters=channels + 2, strides=strides, mode="pad", dtype=dtype)
+    kept = (slice(None), *[slice(None, None, strides)] * (len(shape) - 2), slice(None))
+    weights = rng.standard_normal((*np.zeros(shape)[kept].shape[:-1], channels + 2))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x)
+        loss = tf.reduce_sum(tf.cast(y, "float64") * weights)
+    gradient = tf.cast(tape.gradient(loss, x), "float64").numpy()
+    y, x = tf.cast(y, "float64").numpy(), tf.cast(x, "float64").numpy()
+    np.testing.assert_array_equal(y[..., :channels], x[kept])
+    assert not y[..., channels:].any()
+    expected = np.zeros(shape)
+    expected[kept] = tf.cast(tf.cast(weights[..., :channels], dtype), "float64").numpy()
+    np.testing.assert_array_equal(gradient, expected)
 
 
 def test_avg_down_projection_averages_before_the_1x1():
