@@ -56,8 +56,8 @@ def strided_size(size, strides: int):
 def subsample(x, strides: int, rank: int):
     """Every `strides`-th position of channels-last `x` along its `rank` spatial axes, the
     first kept: `x[:, ::strides, ::strides, :]` for images. On TensorFlow a pooling of
-    one-wide windows takes exactly those positions in a tenth of the time of the strided
-    slice and its gradient (generic kernels there, oneDNN's pooling here;
+    one-wide windows takes exactly those positions in a sixth to a tenth of the time of the
+    strided slice and its gradient (generic kernels there, oneDNN's pooling here;
     docs/performance.md); the other backends slice.
 
     Example:
