@@ -68,7 +68,7 @@ def subsample(x, strides: int, rank: int):
     """
     if strides == 1:
         return x
-    if keras.backend.backend() == "tensorflow":
+    if keras.config.backend() == "tensorflow":
         return ops.average_pool(x, 1, strides, padding="valid", data_format="channels_last")
     every = slice(None, None, strides)
     return x[(slice(None), *[every] * rank, slice(None))]
