@@ -136,11 +136,15 @@ def run(command: list[str], kill_after: float | None = None) -> tuple[str, float
 
 
 def killed_and_resumed(command: list[str], out: Path, seconds: float, seed: int) -> dict:
-    """The search `command` (writing to `out`) killed with SIGKILL at a random point of its
-    budget, then resumed with `--resume` alone: its test accuracy, and the trials it had
-    finished that the resumed search lost or repeated."""
+    """The search `command` (writing to `out`) killed with SIGKILL at a random point of the
+    `seconds` the same search took uninterrupted, then resumed with `--resume` alone: its
+    test accuracy, and the trials it had finished that the resumed search lost or
+    repeated. A search that ends before its kill is an error: it tested nothing."""
     kill_at = random.Random(seed).uniform(0.1, 0.9) * seconds
     _, killed_wall, _ = run(command, kill_after=kill_at)
+    if killed_wall < kill_at:
+        raise SystemExit(f"The search ended after {killed_wall:.0f} s, before its kill at "
+                         f"{kill_at:.0f} s: nothing was killed.")  # fmt: skip
     results = out / "results.json"
     kept = json.loads(results.read_text())["trials"] if results.exists() else []
     kept = {t["trial_id"]: t for t in kept if t["status"] == "completed"}
@@ -194,7 +198,7 @@ def compare(
     }
     if kill:
         row |= killed_and_resumed([*search, "--out", str(work / "killed")], work / "killed",
-                                  seconds, seed)  # fmt: skip
+                                  search_wall, seed)  # fmt: skip
     started = time.monotonic()
     data = kr.load_dataset(dataset, data_dir, validation_split=0.0, seed=seed)
     loading = time.monotonic() - started  # each preset's run loads it again: its start-up

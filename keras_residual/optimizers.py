@@ -3,6 +3,8 @@ compiled with them."""
 
 from __future__ import annotations
 
+import time
+
 import keras
 
 from keras_residual import _checks
@@ -10,6 +12,10 @@ from keras_residual.recipes import OPTIMIZERS, SGD_OPTIMIZERS, Recipe
 from keras_residual.techniques import MuonSGD, OneCycle, RateScaledSGD
 
 MAX_WARMUP_FRACTION = 0.3
+# A run paced to a time (`ScheduleOverTime`) trains at most this many times the epochs
+# planned for it: a forecast of its pace too slow by more than that ends it early, its
+# schedule complete all the same.
+MOST_STRETCH = 2
 
 
 def peak_rate(recipe: Recipe) -> float:
@@ -118,12 +124,14 @@ def make_optimizer(
 
 
 def compile_model(
-    model: keras.Model, recipe: Recipe, steps_per_epoch: int, epochs: int
+    model: keras.Model, recipe: Recipe, steps_per_epoch: int, epochs: int, paced: bool = False
 ) -> keras.Model:
-    """Compile `model` for classification with one-hot labels, following `recipe`."""
+    """Compile `model` for classification with one-hot labels, following `recipe`; `paced`:
+    with the schedule's first rate as a number, which `ScheduleOverTime` then sets."""
+    schedule = learning_rate_schedule(recipe, steps_per_epoch, epochs)
     optimizer = make_optimizer(
         recipe.optimizer,
-        learning_rate_schedule(recipe, steps_per_epoch, epochs),
+        float(schedule(0)) if paced and callable(schedule) else schedule,
         recipe.weight_decay,
         recipe.ema,
         recipe.momentum,
@@ -142,3 +150,60 @@ def compile_model(
         metrics=["accuracy"],
     )
     return model
+
+
+class ScheduleOverTime(keras.callbacks.Callback):
+    """Paces a run to end at `deadline` (a `time.monotonic()` time) with its schedule
+    complete, however fast it runs: before each step the optimizer's rate is set to the
+    rate `schedule` has at the same share of its `planned_steps` as the run has reached of
+    its time, and the first step to end past the deadline is the last (mid-epoch, if the
+    time ends there). So a budget is spent to its end, not to a forecast of the pace with a
+    margin kept for the forecast's error. A run held to `most_steps` (`fit`'s epochs) that
+    reaches them first reaches the schedule's end with them. Compile with the rate a
+    number (`compile_model(..., paced=True)`); `steps` counts the steps trained. A
+    constant `schedule` (a number) is left to the callbacks that lower it on a plateau.
+
+    Args:
+        deadline: when the run ends, as `time.monotonic()` counts.
+        schedule: a Keras `LearningRateSchedule` (or a number: constant).
+        planned_steps: the steps `schedule` is planned for.
+        most_steps: the steps `fit` trains at most (None: no other limit).
+
+    Example:
+    >>> schedule = keras.optimizers.schedules.CosineDecay(0.1, decay_steps=100)
+    >>> pacing = ScheduleOverTime(time.monotonic() + 60, schedule, planned_steps=100)
+    >>> pacing.planned_step(0.5), pacing.planned_step(2.0)  # half the time; past its end
+    (50.0, 100.0)
+    """
+
+    def __init__(self, deadline: float, schedule, planned_steps: int, most_steps=None):
+        super().__init__()
+        self.deadline, self.schedule = deadline, schedule
+        self.planned_steps, self.most_steps = planned_steps, most_steps
+        self.began, self.steps = time.monotonic(), 0
+
+    def clock(self) -> float:
+        """The schedule's step now."""
+        return self.planned_step(self.share())
+
+    def planned_step(self, share: float) -> float:
+        """The schedule's step at `share` of the run (clipped to its end)."""
+        return min(share, 1.0) * self.planned_steps
+
+    def share(self) -> float:
+        """How much of the run is done: of its time, or of `most_steps` if further."""
+        now = time.monotonic()
+        of_time = (now - self.began) / max(self.deadline - self.began, 1e-9)
+        return max(of_time, self.steps / self.most_steps if self.most_steps else 0.0)
+
+    def on_train_begin(self, logs=None):
+        self.began, self.steps = time.monotonic(), 0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if callable(self.schedule):  # a number is left to the callbacks that lower it
+            self.model.optimizer.learning_rate = float(self.schedule(self.clock()))
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
+        if time.monotonic() >= self.deadline:
+            self.model.stop_training = True

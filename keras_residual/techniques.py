@@ -234,6 +234,8 @@ class Lookahead(keras.callbacks.Callback):
         total_steps: training steps of the whole run (the schedule's `total_steps`).
         every: steps between synchronisations (airbench 5).
         base: per-step decay at the end of the run (airbench 0.95).
+        clock: the step the run has reached as its schedule counts them, where that is
+            not the steps trained (a run paced to a time: `ScheduleOverTime.clock`).
 
     Example:
     >>> callback = Lookahead(total_steps=100)
@@ -241,17 +243,21 @@ class Lookahead(keras.callbacks.Callback):
     (0.7738, 0.0)
     """
 
-    def __init__(self, total_steps: int, every: int = 5, base: float = 0.95):
+    def __init__(self, total_steps: int, every: int = 5, base: float = 0.95, clock=None):
         super().__init__()
         self.total_steps = _checks.positive_int("total_steps", total_steps)
         self.every = _checks.positive_int("every", every)
         self.base = _checks.rate("base", base)
+        self.clock = clock
 
     def decay(self, step: int) -> float:
         return self.base**self.every * min(step / self.total_steps, 1.0) ** 3
 
     def _averaged(self):
         return [w for w in self.model.weights if "float" in str(w.dtype)]
+
+    def _reached(self) -> float:
+        return self.step if self.clock is None else self.clock()
 
     def on_train_begin(self, logs=None):
         self.slow = None  # taken at the first epoch, once restored weights are in place
@@ -270,11 +276,11 @@ class Lookahead(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         self.step += 1
         if self.step % self.every == 0:
-            self._synchronise(self.decay(self.step))
+            self._synchronise(self.decay(self._reached()))
 
     def on_train_end(self, logs=None):
         if self.step % self.every:  # steps since the last synchronisation count once more
-            self._synchronise(self.decay(self.step))
+            self._synchronise(self.decay(self._reached()))
         self._synchronise(1.0)  # keep the slow weights
 
     def _synchronise(self, decay: float):

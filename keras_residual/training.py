@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import time
 
 import keras
 import numpy as np
@@ -20,6 +21,8 @@ from keras_residual._files import check_output_dir, folder_lock
 from keras_residual.data import Dataset, check_labels, labels_as_indices, make_pipeline
 from keras_residual.optimizers import (  # noqa: F401 (importable from here, as before)
     MAX_WARMUP_FRACTION,
+    MOST_STRETCH,
+    ScheduleOverTime,
     compile_model,
     learning_rate_schedule,
     make_optimizer,
@@ -95,6 +98,7 @@ def train(
     verbose: int | str = "auto",
     callbacks: list | None = None,
     initial_epoch: int = 0,
+    seconds: float | None = None,
 ) -> keras.callbacks.History:
     """Train `model` on `data` with `recipe`; evaluate nothing on the test set.
 
@@ -121,6 +125,11 @@ def train(
             (a terminal or a notebook) and one line per epoch elsewhere (a log file).
         callbacks: more Keras callbacks.
         initial_epoch: the epoch to start from (continuing a model trained before).
+        seconds: train for this long from the call, however fast the steps run: the
+            schedule planned for `epochs` is stretched or shrunk over the time, and the
+            run ends when it does, after more or fewer epochs (at most `MOST_STRETCH`
+            times `epochs`; the last may be partial). For a budget whose pace is known
+            roughly (`ScheduleOverTime`); not with `out_dir` or `initial_epoch`.
 
     Raises:
         TrainingDiverged: the loss became non-finite; no model file is saved.
@@ -135,13 +144,18 @@ def train(
     [0]
     """
     _checks.positive_int("epochs", epochs)
-    _checks.non_negative_int("initial_epoch", initial_epoch)
+    _check_seconds(seconds, initial_epoch)
     recipe = get_recipe(recipe)
     if out_dir is None:
         if resume or overwrite:
             flag = "resume" if resume else "overwrite"
             raise ValueError(f"`{flag}` needs `out_dir` (--out): the folder of the run.")
-        return _train(model, data, epochs, recipe, seed, verbose, callbacks or [], initial_epoch)
+        options = (seed, verbose, callbacks or [], initial_epoch, _deadline(seconds))
+        return _train(model, data, epochs, recipe, *options)
+    if seconds is not None:
+        raise ValueError(
+            "`seconds` paces a run without a run folder: give `out_dir` or `seconds`, not both."
+        )
     if resume and overwrite:
         raise ValueError("`resume` and `overwrite` exclude each other: continue or replace.")
     check_output_dir(out_dir, "out_dir")
@@ -156,7 +170,22 @@ def train(
         return _train(model, data, epochs, recipe, seed, verbose, callbacks, initial_epoch)
 
 
-def _train(model, data, epochs, recipe, seed, verbose, callbacks, initial_epoch):
+def _check_seconds(seconds, initial_epoch: int) -> None:
+    _checks.non_negative_int("initial_epoch", initial_epoch)
+    if seconds is None:
+        return
+    _checks.positive("seconds", seconds)
+    if initial_epoch:
+        raise ValueError(
+            f"`seconds` paces a run from its start; got `initial_epoch`={initial_epoch}."
+        )
+
+
+def _deadline(seconds: float | None) -> float | None:
+    return None if seconds is None else time.monotonic() + seconds
+
+
+def _train(model, data, epochs, recipe, seed, verbose, callbacks, initial_epoch, deadline=None):
     keras.utils.set_random_seed(seed)
     recipe = recipe.for_examples(len(data.y_train))
     epoch = _EpochOfData(initial_epoch)
@@ -166,6 +195,7 @@ def _train(model, data, epochs, recipe, seed, verbose, callbacks, initial_epoch)
         recipe,
         math.ceil(len(data.y_train) / recipe.batch_size),
         data.normalize(data.x_train[:ADAPT_IMAGES]),
+        deadline,
         x=train_ds,
         validation_data=val_ds,
         epochs=epochs,
@@ -188,21 +218,31 @@ class _EpochOfData(keras.callbacks.Callback):
         self.variable.assign(epoch)
 
 
-def _fit(model, recipe: Recipe, steps_per_epoch: int, sample_images, **fit_arguments):
+def _fit(model, recipe: Recipe, steps_per_epoch: int, sample_images, deadline, **fit_arguments):
     """Compile `model` for `recipe` and `fit` it: whitening layers set from `sample_images`
     (on a first epoch), the weights' moving average swapped in for validation, a
-    non-finite loss raised as `TrainingDiverged`."""
+    non-finite loss raised as `TrainingDiverged`. Given a `deadline` (`time.monotonic()`),
+    the run ends then (`ScheduleOverTime`), its schedule planned for `epochs`."""
     if fit_arguments["initial_epoch"] == 0 and sample_images is not None:
         adapt_whitening(model, sample_images)
     if recipe.freeze_norm_scale:
         freeze_norm_scales(model)
-    compile_model(model, recipe, steps_per_epoch, fit_arguments["epochs"])
+    epochs = fit_arguments["epochs"]
+    total = steps_per_epoch * epochs
+    compile_model(model, recipe, steps_per_epoch, epochs, paced=deadline is not None)
+    pacing = []
+    if deadline is not None:
+        fit_arguments["epochs"] = MOST_STRETCH * epochs
+        schedule = learning_rate_schedule(recipe, steps_per_epoch, epochs)
+        most = steps_per_epoch * fit_arguments["epochs"]
+        pacing.append(ScheduleOverTime(deadline, schedule, total, most))
     # The moving average of the weights is what validation and checkpoints see.
     averaging = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if recipe.ema else []
     if recipe.lookahead:
-        total = steps_per_epoch * fit_arguments["epochs"]
-        averaging.append(Lookahead(total, every=recipe.lookahead))
-    callbacks = [*averaging, *schedule_callbacks(recipe), *fit_arguments.pop("callbacks")]
+        clock = pacing[0].clock if pacing else None
+        averaging.append(Lookahead(total, every=recipe.lookahead, clock=clock))
+    callbacks = [*pacing, *averaging, *schedule_callbacks(recipe)]
+    callbacks += fit_arguments.pop("callbacks")
     callbacks.append(keras.callbacks.TerminateOnNaN())
     verbose = progress_verbosity(fit_arguments.pop("verbose"))
     history = model.fit(callbacks=callbacks, verbose=verbose, **fit_arguments)
@@ -250,6 +290,7 @@ def fit_with_recipe(
     verbose: int | str = "auto",
     callbacks: list | None = None,
     initial_epoch: int = 0,
+    seconds: float | None = None,
     **fit_arguments,
 ) -> keras.callbacks.History:
     """Train `model` with `recipe` on data given as `model.fit` takes it.
@@ -270,6 +311,7 @@ def fit_with_recipe(
         verbose: Keras's `verbose` (`"auto"`: see `train`).
         callbacks: more Keras callbacks.
         initial_epoch: the epoch to start from (continuing a model trained before).
+        seconds: train for this long, the schedule stretched over it (see `train`).
         **fit_arguments: passed to `model.fit`.
 
     Raises:
@@ -284,7 +326,8 @@ def fit_with_recipe(
     [0]
     """
     _checks.positive_int("epochs", epochs)
-    _checks.non_negative_int("initial_epoch", initial_epoch)
+    _check_seconds(seconds, initial_epoch)
+    deadline = _deadline(seconds)
     recipe = get_recipe(recipe)
     classes = model.output_shape[-1]
     keras.utils.set_random_seed(seed)
@@ -308,6 +351,7 @@ def fit_with_recipe(
         recipe,
         steps,
         sample,
+        deadline,
         x=x,
         y=y,
         validation_data=validation_data,

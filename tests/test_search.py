@@ -490,8 +490,9 @@ def test_copies_of_the_best_train_while_the_time_left_holds_one_more(monkeypatch
     killed search count and are not trained again; each new copy is kept."""
     seeds = []
 
-    def retrain(hypermodel, hp, data, epochs, *, seed, verbose, recipe, callbacks):
+    def retrain(hypermodel, hp, data, epochs, *, seed, verbose, recipe, callbacks, seconds):
         assert epochs == 2 and recipe is None and not callbacks  # the trials' own recipe
+        assert seconds is None  # not paced: a copy trains its epochs
         seeds.append(seed)
         return seed
 
@@ -518,6 +519,57 @@ def test_copies_of_the_best_train_while_the_time_left_holds_one_more(monkeypatch
     kept = Kept(["kept 7", "kept 8"])
     assert _retrain_members(*args, kept, None, 7, 0, 3, None, 0.0) == ["kept 7", "kept 8", 9]
     assert seeds == [9] and kept.kept == ["kept 7", "kept 8", 9] and len(kept.seconds) == 3
+
+
+def test_a_paced_retraining_trains_until_its_test_is_all_the_time_left(monkeypatch, capsys):
+    """Paced, the first copy gets the time to the deadline less its test (`retrain`'s
+    `seconds`), whatever its epochs' forecast, and records the epochs it trained: the
+    steps its optimizer took over an epoch's, the last one partial."""
+    given = []
+
+    def retrain(hypermodel, hp, data, epochs, *, seed, verbose, recipe, callbacks, seconds):
+        given.append((epochs, seconds))
+        optimizer = type("Optimizer", (), {"iterations": 17})()  # 4.25 epochs of 4 steps
+        history = type("History", (), {"params": {"steps": 4}})()
+        return type("Model", (), {"optimizer": optimizer, "history": history})()
+
+    class Kept:  # `KeptCopies` without its files
+        epochs, seconds, trained = 3, [], []
+
+        def models(self):
+            return []
+
+        def add(self, model, seconds, trained):
+            self.seconds.append(seconds)
+            self.trained.append(trained)
+
+    monkeypatch.setattr("keras_residual.search.run.retrain", retrain)
+    kept, deadline = Kept(), time.monotonic() + 100
+    members = _retrain_members(None, None, None, kept, None, 0, 0, 1, deadline, 10.0, True)
+    [(epochs, seconds)] = given
+    assert len(members) == 1 and epochs == 3 and 89 < seconds <= 90  # 100 s less a 10 s test
+    assert kept.trained == [4.25] and "Trained 4.25 epochs in 0 s (paced to 90 s)." in (
+        capsys.readouterr().out
+    )
+
+
+@pytest.mark.slow
+def test_a_budgeted_search_paces_its_retraining_to_end_within_the_budget(
+    data_dir, tmp_path, capsys
+):
+    """Without a ceiling on its epochs the retraining is paced to the time the trials
+    leave: the search ends within its budget (and a little for saving and testing the
+    model), having trained as many epochs as the time held, the last one partial."""
+    out, budget, began = tmp_path / "paced", 30.0, time.monotonic()
+    result = run_search("mnist", out, max_trials=3, time_budget=budget, final_epochs="auto",
+                        trial_share=0.3, min_final_epochs=1, data_dir=data_dir, verbose=0,
+                        isolate_trials=False, **TINY)  # fmt: skip
+    took = time.monotonic() - began
+    printed = capsys.readouterr().out
+    assert "its schedule paced to end with them" in printed
+    epochs = result["best"]["retrained_epochs"]
+    assert f"Trained {epochs} epochs in " in printed and epochs > 0
+    assert took <= 1.05 * budget
 
 
 def test_a_copy_whose_schedule_needs_no_length_stops_where_the_time_left_ends():
@@ -547,9 +599,9 @@ def test_a_final_recipe_whose_first_epochs_say_it_would_not_fit_keeps_nothing(mo
 
     judged, gave_up = [], [True]
 
-    def retrain(hypermodel, hp, data, epochs, *, seed, verbose, recipe, callbacks):
+    def retrain(hypermodel, hp, data, epochs, *, seed, verbose, recipe, callbacks, seconds):
         (stop,) = callbacks
-        assert stop.least == 1350  # 90% of the 1,500
+        assert stop.least == 1350 and seconds is None  # 90% of the 1,500; stopped, not paced
         judged.append(stop.judge_after)
         stop.gave_up = gave_up[0]
         return seed

@@ -244,6 +244,21 @@ def test_lookahead_pulls_the_weights_back_to_the_slow_ones():
     np.testing.assert_allclose(np.asarray(kernel), (1 - decay) * 2.0, rtol=1e-6)
 
 
+def test_lookahead_decays_by_the_step_its_clock_gives():
+    """A run paced to a time (`ScheduleOverTime`) has its schedule's step from the clock,
+    not from the steps trained: the decay follows the clock."""
+    reached = [3.0]
+    lookahead, kernel = _lookahead_on_one_kernel(
+        4, epochs=2, steps=2, every=2, base=0.5, clock=lambda: reached[0]
+    )
+    lookahead.on_epoch_begin(0)  # slow = 0
+    for batch in range(2):
+        kernel.assign_add(np.ones((2, 1)))  # fast = 2 after two steps (the clock says 3)
+        lookahead.on_train_batch_end(batch)
+    decay = 0.5**2 * (3 / 4) ** 3
+    np.testing.assert_allclose(np.asarray(kernel), (1 - decay) * 2.0, rtol=1e-6)
+
+
 def test_lookahead_starts_from_restored_weights_and_the_resumed_step():
     # BackupAndRestore restores weights and the epoch in its own on_train_begin, after
     # Lookahead's (the recipe's callbacks come first): the slow weights and the step count

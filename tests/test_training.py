@@ -1,11 +1,12 @@
 import json
+import time
 
 import keras
 import numpy as np
 import pytest
 
 import keras_residual as kr
-from keras_residual.training import learning_rate_schedule
+from keras_residual.training import MOST_STRETCH, learning_rate_schedule
 
 
 def tiny_model(data):
@@ -106,6 +107,73 @@ def test_weight_decay_skips_norms_and_biases():
     decayed = {w.path for w in model.trainable_weights if model.optimizer._use_weight_decay(w)}
     assert decayed and all(w.endswith("kernel") for w in decayed)
     assert any("gamma" in w.path for w in model.trainable_weights)
+
+
+class _Rates(keras.callbacks.Callback):
+    """The learning rate of every step, as the step ran."""
+
+    def __init__(self):
+        super().__init__()
+        self.rates = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.rates.append(float(self.model.optimizer.learning_rate))
+
+
+class _Slow(keras.callbacks.Callback):
+    """Steps of at least 20 ms."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        time.sleep(0.02)
+
+
+def _paced_run(epochs: int, seconds: float, *callbacks):
+    """A Dense model trained with the `fast` recipe on 20 examples in batches of 10 (with
+    a warm-up of 60 epochs, cosine to zero), paced to `seconds`: its history, rates, wall
+    time and recipe."""
+    model, rates = _dense_model(), _Rates()
+    x, y = np.random.default_rng(0).random((20, 4)), np.arange(20) % 2
+    recipe = kr.get_recipe("fast", batch_size=10, reference_batch=10, warmup_epochs=60)
+    began = time.monotonic()
+    history = kr.fit_with_recipe(model, x, y, epochs=epochs, recipe=recipe, verbose=0,
+                                 seconds=seconds, callbacks=[rates, *callbacks])  # fmt: skip
+    return history, np.array(rates.rates), time.monotonic() - began, recipe
+
+
+def test_a_run_paced_to_a_time_ends_with_it_and_completes_its_schedule():
+    """Steps of 20 ms or more fit at most 150 of the 400 planned (200 epochs, 30% of them
+    warm-up) in 3 s: the run trains until the time ends and its rate rises to the peak and
+    falls to the schedule's end as the time runs out, not as the planned epochs would."""
+    history, rates, took, recipe = _paced_run(200, 3.0, _Slow())
+    assert took >= 3.0  # the last step ended past the deadline, not before it
+    assert 10 < len(history.epoch) <= 75
+    peak = rates.argmax()
+    assert np.isclose(rates.max(), recipe.learning_rate, rtol=0.1) and 2 < peak < len(rates) / 2
+    assert (np.diff(rates[:peak]) > 0).all() and (np.diff(rates[peak:]) <= 0).all()
+    assert rates[-1] < 0.05 * rates.max()  # the schedule's end, within a step's share
+
+
+def test_a_paced_run_that_reaches_its_most_epochs_first_ends_its_schedule_with_them():
+    """With an hour for 2 planned epochs the run stops at `MOST_STRETCH` times them, each
+    step's rate the schedule's at its share of those steps (of the 4 planned)."""
+    history, rates, _, recipe = _paced_run(2, 3600.0)
+    most = MOST_STRETCH * 2 * 2  # epochs of 2 steps
+    assert len(history.epoch) == MOST_STRETCH * 2 and len(rates) == most
+    schedule = learning_rate_schedule(recipe, steps_per_epoch=2, epochs=2)
+    expected = [float(schedule(4 * step / most)) for step in range(most)]
+    np.testing.assert_allclose(rates, expected, rtol=1e-3, atol=1e-6)
+
+
+def test_pacing_refuses_a_bad_time_and_runs_it_cannot_pace(data_dir, tmp_path):
+    data = kr.load_dataset("mnist", data_dir)
+    model = tiny_model(data)
+    with pytest.raises(ValueError, match="`seconds`"):
+        kr.train(model, data, epochs=1, seconds=0, verbose=0)
+    with pytest.raises(ValueError, match="`seconds` paces a run from its start"):
+        kr.train(model, data, epochs=2, seconds=10, initial_epoch=1, verbose=0)
+    with pytest.raises(ValueError, match="give `out_dir` or `seconds`, not both"):
+        kr.train(model, data, epochs=1, seconds=10, out_dir=tmp_path / "run", verbose=0)
+    assert not (tmp_path / "run").exists()  # refused before anything is written
 
 
 def test_training_learns_a_learnable_task(data_dir):

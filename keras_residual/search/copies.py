@@ -44,7 +44,7 @@ class KeptCopies:
         epochs: int,
         recipe: str | None = None,
         seconds: list[float] | None = None,
-        trained: list[int] | None = None,
+        trained: list[float] | None = None,
     ):
         self.folder, self.trial_id, self.epochs = Path(out) / FOLDER, trial_id, epochs
         self.recipe = recipe
@@ -80,8 +80,9 @@ class KeptCopies:
             for k in range(self.count)
         ]
 
-    def add(self, model: keras.Model, seconds: float, trained: int) -> None:
-        """Keep `model` as the next copy, trained for `trained` epochs in `seconds`: its
+    def add(self, model: keras.Model, seconds: float, trained: float) -> None:
+        """Keep `model` as the next copy, trained for `trained` epochs (a last one partial
+        when paced to the time) in `seconds`: its
         file first, then the record that lists it, each written atomically."""
         with atomic_path(self._path(self.count)) as temporary:
             model.save(temporary)

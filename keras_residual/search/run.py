@@ -459,11 +459,13 @@ def retrain(
     verbose: int | str = "auto",
     recipe: str | Recipe | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    seconds: float | None = None,
 ) -> keras.Model:
     """A trial's configuration built afresh and trained on all of `data`'s training
     and validation splits (`Dataset.fold_validation`) for `epochs` with its recipe (the
-    schedule spread over those epochs) or `recipe`, as the search retrains its best. The
-    model is returned untested.
+    schedule spread over those epochs) or `recipe`, as the search retrains its best; given
+    `seconds`, for that long from the call instead, the schedule planned for `epochs`
+    stretched over them (`train`'s `seconds`). The model is returned untested.
 
     Example:
     >>> hypermodel = ResidualHyperModel((28, 28, 1), 10, width=8, blocks_per_stage=1)
@@ -471,11 +473,14 @@ def retrain(
     >>> model = retrain(hypermodel, hp, load_dataset("mnist"), 1)  # doctest: +SKIP
     """
     _checks.positive_int("epochs", epochs)
+    ends = None if seconds is None else time.monotonic() + _checks.positive("seconds", seconds)
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
     model = hypermodel.build(hyperparameters)
     folded = data.fold_validation()
     options = {"epochs": epochs, "seed": seed, "verbose": verbose, "callbacks": list(callbacks)}
+    if ends is not None:  # what building the network took counts
+        options["seconds"] = max(ends - time.monotonic(), 1e-3)
     if recipe is None:
         hypermodel.fit(hyperparameters, model, folded, **options)
     else:
@@ -500,6 +505,8 @@ def _save_best(
     from them."""
     final_epochs, recipe = config.final_epochs, None  # None: the trials' recipe
     deadline = None if seconds_left is None else time.monotonic() + seconds_left
+    # Epochs set by the time left, not a ceiling: the trials' recipe paced to it.
+    paced = deadline is not None and retraining is not None and retraining.most_epochs is None
     oracle = tuner_object.oracle
     best_trial = oracle.get_best_trials(1)[0]
     kept = KeptCopies.read(out)
@@ -517,7 +524,7 @@ def _save_best(
             kept = None
         validated = len(data.y_val) if config.final_epochs == "auto" else None
         best_trial, final_epochs = _plan_retraining(
-            oracle, retraining, seconds_left, validated, tuner_object.incumbent()
+            oracle, retraining, seconds_left, validated, tuner_object.incumbent(), paced
         )
         if config.final_recipe:  # its epochs if they fit: judged on the first of them
             recipe = get_recipe(config.final_recipe).for_examples(retraining.images)
@@ -533,7 +540,7 @@ def _save_best(
     if final_epochs:
         test = 2 * retraining.test_seconds(best_trial)
         best_of = (hypermodel, hp, data)
-        settings = (config.seed, verbose, config.ensemble, deadline, test)
+        settings = (config.seed, verbose, config.ensemble, deadline, test, paced)
         members = _retrain_members(*best_of, kept, recipe, *settings) if kept else []
         if not members:  # none kept and no final recipe, or its epochs would not fit
             if recipe:
@@ -593,10 +600,12 @@ def _plan_retraining(
     seconds_left: float | None,
     validated: int | None = None,
     incumbent: Incumbent | None = None,
+    paced: bool = False,
 ):
     """The trial to retrain and for how many epochs: the best, for `retraining`'s least
     epochs or, when a budget leaves `seconds_left`, as many more as fit (then the best
-    trial whose shortest retraining fits). Given the `validated` images the trials' scores
+    trial whose shortest retraining fits; `paced`: the epochs its schedule is planned for,
+    the time left deciding how many it trains). Given the `validated` images the trials' scores
     were measured on, the trials that score within noise of the best (`within_noise`) are
     alike, and of those the one whose retraining trains the most epochs in `seconds_left`
     is retrained: the time left, not a lead the validation split cannot resolve, decides.
@@ -646,6 +655,14 @@ def _plan_retraining(
         ceiling = "" if most is None else f", at most {most}"
         fill = f" (as many as fit in the {seconds_left:.0f} s left, at least {least}{ceiling})"
     test = retraining.test_seconds(best_trial)
+    if paced and fitting is not None:
+        print(
+            f"Retraining trial {best_trial.trial_id}'s configuration for the "
+            f"{seconds_left - 2 * test:.0f} s left before its test (about {test:.0f} s), its "
+            f"schedule paced to end with them: about {final_epochs} epochs as its trial "
+            f"timed them (at least {least})"
+        )
+        return best_trial, final_epochs
     print(
         f"Retraining trial {best_trial.trial_id}'s configuration for {final_epochs} epochs"
         f"{fill}: about {retraining.seconds(best_trial, final_epochs) - test:.0f} s, "
@@ -667,15 +684,27 @@ def within_noise(oracle, validated: int) -> tuple[list, float]:
 
 
 def _retrain_members(
-    hypermodel, hp, data, kept: KeptCopies, recipe, seed, verbose, most, deadline, test_seconds
+    hypermodel,
+    hp,
+    data,
+    kept: KeptCopies,
+    recipe,
+    seed,
+    verbose,
+    most,
+    deadline,
+    test_seconds,
+    paced=False,
 ) -> list[keras.Model]:
     """The configuration `hp` retrained for `kept.epochs` with `recipe` (None: the trial's
     own) and seeds `seed`, `seed + 1`, ...: `most` copies, or fewer where the next (timed
     as the last, with its test) would pass `deadline`. The copies `kept` already holds
-    count; each new one is kept. A recipe that needs no planned length stops a copy
-    where its next epoch would pass the deadline (`StopAtDeadline`); a first copy whose
-    first `JUDGE_AFTER` epochs say that not even `LEAST_SHARE` of its epochs would fit
-    ends there, and none is returned."""
+    count; each new one is kept. `paced`: a first copy with the trial's recipe trains
+    until its test is all the time left, its schedule stretched over that time (`retrain`'s
+    `seconds`), however far its pace is from the trial's forecast. A recipe that needs no
+    planned length stops a copy where its next epoch would pass the deadline
+    (`StopAtDeadline`); a first copy whose first `JUDGE_AFTER` epochs say that not even
+    `LEAST_SHARE` of its epochs would fit ends there, and none is returned."""
     members = kept.models()
     while len(members) < most:
         if members and deadline is not None:
@@ -688,11 +717,13 @@ def _retrain_members(
                 f"{kept.seconds[-1]:.0f} s",
                 flush=True,
             )
-        started, stop = time.monotonic(), None
+        started, stop, seconds = time.monotonic(), None, None
         if deadline is not None and recipe and recipe.schedule in UNPLANNED_SCHEDULES:
             judge = JUDGE_AFTER if not members else None  # the first copy measures the pace
             least = math.ceil(LEAST_SHARE * kept.epochs)
             stop = StopAtDeadline(deadline - test_seconds, least, judge)
+        elif paced and recipe is None and not members:
+            seconds = max(deadline - test_seconds - started, 1.0)
         model = retrain(
             hypermodel,
             hp,
@@ -702,15 +733,24 @@ def _retrain_members(
             verbose=verbose,
             recipe=recipe,
             callbacks=[stop] if stop else (),
+            seconds=seconds,
         )
         if stop and stop.gave_up:
             return []  # its epochs would pass the deadline: nothing kept
         trained = stop.epochs if stop else kept.epochs
-        if trained < kept.epochs:
+        if seconds is not None:
+            trained, took = _epochs_trained(model), time.monotonic() - started
+            print(f"Trained {trained} epochs in {took:.0f} s (paced to {seconds:.0f} s).")
+        elif trained < kept.epochs:
             print(f"The time left ended it after {trained} of {kept.epochs} epochs.")
         kept.add(model, time.monotonic() - started, trained)
         members.append(model)
     return members
+
+
+def _epochs_trained(model: keras.Model) -> float:
+    """The epochs a model's last `fit` trained, to a hundredth (the last may be partial)."""
+    return round(int(model.optimizer.iterations) / model.history.params["steps"], 2)
 
 
 def _print_trial_line(trial, oracle) -> None:

@@ -103,6 +103,7 @@ def fit_trial(
         "verbose": kwargs.pop("verbose", "auto"),
         "callbacks": [*callbacks, steady := _SteadyTime()],
         "initial_epoch": kwargs.pop("initial_epoch", 0),
+        "seconds": kwargs.pop("seconds", None),  # a retraining paced to the time left
     }
     start = time.perf_counter()
     try:
