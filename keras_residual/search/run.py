@@ -538,7 +538,7 @@ def _save_best(
             )
     hp = best_trial.hyperparameters
     if final_epochs:
-        test = 2 * retraining.test_seconds(best_trial)
+        test = _test_allowance(retraining, best_trial)
         best_of = (hypermodel, hp, data)
         settings = (config.seed, verbose, config.ensemble, deadline, test, paced)
         members = _retrain_members(*best_of, kept, recipe, *settings) if kept else []
@@ -588,6 +588,12 @@ def _save_best(
         f"{with_tta}\nSaved {path}"
     )
     return best
+
+
+def _test_allowance(retraining: Retraining, trial) -> float:
+    """The seconds a retrained network's test is given: twice its forecast, for saving
+    and reloading the model besides."""
+    return 2 * retraining.test_seconds(trial)
 
 
 def _configuration(trial) -> tuple[str, dict]:
@@ -656,9 +662,10 @@ def _plan_retraining(
         fill = f" (as many as fit in the {seconds_left:.0f} s left, at least {least}{ceiling})"
     test = retraining.test_seconds(best_trial)
     if paced and fitting is not None:
+        trains = seconds_left - _test_allowance(retraining, best_trial)
         print(
             f"Retraining trial {best_trial.trial_id}'s configuration for the "
-            f"{seconds_left - 2 * test:.0f} s left before its test (about {test:.0f} s), its "
+            f"{trains:.0f} s left before its test (about {test:.0f} s), its "
             f"schedule paced to end with them: about {final_epochs} epochs as its trial "
             f"timed them (at least {least})"
         )
