@@ -742,15 +742,16 @@ def _retrain_members(
             callbacks=[stop] if stop else (),
             seconds=seconds,
         )
+        took = time.monotonic() - started
         if stop and stop.gave_up:
             return []  # its epochs would pass the deadline: nothing kept
         trained = stop.epochs if stop else kept.epochs
         if seconds is not None:
-            trained, took = _epochs_trained(model), time.monotonic() - started
+            trained = _epochs_trained(model)
             print(f"Trained {trained} epochs in {took:.0f} s (paced to {seconds:.0f} s).")
         elif trained < kept.epochs:
             print(f"The time left ended it after {trained} of {kept.epochs} epochs.")
-        kept.add(model, time.monotonic() - started, trained)
+        kept.add(model, took, trained)
         members.append(model)
     return members
 
