@@ -484,6 +484,22 @@ def test_a_search_of_equal_time_trials_keeps_its_preset_unless_a_costlier_networ
         assert "Retraining the fast_mnist preset the search started from" in printed
 
 
+class _Kept:
+    """`KeptCopies` in memory, without its files: copies of `epochs`, `models` kept."""
+
+    def __init__(self, epochs, models=()):
+        self.epochs, self.kept = epochs, list(models)
+        self.seconds, self.trained = [0.0] * len(models), [epochs] * len(models)
+
+    def models(self):
+        return list(self.kept)
+
+    def add(self, model, seconds, trained):
+        self.kept.append(model)
+        self.seconds.append(seconds)
+        self.trained.append(trained)
+
+
 def test_copies_of_the_best_train_while_the_time_left_holds_one_more(monkeypatch, capsys):
     """The first copy always trains; each next one (seed + 1, ...) only if the time left
     holds one more as long as the last took, with its margin and test. Copies kept by a
@@ -496,27 +512,16 @@ def test_copies_of_the_best_train_while_the_time_left_holds_one_more(monkeypatch
         seeds.append(seed)
         return seed
 
-    class Kept:  # `KeptCopies` without its files
-        def __init__(self, models=()):
-            self.epochs, self.kept, self.seconds = 2, list(models), [0.0] * len(models)
-
-        def models(self):
-            return list(self.kept)
-
-        def add(self, model, seconds, trained):
-            assert trained == 2
-            self.kept.append(model)
-            self.seconds.append(seconds)
-
     monkeypatch.setattr("keras_residual.search.run.retrain", retrain)
-    args, soon = (None, None, None), time.monotonic() + 60
-    assert _retrain_members(*args, Kept(), None, 7, 0, 3, None, 0.0) == [7, 8, 9]  # no budget
-    assert _retrain_members(*args, Kept(), None, 7, 0, 4, soon, 1.0) == [7, 8, 9, 10]
+    args, soon, kept = (None, None, None), time.monotonic() + 60, _Kept(2)
+    assert _retrain_members(*args, kept, None, 7, 0, 3, None, 0.0) == [7, 8, 9]  # no budget
+    assert kept.trained == [2, 2, 2]  # each copy its epochs
+    assert _retrain_members(*args, _Kept(2), None, 7, 0, 4, soon, 1.0) == [7, 8, 9, 10]
     assert "with seed 8 for an average of copies (2 of at most 4)" in capsys.readouterr().out
-    assert _retrain_members(*args, Kept(), None, 7, 0, 4, soon, 61.0) == [7]  # no test fits
-    assert _retrain_members(*args, Kept(), None, 7, 0, 4, time.monotonic() - 1, 0.0) == [7]
+    assert _retrain_members(*args, _Kept(2), None, 7, 0, 4, soon, 61.0) == [7]  # no test fits
+    assert _retrain_members(*args, _Kept(2), None, 7, 0, 4, time.monotonic() - 1, 0.0) == [7]
     seeds.clear()
-    kept = Kept(["kept 7", "kept 8"])
+    kept = _Kept(2, ["kept 7", "kept 8"])
     assert _retrain_members(*args, kept, None, 7, 0, 3, None, 0.0) == ["kept 7", "kept 8", 9]
     assert seeds == [9] and kept.kept == ["kept 7", "kept 8", 9] and len(kept.seconds) == 3
 
@@ -533,18 +538,8 @@ def test_a_paced_retraining_trains_until_its_test_is_all_the_time_left(monkeypat
         history = type("History", (), {"params": {"steps": 4}})()
         return type("Model", (), {"optimizer": optimizer, "history": history})()
 
-    class Kept:  # `KeptCopies` without its files
-        epochs, seconds, trained = 3, [], []
-
-        def models(self):
-            return []
-
-        def add(self, model, seconds, trained):
-            self.seconds.append(seconds)
-            self.trained.append(trained)
-
     monkeypatch.setattr("keras_residual.search.run.retrain", retrain)
-    kept, deadline = Kept(), time.monotonic() + 100
+    kept, deadline = _Kept(3), time.monotonic() + 100
     members = _retrain_members(None, None, None, kept, None, 0, 0, 1, deadline, 10.0, True)
     [(epochs, seconds)] = given
     assert len(members) == 1 and epochs == 3 and 89 < seconds <= 90  # 100 s less a 10 s test
@@ -606,22 +601,13 @@ def test_a_final_recipe_whose_first_epochs_say_it_would_not_fit_keeps_nothing(mo
         stop.gave_up = gave_up[0]
         return seed
 
-    class Kept:
-        epochs, seconds, added = 1500, [], []
-
-        def models(self):
-            return []
-
-        def add(self, model, seconds, trained):
-            self.added.append(model)
-            self.seconds.append(seconds)
-
     monkeypatch.setattr("keras_residual.search.run.retrain", retrain)
     wang, soon = kr.get_recipe("wang2017").for_examples(36), time.monotonic() + 60
-    assert _retrain_members(None, None, None, Kept(), wang, 0, 0, 3, soon, 0.0) == []
-    assert judged == [JUDGE_AFTER] and Kept.added == []
+    kept = _Kept(1500)
+    assert _retrain_members(None, None, None, kept, wang, 0, 0, 3, soon, 0.0) == []
+    assert judged == [JUDGE_AFTER] and kept.kept == []
     gave_up[0] = False
-    assert _retrain_members(None, None, None, Kept(), wang, 0, 0, 2, soon, 0.0) == [0, 1]
+    assert _retrain_members(None, None, None, _Kept(1500), wang, 0, 0, 2, soon, 0.0) == [0, 1]
     assert judged == [JUDGE_AFTER, JUDGE_AFTER, None]  # only the first copy is judged
 
 
