@@ -2,8 +2,9 @@
 `keras-residual search --dataset D --time-budget T` with its defaults, and (b) the preset
 the search starts from (the best known network for such data: `fast_mnist` on MNIST,
 `fast_cifar_m` on CIFAR-10 and on images of your own; or the best of `--presets`) trained
-with `keras-residual train` and its recipe for as many epochs as fit in the same T, on all
-the training images. Both
+with `keras-residual train` and its recipe for the same T, on all the training images: its
+schedule planned for the epochs that a few timed steps forecast and paced to end with T
+less its test's estimate (`--time-budget`), as the search paces its retraining. Both
 with the same seed, both tested on the same test split with their recipe's test-time
 augmentation, each as a user runs it (a command line, its wall time measured around it).
 
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import random
 import re
@@ -51,7 +51,6 @@ from keras_residual.techniques import tta_views  # noqa: E402
 
 FOLDER_CLASSES = 5  # CIFAR-10's first five: airplane, automobile, bird, cat, deer
 FOLDER_SIZE = 48
-MARGIN = 0.05  # of the budget, kept for an epoch slower than the steps timed
 TIMED_STEPS = 3  # steps timed after the first (tracing) to plan the preset's epochs
 
 
@@ -93,10 +92,11 @@ class _Steady(keras.callbacks.Callback):
 
 
 def preset_epochs(preset: str, data: kr.Dataset, budget: float, started: float) -> dict:
-    """The epochs of `preset` on all of `data`'s training images that fit `budget` here:
-    `TIMED_STEPS` steps timed after the first give the seconds an image; the start-up is
-    what loading and this timing took (since `started`), the test a forward pass (a third
-    of a training step) over the test images and the recipe's views."""
+    """The epochs of `preset` on all of `data`'s training images that `budget` holds here,
+    and its test's seconds: `TIMED_STEPS` steps timed after the first give the seconds an
+    image; the start-up is what loading and this timing took (since `started`), the test a
+    forward pass (a third of a training step) over the test images and the recipe's
+    views."""
     recipe = kr.get_recipe(kr.default_recipe(preset))
     spec = kr.get_spec(preset).replace(input_shape=data.input_shape, num_classes=data.num_classes)
     model = kr.build_network(spec, dtype=resolve_dtype("auto"))
@@ -109,8 +109,8 @@ def preset_epochs(preset: str, data: kr.Dataset, budget: float, started: float) 
     test = per_image / 3 * len(data.y_test) * views
     start = time.monotonic() - started - steady.seconds
     epoch = per_image * len(data.y_train)
-    epochs = max(1, math.floor(((1 - MARGIN) * budget - start - test) / epoch))
-    return {"epochs": epochs, "per_image": per_image, "planned_s": start + test + epochs * epoch}
+    epochs = max(1, round((budget - start - test) / epoch))
+    return {"epochs": epochs, "per_image": per_image, "test_s": test}
 
 
 def run(command: list[str], kill_after: float | None = None) -> tuple[str, float, float]:
@@ -211,16 +211,20 @@ def compare(
         keras.backend.clear_session()
         printed, wall, other = run(
             [*cli, "train", "--model", preset, *where, "--epochs", str(plan["epochs"]),
-             "--validation-split", "0", "--out", str(work / preset)]
+             "--time-budget", f"{seconds - plan['test_s']:.1f}s", "--validation-split", "0",
+             "--out", str(work / preset)]
         )  # fmt: skip
         accuracy = float(re.search(r"test accuracy: ([0-9.]+)", printed).group(1))
-        trained[preset] = {"epochs": plan["epochs"], "accuracy": accuracy, "wall": wall}
+        epochs = float(re.search(r"Trained ([0-9.]+) epochs", printed).group(1))
+        trained[preset] = {"epochs": epochs, "accuracy": accuracy, "wall": wall}
+        trained[preset]["planned"] = plan["epochs"]
         trained[preset]["other"] = other
     preset = max(trained, key=lambda name: trained[name]["accuracy"])
     chosen = trained[preset]
     return row | {
         "preset": preset,
         "preset_epochs": chosen["epochs"],
+        "preset_planned_epochs": chosen["planned"],
         "preset_test_accuracy": round(chosen["accuracy"], 4),
         "preset_wall_s": round(chosen["wall"], 1),
         "search_minus_preset_points": round(100 * (best["test_accuracy"] - chosen["accuracy"]), 2),

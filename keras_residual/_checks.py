@@ -117,3 +117,25 @@ def input_shape(value: Any, *, downsamples: int = 0) -> tuple:
             f"least {smallest} {what}."
         )
     return shape
+
+
+def parse_duration(text: str | float | None, name: str = "time_budget") -> float | None:
+    """Seconds from `90`, `90s`, `10m` or `1.5h`; None (or `"none"`: no budget) stays None.
+    A malformed `text` is refused under the setting's `name`.
+
+    Example:
+    >>> parse_duration("10m"), parse_duration("1.5h"), parse_duration(45)
+    (600.0, 5400.0, 45.0)
+    """
+    if text is None or str(text).strip().lower() == "none":
+        return None
+    units = {"s": 1, "m": 60, "h": 3600}
+    raw = str(text).strip().lower()
+    scale = units.get(raw[-1:])
+    try:
+        seconds = float(raw[:-1] if scale else raw) * (scale or 1)
+    except ValueError:
+        raise ValueError(f"`{name}` must look like 90s, 10m or 1h; got {text!r}.") from None
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"`{name}` must be positive and finite, got {text!r}.")
+    return seconds

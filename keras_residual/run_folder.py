@@ -49,15 +49,24 @@ class RunFinished(ValueError):
 
 
 def claim_run_folder(
-    out_dir, model: keras.Model, recipe: Recipe, epochs: int, resume: bool, overwrite: bool
+    out_dir,
+    model: keras.Model,
+    recipe: Recipe,
+    epochs: int,
+    resume: bool,
+    overwrite: bool,
+    seconds: float | None = None,
 ) -> Path:
-    """Make `out_dir` this run's folder and return it (`RunState` restores its last epoch).
+    """Make `out_dir` this run's folder and return it (`RunState` restores its last epoch);
+    `seconds`: the time the run is paced to, recorded.
 
     Refuses (changing nothing) a folder that holds a search, another run without
-    `overwrite` or `resume`, or on resume a different model or recipe, or a run that has
-    already trained `epochs`."""
+    `overwrite` or `resume`, or on resume a different model or recipe, a run paced to a
+    time, or a run that has already trained `epochs`."""
     out = Path(out_dir)
     run = {"architecture": _architecture(model), "recipe": asdict(recipe), "epochs": epochs}
+    if seconds is not None:
+        run["seconds"] = seconds
     run = json.loads(json.dumps(run))  # as it reads back from run.json: lists for tuples
     if any((out / name).exists() for name in SEARCH_FILES):
         raise FileExistsError(
@@ -80,6 +89,12 @@ def claim_run_folder(
         run["spec"] = json.loads(json.dumps(spec.to_dict()))
     if resume and (out / RUN_FILE).exists():
         previous = read_json(out / RUN_FILE, "the run's model and recipe")
+        if previous.get("seconds") is not None:
+            raise ValueError(
+                f"{out} holds a run paced to {previous['seconds']:.0f} s: its schedule "
+                "followed the clock, so it does not resume. Its best model is "
+                f"{out / 'best_model.keras'}; pass --overwrite to train it again."
+            )
         same = previous.get("spec", run.get("spec")) == run.get("spec") if spec else True
         if previous["architecture"] != run["architecture"] or not same:
             raise ValueError(

@@ -129,7 +129,9 @@ def train(
             schedule planned for `epochs` is stretched or shrunk over the time, and the
             run ends when it does, after more or fewer epochs (at most `MOST_STRETCH`
             times `epochs`; the last may be partial). For a budget whose pace is known
-            roughly (`ScheduleOverTime`); not with `out_dir` or `initial_epoch`.
+            roughly (`ScheduleOverTime`); not with `initial_epoch`. A paced run's
+            folder keeps its models and log as any other, but the run does not resume:
+            its schedule followed the clock.
 
     Raises:
         TrainingDiverged: the loss became non-finite; no model file is saved.
@@ -152,22 +154,29 @@ def train(
             raise ValueError(f"`{flag}` needs `out_dir` (--out): the folder of the run.")
         options = (seed, verbose, callbacks or [], initial_epoch, _deadline(seconds))
         return _train(model, data, epochs, recipe, *options)
-    if seconds is not None:
+    if resume and seconds is not None:
         raise ValueError(
-            "`seconds` paces a run without a run folder: give `out_dir` or `seconds`, not both."
+            "`seconds` paces a run from its start: a run paced to a time does not resume."
         )
     if resume and overwrite:
         raise ValueError("`resume` and `overwrite` exclude each other: continue or replace.")
     check_output_dir(out_dir, "out_dir")
     with folder_lock(out_dir, "out_dir"):
-        out = claim_run_folder(out_dir, model, recipe, epochs, resume, overwrite)
+        out = claim_run_folder(out_dir, model, recipe, epochs, resume, overwrite, seconds)
         monitor = "val_accuracy" if len(data.y_val) else "accuracy"
         files = [
             RunState(out, monitor),
             keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False),
         ]
         callbacks = [*files, *(callbacks or [])]
-        return _train(model, data, epochs, recipe, seed, verbose, callbacks, initial_epoch)
+        options = (seed, verbose, callbacks, initial_epoch, _deadline(seconds))
+        return _train(model, data, epochs, recipe, *options)
+
+
+def epochs_trained(model: keras.Model) -> float:
+    """The epochs a model's last `fit` trained, to a hundredth (a paced run's last may be
+    partial)."""
+    return round(int(model.optimizer.iterations) / model.history.params["steps"], 2)
 
 
 def _check_seconds(seconds, initial_epoch: int) -> None:

@@ -7,6 +7,7 @@ import contextlib
 import importlib
 import os
 import sys
+import time
 
 from keras_residual_cli.parser import SEARCH_FLAGS
 
@@ -49,11 +50,20 @@ def _train(args) -> int:
     if (args.resume or args.overwrite) and not args.out:  # before TensorFlow loads
         flag = "--resume" if args.resume else "--overwrite"
         raise ValueError(f"{flag} needs --out: the folder of the run.")
+    if args.time_budget and args.epochs is None:
+        raise ValueError(
+            "--time-budget needs --epochs: the epochs the schedule is planned for, about as "
+            "many as you expect the time to hold."
+        )
+    epochs = 1 if args.epochs is None else args.epochs
     kr = _toolkit(args)
+    started = time.monotonic()  # a --time-budget counts from here, as a search's does
     import keras
 
+    from keras_residual._checks import parse_duration
     from keras_residual._files import check_output_dir
 
+    budget = parse_duration(args.time_budget, "--time-budget")
     if args.out:
         check_output_dir(args.out, "--out")
     recipe = kr.get_recipe(  # a bad override fails before any data is read
@@ -73,20 +83,40 @@ def _train(args) -> int:
     keras.utils.set_random_seed(args.seed)  # --seed fixes the initial weights too
     model = kr.build_network(spec, dtype=dtype)
     print(f"{model.name}: {model.count_params():,} parameters; data from {data.source}")
+    seconds = None
+    if budget is not None:
+        seconds = budget - (time.monotonic() - started)
+        if seconds <= 0:
+            raise ValueError(
+                f"--time-budget {args.time_budget} ended before training began: reading the "
+                f"data and building the network took {budget - seconds:.0f} s."
+            )
+        print(
+            f"Training for the {seconds:.0f} s left of the budget, the schedule planned for "
+            f"{epochs} epoch{'s' * (epochs != 1)} paced to end with them",
+            flush=True,
+        )
     try:
+        began = time.monotonic()
         kr.train(
             model,
             data,
-            epochs=args.epochs,
+            epochs=epochs,
             recipe=recipe,
             out_dir=args.out,
             resume=args.resume,
             overwrite=args.overwrite,
             seed=args.seed,
+            seconds=seconds,
         )
     except kr.RunFinished as finished:  # nothing to do, nothing changed
         print(finished)
         return 0
+    if seconds is not None:
+        from keras_residual.training import epochs_trained
+
+        took = time.monotonic() - began
+        print(f"Trained {epochs_trained(model)} epochs in {took:.0f} s (paced to {seconds:.0f} s).")
     metrics = kr.evaluate(model, data, tta=recipe.tta)
     with_tta = f" (tta: {recipe.tta})" if recipe.tta != "none" else ""
     print(f"test accuracy: {metrics['accuracy']:.4f}  test loss: {metrics['loss']:.4f}{with_tta}")

@@ -100,7 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a preset on MNIST or CIFAR-10")
     train.add_argument("--model", default="resnet20", help="preset name (see list_presets())")
     _add_data_arguments(train)
-    train.add_argument("--epochs", type=int, default=1)
+    train.add_argument(
+        "--epochs",
+        type=int,
+        help="epochs to train (default: 1); with --time-budget, the epochs its schedule is "
+        "planned for (up to twice as many, or fewer, train: the time decides)",
+    )
     train.add_argument(
         "--recipe",
         help="he2016, fast, fast_cifar, airbench, adamw, series or wang2017 (default: the "
@@ -114,6 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--validation-split", type=float, default=0.1)
     train.add_argument(
         "--tta", choices=TTA_MODES, help="test-time augmentation (default: the recipe's)"
+    )
+    train.add_argument(
+        "--time-budget",
+        help="train for this long, counted from when the toolkit has loaded (reading the "
+        "data and building the network included): the schedule planned for --epochs is "
+        "stretched or shrunk to end with it, however fast the steps run; the test follows. "
+        "90s, 10m, 1h (default: none, --epochs decide)",
     )
     train.add_argument("--out", help="output directory (logs, checkpoints, best model)")
     train.add_argument(

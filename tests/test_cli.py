@@ -39,6 +39,30 @@ def test_train_seed_fixes_the_initial_weights(data_dir, monkeypatch):
     assert np.array_equal(initial[0], initial[1]) and not np.array_equal(initial[0], initial[2])
 
 
+def test_train_for_a_time_budget_paces_the_planned_epochs(data_dir, monkeypatch, capsys):
+    """`--time-budget` counts from the toolkit's load: what is left once the data is read
+    and the network built is the training's `seconds`. Without --epochs, the schedule has
+    nothing to be planned for: refused before TensorFlow loads."""
+    import keras_residual as kr
+
+    given, real = {}, kr.train
+
+    def briefly(model, data, **options):  # the options recorded, the run paced to 1 s
+        given.update(options)
+        return real(model, data, **{**options, "seconds": 1.0, "verbose": 0})
+
+    monkeypatch.setattr(kr, "train", briefly)
+    argv = ["train", "--model", "resnet20", "--dataset", "mnist", "--data-dir", str(data_dir)]
+    assert main([*argv, "--epochs", "3", "--time-budget", "1m"]) == 0
+    assert given["epochs"] == 3 and 50 < given["seconds"] < 60
+    printed = capsys.readouterr().out
+    assert "Training for the" in printed and "Trained " in printed and "test accuracy" in printed
+    assert main([*argv, "--time-budget", "1m"]) == 2
+    assert "--time-budget needs --epochs" in capsys.readouterr().err
+    assert main([*argv, "--epochs", "3", "--time-budget", "soon"]) == 2
+    assert "`--time-budget` must look like 90s" in capsys.readouterr().err
+
+
 def test_command_line_choices_are_the_toolkits():
     from keras_residual.precision import POLICIES
     from keras_residual.techniques import TTA_MODES as TOOLKIT_TTA_MODES

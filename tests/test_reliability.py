@@ -117,6 +117,21 @@ def test_cli_resume_of_a_finished_run_exits_0_and_changes_nothing(tmp_path, data
     assert _snapshot(out) == before
 
 
+def test_a_paced_run_keeps_its_folder_and_refuses_to_resume(tmp_path):
+    """A run paced to a time writes its folder as any run (models, log, run.json with the
+    time), and a resume is refused with the model it kept named, changing nothing: its
+    schedule followed the clock, which a resumed run could not repeat."""
+    out = tmp_path / "paced"
+    history = _train(out, epochs=2, seconds=1.5)
+    assert json.loads((out / "run.json").read_text())["seconds"] == 1.5
+    assert (out / "best_model.keras").exists() and (out / "last_model.keras").exists()
+    assert _log_epochs(out) == history.epoch  # every epoch it trained, the last maybe partial
+    before = _snapshot(out)
+    with pytest.raises(ValueError, match="paced to 2 s: .* does not resume.*best_model.keras"):
+        _train(out, epochs=4, resume=True)
+    assert _snapshot(out) == before
+
+
 def test_resume_without_out_is_an_error(capsys):
     with pytest.raises(ValueError, match="`resume` needs `out_dir`"):
         kr.train(_model(), _tiny_data(), resume=True, verbose=0)

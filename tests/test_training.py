@@ -171,8 +171,8 @@ def test_pacing_refuses_a_bad_time_and_runs_it_cannot_pace(data_dir, tmp_path):
         kr.train(model, data, epochs=1, seconds=0, verbose=0)
     with pytest.raises(ValueError, match="`seconds` paces a run from its start"):
         kr.train(model, data, epochs=2, seconds=10, initial_epoch=1, verbose=0)
-    with pytest.raises(ValueError, match="give `out_dir` or `seconds`, not both"):
-        kr.train(model, data, epochs=1, seconds=10, out_dir=tmp_path / "run", verbose=0)
+    with pytest.raises(ValueError, match="a run paced to a time does not resume"):
+        kr.train(model, data, epochs=1, seconds=10, out_dir=tmp_path / "run", resume=True)
     assert not (tmp_path / "run").exists()  # refused before anything is written
 
 

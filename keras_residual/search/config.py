@@ -7,12 +7,12 @@ defaults both use), `run_search(config)` runs it, and the run's `search.json` ke
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from keras_residual import _checks
+from keras_residual._checks import parse_duration
 from keras_residual.data.series import series_files
 from keras_residual.recipes import RECIPES
 from keras_residual.search.tuner import TUNERS
@@ -58,28 +58,6 @@ _SERIES = {
 # trials of equal time.
 TRIALS_PLANNED = 12
 DEFAULTS = {"mnist": _MNIST, "fashion_mnist": _MNIST, "cifar10": _CIFAR, "cifar100": _CIFAR}
-
-
-def parse_duration(text: str | float | None, name: str = "time_budget") -> float | None:
-    """Seconds from `90`, `90s`, `10m` or `1.5h`; None (or `"none"`: no budget) stays None.
-    A malformed `text` is refused under the setting's `name`.
-
-    Example:
-    >>> parse_duration("10m"), parse_duration("1.5h"), parse_duration(45)
-    (600.0, 5400.0, 45.0)
-    """
-    if text is None or str(text).strip().lower() == "none":
-        return None
-    units = {"s": 1, "m": 60, "h": 3600}
-    raw = str(text).strip().lower()
-    scale = units.get(raw[-1:])
-    try:
-        seconds = float(raw[:-1] if scale else raw) * (scale or 1)
-    except ValueError:
-        raise ValueError(f"`{name}` must look like 90s, 10m or 1h; got {text!r}.") from None
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise ValueError(f"`{name}` must be positive and finite, got {text!r}.")
-    return seconds
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ from keras_residual.search.state import check_oracle, read_json, repair_trials
 from keras_residual.search.trials import probe
 from keras_residual.search.tuner import TUNERS
 from keras_residual.techniques import tta_views
-from keras_residual.training import RUN_FILE, evaluate, get_recipe, train
+from keras_residual.training import RUN_FILE, epochs_trained, evaluate, get_recipe, train
 
 PROJECT = "tuner"  # keras-tuner's project folder inside the output directory
 FINISHED = "finished.json"  # written last: the search ended and its best model is saved
@@ -747,18 +747,13 @@ def _retrain_members(
             return []  # its epochs would pass the deadline: nothing kept
         trained = stop.epochs if stop else kept.epochs
         if seconds is not None:
-            trained = _epochs_trained(model)
+            trained = epochs_trained(model)
             print(f"Trained {trained} epochs in {took:.0f} s (paced to {seconds:.0f} s).")
         elif trained < kept.epochs:
             print(f"The time left ended it after {trained} of {kept.epochs} epochs.")
         kept.add(model, took, trained)
         members.append(model)
     return members
-
-
-def _epochs_trained(model: keras.Model) -> float:
-    """The epochs a model's last `fit` trained, to a hundredth (the last may be partial)."""
-    return round(int(model.optimizer.iterations) / model.history.params["steps"], 2)
 
 
 def _print_trial_line(trial, oracle) -> None:
