@@ -36,24 +36,9 @@ from _report import cpu_flags, emit  # noqa: E402
 
 import keras_residual as kr  # noqa: E402
 from keras_residual.search import ResidualHyperModel, default_space_for, retrain, run_search  # noqa: E402
-from keras_residual.search.results import varying_names  # noqa: E402
+from keras_residual.search.results import spearman, varying_names  # noqa: E402
 from keras_residual.search.run import PROJECT, _retraining  # noqa: E402
 from keras_residual.search.state import read_json  # noqa: E402
-
-
-def ranks(values) -> np.ndarray:
-    """Ranks from 0, ties sharing their mean rank."""
-    values = np.asarray(values, dtype=float)
-    result = np.empty(len(values))
-    result[values.argsort(kind="stable")] = np.arange(len(values))
-    for value in np.unique(values):
-        result[values == value] = result[values == value].mean()
-    return result
-
-
-def spearman(a, b) -> float:
-    """Spearman's rank correlation: Pearson's on the (tie-averaged) ranks."""
-    return float(np.corrcoef(ranks(a), ranks(b))[0, 1])
 
 
 def kendall_tau_b(a, b) -> float:

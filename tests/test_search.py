@@ -445,11 +445,12 @@ def test_only_equal_time_trials_hold_the_pick_to_the_preset(tmp_path, trial_seco
                          trial_seconds=trial_seconds)  # fmt: skip
     assert tuner.incumbent() is None  # no trial yet
     first = tuner.oracle.create_trial("tuner0")
-    tuner.oracle.update_trial(first.trial_id, {"val_accuracy": 0.9, "flops": 5e6}, step=1)
+    scores = {"val_accuracy": 0.9, "flops": 5e6, "halfway_val_accuracy": 0.7}
+    tuner.oracle.update_trial(first.trial_id, scores, step=1)
     first.status = "COMPLETED"
     tuner.oracle.end_trial(first)
     # Equal epochs (`trial_seconds` None) favour the costlier network, not the cheaper one.
-    expected = Incumbent(name, first.trial_id, 0.9, 5e6) if held else None
+    expected = Incumbent(name, first.trial_id, 0.9, 5e6, halfway=0.7) if held else None
     assert tuner.incumbent() == expected
 
 
@@ -473,10 +474,16 @@ def test_a_search_of_equal_time_trials_keeps_its_preset_unless_a_costlier_networ
     assert len(cheaper) == 4 and all(row["status"] == "skipped" for row in cheaper)
     assert all("cheaper than the fast_mnist preset (trial" in row["reason"] for row in cheaper)
     # The costlier ResNet-14 at width 32 trains, and replaces the preset only where it
-    # leads by more than the noise on the validation images.
+    # leads by more than the noise on the validation images. Each trains an even count of
+    # epochs, its score halfway through recorded: behind the preset's there by more than
+    # the noise, the costlier one stops.
     (costlier,) = [row for row in others if row not in cheaper]
-    assert costlier["status"] == "completed" and costlier["flops"] > preset["flops"]
+    assert costlier["flops"] > preset["flops"]
+    assert preset["epochs"] % 2 == 0 and preset["halfway_val_accuracy"] is not None
     validated = len(kr.load_dataset("mnist", data_dir, seed=0).y_val)
+    halfway = costlier["halfway_val_accuracy"], preset["halfway_val_accuracy"]
+    behind = halfway[1] - halfway[0] > noise_band(max(halfway), validated)
+    assert costlier["status"] == ("stopped" if behind else "completed")
     band = noise_band(costlier["val_accuracy"], validated)
     leads = costlier["val_accuracy"] - preset["val_accuracy"] > band
     assert result["best"]["trial_id"] == (costlier if leads else preset)["trial_id"]
@@ -1098,16 +1105,22 @@ def test_trials_at_equal_time_train_a_quicker_network_for_more_epochs(tmp_path, 
     assert tuner._equal_time(keras_tuner.engine.trial.Trial(keras_tuner.HyperParameters()))
 
 
-def test_an_equal_time_trial_plans_epochs_and_images_on_the_cost_model_and_fits_them(monkeypatch):
+def _planned_trial(monkeypatch):
+    """A tiny network, its hyperparameters, FLOPs and a `TimeLimit` whose cost model
+    forecasts it within the networks timed (0.096 s of steps and 0.01 of validation an
+    epoch of `_tiny_data`), so nothing is probed."""
     hypermodel = ResidualHyperModel((28, 28, 1), 10, space={"width": 4, "blocks_per_stage": 1})
     hp = keras_tuner.HyperParameters()
     model = hypermodel.build(hp)
     flops = count_flops(model)
     monkeypatch.setattr(kr.search.trials, "probe", lambda *args: pytest.fail("probed"))
-    # Forecast within the networks timed: 0.096 s of steps and 0.01 of validation an epoch.
     cost = CostModel((flops / 2, 2 * flops), (1e-3, 1e-3), (0.01, 0.01), 0.0)
-    limit = TimeLimit(10.0, 0.0, 96, 1, 0, 0, cost)
-    data = _tiny_data()
+    return hypermodel, hp, model, flops, TimeLimit(10.0, 0.0, 96, 1, 0, 0, cost)
+
+
+def test_an_equal_time_trial_plans_epochs_and_images_on_the_cost_model_and_fits_them(monkeypatch):
+    hypermodel, hp, model, flops, limit = _planned_trial(monkeypatch)
+    cost, data = limit.cost, _tiny_data()
     record = hypermodel.fit(hp, model, data, time_limit=limit, trial_seconds=0.35, verbose=0)
     assert record["next_epoch"] == 3
     # 0.2 s left holds one epoch, not the three the trial's time plans: skipped.
@@ -1135,6 +1148,45 @@ def test_an_equal_time_trial_plans_epochs_and_images_on_the_cost_model_and_fits_
     record = hypermodel.fit(hp, model, _tiny_data(), time_limit=replace(limit, cost=beyond),
                             trial_seconds=0.35, verbose=0)  # fmt: skip
     assert record["next_epoch"] == 1
+
+
+def test_a_trial_behind_the_preset_halfway_through_its_trial_stops_there(monkeypatch):
+    hypermodel, hp, model, flops, limit = _planned_trial(monkeypatch)
+    options = {"time_limit": limit, "trial_seconds": 0.35, "halving": True, "verbose": 0}
+    # Halves: not 3 epochs of all 96 images (the plan without them) but 2 (4 of 77 each
+    # would be less than a batch), the score at the end of the first recorded.
+    record = hypermodel.fit(hp, model, _tiny_data(), **options)
+    assert (record["next_epoch"], record["train_examples"]) == (2, 96)
+    assert 0 <= record["halfway_val_accuracy"] < 1 and "stopped_behind" not in record
+    # Behind a preset that scored 1.0 halfway through (exactly: no noise band), a trial
+    # stops at the end of its first epoch; at or ahead of it, it goes on.
+    ahead = Incumbent("fast_mnist", "00", 1.0, flops, halfway=1.0)
+    stopped = hypermodel.fit(hp, hypermodel.build(hp), _tiny_data(), incumbent=ahead, **options)
+    assert stopped["next_epoch"] == 1 and stopped["stopped_behind"] == 1.0
+    assert stopped["halfway_val_accuracy"] < 1
+    behind = replace(ahead, halfway=0.0)
+    going_on = hypermodel.fit(hp, hypermodel.build(hp), _tiny_data(), incumbent=behind, **options)
+    assert going_on["next_epoch"] == 2 and "stopped_behind" not in going_on
+    # Without halving, nothing is recorded halfway and nothing stops.
+    options["halving"] = False
+    whole = hypermodel.fit(hp, hypermodel.build(hp), _tiny_data(), incumbent=ahead, **options)
+    assert whole["next_epoch"] == 3 and "halfway_val_accuracy" not in whole
+
+
+def test_a_stopped_trial_is_listed_as_stopped_with_both_halfway_scores(tmp_path):
+    tuner = _in_process_tuner(tmp_path, 4)
+    trial = tuner.oracle.create_trial("tuner0")
+    scores = {"val_accuracy": 0.41, "halfway_val_accuracy": 0.41, "stopped_behind": 0.6}
+    tuner.oracle.update_trial(trial.trial_id, scores, step=1)
+    trial.status = "COMPLETED"
+    tuner.oracle.end_trial(trial)
+    [row] = kr.search.collect_rows(tmp_path / "untitled_project")
+    assert row["status"] == "stopped" and row["halfway_val_accuracy"] == pytest.approx(0.41)
+    assert (
+        row["reason"]
+        == "halfway through its trial, 0.4100 against the preset's 0.6000 there: stopped"
+    )
+    assert " stopped " in kr.search.format_table([row])
 
 
 def test_a_network_too_slow_for_the_time_left_is_skipped_before_it_trains(tmp_path):

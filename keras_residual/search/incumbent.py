@@ -10,6 +10,9 @@ against `fast_cifar_m`'s 0.705, and tested at 90.02% against 92.38% after an hou
 trial replaces the known network only where its lead is one the trials' bias cannot have
 made: ahead by more than the validation split's noise, with a network at least as costly.
 A cheaper network cannot replace it, whatever it scores, and is skipped before it trains.
+And a trial that, halfway through, is behind the known network halfway through its own trial
+by more than that noise (both at the same point of schedules planned over the same time)
+stops there: the time its second half would take goes to the retraining.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ def noise_band(score: float, validated: int | None) -> float:
 class Incumbent:
     """The preset a search of equal-time trials started from
     (`ResidualHyperModel.baselines`), as its first trial scored it: `name`, `trial_id`,
-    `score` and forward `flops` per image.
+    `score`, forward `flops` per image and the score `halfway` through its trial (None
+    where not measured).
 
     Example:
     >>> known = Incumbent("fast_cifar_s", "00", 0.59, 188e6)
@@ -45,12 +49,33 @@ class Incumbent:
     True
     >>> known.kept_over(0.60, 484e6, validated=3000)[:48]
     "not above the preset's 0.5900 by more than 0.018"
+    >>> halved = Incumbent("fast_cifar_s", "00", 0.59, 188e6, halfway=0.41)
+    >>> halved.behind_at_half(0.40, validated=3000) is None  # within the noise: goes on
+    True
+    >>> halved.behind_at_half(0.30, validated=3000)[:50]
+    "0.3000 against the fast_cifar_s preset's 0.4100 at"
     """
 
     name: str
     trial_id: str
     score: float
     flops: float
+    halfway: float | None = None
+
+    def behind_at_half(self, score: float, validated: int | None) -> str | None:
+        """Why a trial that scored `score` halfway through stops there: behind the
+        preset's score halfway through its trial by more than the noise on `validated`
+        images; None where it goes on (or no halfway score of the preset is known)."""
+        if self.halfway is None:
+            return None
+        band = noise_band(max(score, self.halfway), validated)
+        if self.halfway - score <= band:
+            return None
+        return (
+            f"{score:.4f} against the {self.name} preset's {self.halfway:.4f} at the same "
+            f"point of its trial, behind by more than {band:.3f}"
+            + (f" (two standard errors on {validated:,} validation images)" if band else "")
+        )
 
     def cannot_replace(self, flops: float) -> str | None:
         """Why a network of `flops` could not replace the preset whatever it scored (it

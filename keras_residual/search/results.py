@@ -13,7 +13,7 @@ from keras_residual._files import atomic_path, write_text_atomically
 from keras_residual._plots import new_figure
 from keras_residual.presets import PRESETS
 from keras_residual.search.state import StateError, read_json
-from keras_residual.search.trials import NOT_TRAINED
+from keras_residual.search.trials import HALFWAY, NOT_TRAINED, STOPPED
 
 RECORD_METRICS = (
     "params",
@@ -24,6 +24,7 @@ RECORD_METRICS = (
     "trial_seconds",
     "started_at",
     "finished_at",
+    HALFWAY,
 )
 OBJECTIVES = ("val_accuracy", "val_loss")
 SPEC_FILE = "spec.json"  # written by the toolkit's tuners beside each trial.json
@@ -49,8 +50,9 @@ def collect_rows(project_dir: str | Path) -> list[dict]:
     `spec`, the trial's architecture as `ResNetSpec.to_dict()` (None if not recorded).
 
     A trial refused before it trained has status `rejected` (over a constraint) or
-    `skipped` (too slow for the time left); one whose `trial.json` cannot be read is
-    listed with status `unreadable` and the file in `reason` (`--resume` reruns it)."""
+    `skipped` (too slow for the time left), one stopped halfway, behind the preset the
+    search started from, `stopped`; one whose `trial.json` cannot be read is listed with
+    status `unreadable` and the file in `reason` (`--resume` reruns it)."""
     rows = []
     for path in sorted(Path(project_dir).glob("trial_*/trial.json")):
         try:
@@ -69,6 +71,12 @@ def collect_rows(project_dir: str | Path) -> list[dict]:
             row[name] = _best(metrics[name]) if name in metrics else None
         for name in ("params", "flops", "epochs", "train_examples"):
             row[name] = None if row[name] is None else int(row[name])
+        if STOPPED in metrics:
+            row["status"] = "stopped"
+            row["reason"] = (
+                f"halfway through its trial, {row[HALFWAY]:.4f} against the preset's "
+                f"{_best(metrics[STOPPED]):.4f} there: stopped"
+            )
         spec = path.with_name(SPEC_FILE)
         try:
             row["spec"] = json.loads(spec.read_text()) if spec.exists() else None
@@ -76,6 +84,47 @@ def collect_rows(project_dir: str | Path) -> list[dict]:
             row["spec"] = None
         rows.append(row)
     return rows
+
+
+def halfway_correlation(rows: list[dict]) -> tuple[int, float | None]:
+    """How well a trial's score halfway through predicts its score at its end: the
+    trials that trained to their end with both, and the rank correlation (Spearman's)
+    between the two over them (None for fewer than 3, or scores all alike).
+
+    Example:
+    >>> rows = [{"status": "completed", "halfway_val_accuracy": h, "val_accuracy": v}
+    ...         for h, v in [(0.4, 0.6), (0.3, 0.5), (0.5, 0.55), (0.2, 0.3)]]
+    >>> halfway_correlation(rows)
+    (4, 0.8)
+    """
+    pairs = [
+        (r[HALFWAY], r["val_accuracy"])
+        for r in rows
+        if r["status"] == "completed" and r.get(HALFWAY) is not None and r["val_accuracy"]
+    ]
+    if len(pairs) < 3 or any(len(set(column)) == 1 for column in zip(*pairs, strict=True)):
+        return len(pairs), None
+    return len(pairs), round(spearman(*zip(*pairs, strict=True)), 4)
+
+
+def spearman(a, b) -> float:
+    """Spearman's rank correlation of `a` and `b`: Pearson's on their ranks, ties given
+    their mean rank.
+
+    Example:
+    >>> spearman([1, 2, 3], [10, 30, 20])
+    0.5
+    """
+    return float(np.corrcoef(_ranks(a), _ranks(b))[0, 1])
+
+
+def _ranks(values) -> np.ndarray:
+    values = np.asarray(values, dtype=float)
+    ranks = np.empty(len(values))
+    ranks[values.argsort(kind="stable")] = np.arange(len(values))
+    for value in np.unique(values):
+        ranks[values == value] = ranks[values == value].mean()
+    return ranks
 
 
 def _unreadable_row(path: Path, error: StateError) -> dict:

@@ -35,6 +35,7 @@ from keras_residual.search.results import (
     collect_rows,
     failure_reason,
     format_table,
+    halfway_correlation,
     promotion_ladder,
     write_results,
 )
@@ -324,6 +325,14 @@ def _search(
         ladder = promotion_ladder(rows)
         if ladder:
             print(f"{ladder}\n")
+        paired, correlation = halfway_correlation(rows)
+        if paired:  # how well halfway scores, which stop trials, predict the scores at the end
+            summary["halfway_rank_correlation"] = {"trials": paired, "spearman": correlation}
+        if correlation is not None:
+            print(
+                f"Scores halfway through a trial against at its end, over the {paired} trials "
+                f"that trained to their end: rank correlation {correlation:.2f} (Spearman).\n"
+            )
         if (
             config.tuner != "hyperband"
             and not tuner_object.stopped_early

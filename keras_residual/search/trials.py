@@ -23,6 +23,8 @@ from keras_residual.training import TrainingDiverged, fit_with_recipe, train
 # over a constraint, or too slow for the time left (or unable to replace the preset).
 NOT_TRAINED = {"rejected": "rejected before training", "skipped": "skipped before training"}
 PROBE_STEPS = 2  # steps timed (after the first) of a network whose forecast extrapolates
+HALFWAY = "halfway_val_accuracy"  # a trial's score at the end of half its epochs
+STOPPED = "stopped_behind"  # the preset's halfway score, where a trial stopped behind it
 
 
 def fit_trial(
@@ -37,6 +39,7 @@ def fit_trial(
     time_limit: TimeLimit | None = None,
     trial_seconds: float | None = None,
     incumbent: Incumbent | None = None,
+    halving: bool = False,
     **kwargs,
 ):
     """Train a trial's model: on a `Dataset` with `train` (the toolkit's pipelines),
@@ -48,7 +51,10 @@ def fit_trial(
     trains. Given `trial_seconds`, it trains for that long (`equal_time_plan`: at least
     `epochs`, each of as many of the training images as the time holds), at its timing
     as the cost model forecasts it, or as a probe measures it outside the networks
-    timed."""
+    timed. With `halving`, those epochs are even and the score at the end of half of them
+    is recorded (`halfway_val_accuracy`); a trial then behind the `incumbent` at the
+    same point of its own trial by more than the noise stops there
+    (`Incumbent.behind_at_half`; `stopped_behind` records the preset's score)."""
     params, flops = model.count_params(), count_flops(model)
     why = hypermodel.over_budget(params, flops)
     if why:
@@ -69,7 +75,9 @@ def fit_trial(
         planned = timing or (time_limit and time_limit.cost.timing(flops))
         if planned:
             least = min(examples, recipe.batch_size)
-            epochs, images = equal_time_plan(trial_seconds, epochs, examples, planned, least)
+            epochs, images = equal_time_plan(
+                trial_seconds, epochs, examples, planned, least, multiple=2 if halving else 1
+            )
             time_limit = time_limit and replace(
                 time_limit, trial_epochs=epochs, trial_images=images
             )
@@ -96,12 +104,14 @@ def fit_trial(
             why = why and f"{why} (timed over {PROBE_STEPS} steps)"
     if why:
         raise keras_tuner.errors.FailedTrialError(f"{NOT_TRAINED['skipped']}: {why}")
+    verbose = kwargs.pop("verbose", "auto")
+    halfway = _Halfway(epochs if halving else 0, incumbent, _validated(x, kwargs), verbose)
     common = {
         "epochs": epochs,
         "recipe": recipe,
         "seed": kwargs.pop("seed", 0),
-        "verbose": kwargs.pop("verbose", "auto"),
-        "callbacks": [*callbacks, steady := _SteadyTime()],
+        "verbose": verbose,
+        "callbacks": [*callbacks, steady := _SteadyTime(), halfway],
         "initial_epoch": kwargs.pop("initial_epoch", 0),
         "seconds": kwargs.pop("seconds", None),  # a retraining paced to the time left
     }
@@ -130,6 +140,10 @@ def fit_trial(
     }
     if examples is not None:
         record["train_examples"] = examples
+    if halfway.score is not None:
+        record[HALFWAY] = halfway.score
+    if halfway.stopped:
+        record[STOPPED] = incumbent.halfway
     if steady.steps:  # the cost of more training: per image, validation, epoch; to start
         epochs = len(history.epoch)
         record["seconds_per_image"] = steady.seconds / (steady.steps * recipe.batch_size)
@@ -141,14 +155,19 @@ def fit_trial(
 
 
 def equal_time_plan(
-    seconds: float, epochs: int, examples: int, timing: Timing, least: int = 1
+    seconds: float,
+    epochs: int,
+    examples: int,
+    timing: Timing,
+    least: int = 1,
+    multiple: int = 1,
 ) -> tuple[int, int]:
-    """The epochs (at least `epochs`), and the images of each (of `examples`; at least
-    `least`, a batch), in which a network of `timing` trains for `seconds`, its
-    validation passes included: whole epochs, or one more of fewer images each (no fewer
-    than `least`), whichever trains on more images in all. So a network trains as long as
-    any other, not up to an epoch less or more: whole epochs would give one of 14 s an
-    epoch 14 s of a 25 s trial, and one of 40 s all 40.
+    """The epochs (at least `epochs`; a `multiple` of that), and the images of each (of
+    `examples`; at least `least`, a batch), in which a network of `timing` trains for
+    `seconds`, its validation passes included: whole epochs, or more of fewer images
+    each (no fewer than `least`), whichever trains on more images in all. So a network
+    trains as long as any other, not up to an epoch less or more: whole epochs would give
+    one of 14 s an epoch 14 s of a 25 s trial, and one of 40 s all 40.
 
     Example:
     >>> timing = Timing(overhead=3.0, per_image=1e-3, validation=2.0)  # 12 s an epoch
@@ -158,6 +177,10 @@ def equal_time_plan(
     (2, 6500)
     >>> equal_time_plan(6.0, 1, 10_000, timing)  # slower than the time: part of an epoch
     (1, 4000)
+    >>> equal_time_plan(25.0, 1, 10_000, timing, multiple=2)  # halves: an even count
+    (2, 10000)
+    >>> equal_time_plan(30.0, 1, 10_000, timing, multiple=2)  # not 3 of 10,000: 4 of 5,500
+    (4, 5500)
     """
     epoch = timing.epoch_seconds(examples)
     if epoch <= 0 or timing.per_image <= 0:  # nothing to plan with
@@ -167,7 +190,8 @@ def equal_time_plan(
         each = (seconds / count - timing.validation - timing.per_epoch) / timing.per_image
         return min(examples, each)
 
-    counts = {max(epochs, math.floor(seconds / epoch)), max(epochs, math.ceil(seconds / epoch))}
+    epochs, whole = multiple * math.ceil(epochs / multiple), seconds / epoch
+    counts = {max(epochs, multiple * f(whole / multiple)) for f in (math.floor, math.ceil)}
     fitting = [c for c in sorted(counts) if images(c) >= least] or [min(counts)]
     count = max(fitting, key=lambda c: c * images(c))
     return count, int(max(least, images(count)))
@@ -231,6 +255,15 @@ def _drawn(x, y, images: int):
     return x[kept], y[kept]
 
 
+def _validated(x, fit_arguments: dict) -> int | None:
+    """How many the validation images of a trial on `x` are: a `Dataset`'s, or those of
+    `validation_data` arrays; None where they do not say."""
+    if isinstance(x, Dataset):
+        return len(x.y_val)
+    validation = fit_arguments.get("validation_data")
+    return len(validation[1]) if isinstance(validation, tuple) else None
+
+
 def _examples(x) -> int | None:
     """How many the training images `x` are; None where they do not say (a tf.data
     dataset)."""
@@ -275,3 +308,29 @@ class _SteadyTime(keras.callbacks.Callback):
 
     def on_test_end(self, logs=None):
         self.validation = time.perf_counter() - self._testing
+
+
+class _Halfway(keras.callbacks.Callback):
+    """The validation score at the end of half of a trial's `epochs` (none where they are
+    odd); given an `incumbent` with a halfway score of its own, stops a trial behind it
+    there by more than the noise on `validated` images (`Incumbent.behind_at_half`)."""
+
+    def __init__(self, epochs: int, incumbent: Incumbent | None, validated, verbose):
+        super().__init__()
+        self.at = epochs // 2 if epochs and epochs % 2 == 0 else None
+        self.incumbent, self.validated, self.verbose = incumbent, validated, verbose
+        self.score, self.stopped = None, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.at is None or epoch + 1 != self.at:
+            return
+        self.score = (logs or {}).get("val_accuracy")
+        why = (
+            self.score is not None
+            and self.incumbent
+            and (self.incumbent.behind_at_half(self.score, self.validated))
+        )
+        if why:
+            self.stopped, self.model.stop_training = why, True
+            if self.verbose:
+                print(f"Stopped at half its trial: {why}.")

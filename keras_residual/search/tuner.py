@@ -26,6 +26,7 @@ from keras_residual.search.incumbent import Incumbent
 from keras_residual.search.isolation import TrialProcesses
 from keras_residual.search.results import SPEC_FILE
 from keras_residual.search.state import HYPERPARAMETERS_FILE
+from keras_residual.search.trials import HALFWAY, STOPPED
 
 _thirdparty.make_keras_tuner_writes_atomic()
 
@@ -70,7 +71,10 @@ class _RecordingTuner:
     others as it would (Hyperband's brackets take none). With `trial_seconds` and a
     `retraining_budget`, that preset is the `incumbent`: a network cheaper than it is
     skipped before it trains, as its lead in a trial of equal time would not last over the
-    retraining (`Incumbent`).
+    retraining (`Incumbent`). Each equal-time trial then trains an even count of epochs
+    and records its score at the end of half of them; one behind the preset's at the same
+    point by more than the noise stops there (`Incumbent.behind_at_half`), and the time it
+    would have taken goes to the trials after it and the retraining.
     """
 
     def __init__(
@@ -141,6 +145,7 @@ class _RecordingTuner:
             kwargs["time_limit"] = limit
         if self._equal_time(trial):
             kwargs["trial_seconds"] = self.trial_seconds
+            kwargs["halving"] = self._held() and bool(self.first_values)
         incumbent = self.incumbent()  # its trial completed: this is another
         if incumbent is not None:
             kwargs["incumbent"] = incumbent
@@ -164,7 +169,7 @@ class _RecordingTuner:
             "epoch_overhead_seconds",
             "overhead_seconds",
         )
-        for name in ("train_examples", *timing):
+        for name in ("train_examples", *timing, HALFWAY, STOPPED):
             if record.get(name) is not None:
                 metrics[name] = record[name]
         metrics |= {
@@ -257,17 +262,28 @@ class _RecordingTuner:
         whose first trial trained a preset of the space (`ResidualHyperModel.preset_name`)
         and completed; else None."""
         trials = getattr(self.oracle, "trials", {})
-        hyperband = isinstance(self.oracle, keras_tuner.oracles.HyperbandOracle)
-        preset_name = getattr(self.hypermodel, "preset_name", None)
-        held = self.trial_seconds and self.retraining_budget is not None
-        if not held or hyperband or not trials or preset_name is None:
+        if not self._held() or not trials:
             return None
         first = trials[min(trials)]
-        name = preset_name(first.hyperparameters.values)
+        name = self.hypermodel.preset_name(first.hyperparameters.values)
         if name is None or first.status != "COMPLETED" or first.score is None:
             return None
         flops = first.metrics.get_last_value("flops")
-        return Incumbent(name, first.trial_id, first.score, flops)
+        halfway = first.metrics.get_last_value(HALFWAY) if first.metrics.exists(HALFWAY) else None
+        return Incumbent(name, first.trial_id, first.score, flops, halfway)
+
+    def _held(self) -> bool:
+        """Whether a preset first trial would hold the pick (`incumbent`): trials of equal
+        time (not Hyperband's) whose retraining gets the time they leave, of a hypermodel
+        that names its presets."""
+        hyperband = isinstance(self.oracle, keras_tuner.oracles.HyperbandOracle)
+        named = getattr(self.hypermodel, "preset_name", None) is not None
+        return (
+            bool(self.trial_seconds)
+            and self.retraining_budget is not None
+            and named
+            and not hyperband
+        )
 
     def _equal_time(self, trial) -> bool:
         """Whether `trial` trains for `trial_seconds`: one not of a Hyperband rung, of a
