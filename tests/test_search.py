@@ -1,5 +1,6 @@
 import csv
 import json
+import math
 import os
 import re
 import signal
@@ -772,6 +773,25 @@ def _in_process_tuner(directory, width) -> RandomSearch:
         directory=directory,
         isolate_trials=False,
     )
+
+
+def test_only_a_completed_trial_is_picked_for_the_retraining(tmp_path):
+    hypermodel = ResidualHyperModel((28, 28, 1), 10, space={"width": [4, 6]})
+    tuner = RandomSearch(hypermodel, objective="val_accuracy", directory=tmp_path, max_trials=3,
+                         isolate_trials=False)  # fmt: skip
+    oracle = tuner.oracle
+    timing = {"seconds_per_image": 1e-3, "overhead_seconds": 1.0, "validation_seconds": 0.5}
+    done = oracle.create_trial("tuner0")
+    oracle.update_trial(done.trial_id, {"val_accuracy": 0.5, **timing}, step=1)
+    done.status = "COMPLETED"
+    oracle.end_trial(done)
+    skipped = oracle.create_trial("tuner0")  # skipped before it trained: nothing timed
+    skipped.status = "FAILED"
+    oracle.end_trial(skipped)
+    retraining = Retraining(5, 1000, 1.0)  # 1 + 5 x 1.5 + 0.5 = 9 s for the completed one
+    assert retraining.pick(oracle, 10.0).trial_id == done.trial_id
+    assert retraining.pick(oracle, 8.0) is None  # and none for the skipped one
+    assert math.isinf(retraining(oracle, 8.0))
 
 
 def test_no_trial_starts_that_the_budget_cannot_fit(tmp_path):

@@ -324,9 +324,11 @@ class Retraining:
 
     def pick(self, oracle, seconds_left: float | None = None):
         """The best completed trial whose retraining fits `seconds_left` (None: the best),
-        or None."""
+        or None. (keras-tuner's best trials, asked for more than have completed, go on with
+        the others: a trial skipped before it trained, untimed, would seem to fit.)"""
         ranked = oracle.get_best_trials(len(oracle.trials))
-        return next((t for t in ranked if self.fits(t, seconds_left)), None)
+        completed = (t for t in ranked if t.status == "COMPLETED" and t.score is not None)
+        return next((t for t in completed if self.fits(t, seconds_left)), None)
 
     def fits(self, trial, seconds_left: float | None) -> bool:
         """Whether the trial's shortest retraining fits `seconds_left` (None: always)."""
