@@ -325,11 +325,9 @@ class _Halfway(keras.callbacks.Callback):
         if self.at is None or epoch + 1 != self.at:
             return
         self.score = (logs or {}).get("val_accuracy")
-        why = (
-            self.score is not None
-            and self.incumbent
-            and (self.incumbent.behind_at_half(self.score, self.validated))
-        )
+        if self.score is None or self.incumbent is None:
+            return
+        why = self.incumbent.behind_at_half(self.score, self.validated)
         if why:
             self.stopped, self.model.stop_training = why, True
             if self.verbose:
