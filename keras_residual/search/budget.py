@@ -233,6 +233,14 @@ class TimeLimit:
         return timing, replace(self, seconds=self.seconds - seconds)
 
 
+def scored(oracle) -> list:
+    """`oracle`'s completed trials with a score, best first. (keras-tuner's
+    `get_best_trials`, asked for more than have completed, goes on with the others: a
+    trial skipped before it trained, untimed, would seem to fit any time.)"""
+    ranked = oracle.get_best_trials(len(oracle.trials))
+    return [t for t in ranked if t.status == "COMPLETED" and t.score is not None]
+
+
 def smallest_budget(
     timing: Timing,
     trial_images: int,
@@ -324,18 +332,15 @@ class Retraining:
 
     def pick(self, oracle, seconds_left: float | None = None):
         """The best completed trial whose retraining fits `seconds_left` (None: the best),
-        or None. (keras-tuner's best trials, asked for more than have completed, go on with
-        the others: a trial skipped before it trained, untimed, would seem to fit.)"""
-        ranked = oracle.get_best_trials(len(oracle.trials))
-        completed = (t for t in ranked if t.status == "COMPLETED" and t.score is not None)
-        return next((t for t in completed if self.fits(t, seconds_left)), None)
+        or None."""
+        return next((t for t in scored(oracle) if self.fits(t, seconds_left)), None)
 
     def fits(self, trial, seconds_left: float | None) -> bool:
         """Whether the trial's shortest retraining fits `seconds_left` (None: always)."""
         return seconds_left is None or self.seconds(trial) <= seconds_left
 
     def __call__(self, oracle, seconds_left: float) -> float:
-        if not oracle.get_best_trials(1):
+        if not scored(oracle):
             return 0.0
         pick = self.pick(oracle, seconds_left)
         return math.inf if pick is None else self.seconds(pick)

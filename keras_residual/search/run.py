@@ -27,7 +27,13 @@ from keras_residual.ensembles import ensemble
 from keras_residual.precision import resolve_dtype
 from keras_residual.recipes import UNPLANNED_SCHEDULES, Recipe
 from keras_residual.search import distributed
-from keras_residual.search.budget import AUTO_MARGIN, Retraining, Timing, smallest_budget
+from keras_residual.search.budget import (
+    AUTO_MARGIN,
+    Retraining,
+    Timing,
+    scored,
+    smallest_budget,
+)
 from keras_residual.search.config import SearchConfig
 from keras_residual.search.copies import KeptCopies, StopAtDeadline, remove_copies
 from keras_residual.search.incumbent import Incumbent, noise_band
@@ -691,7 +697,7 @@ def within_noise(oracle, validated: int) -> tuple[list, float]:
     """The completed trials whose score (a validation accuracy on `validated` images)
     lies within two standard errors of the best's (`noise_band`), best first, and that
     band."""
-    ranked = [t for t in oracle.get_best_trials(len(oracle.trials)) if t.score is not None]
+    ranked = scored(oracle)
     if not ranked:
         return [], 0.0
     best = ranked[0].score
