@@ -245,10 +245,23 @@ def test_a_preset_too_slow_for_the_budget_is_not_tried_first(
     config["max_final_epochs"] = 3  # not as many as the budget leaves time for
     config = SearchConfig.for_dataset("mnist", **config)
     result = run_search(config, tmp_path / "s", verbose=0, isolate_trials=False)
+    printed = capsys.readouterr().out
     assert re.search(r"The fast_mnist preset is not tried: to train fast_mnist for 1 epoch as "
                      r"a trial .* takes at least about \d+ s here .*, more than the budget\.",
-                     capsys.readouterr().out)  # fmt: skip
-    assert "fast_mnist" not in [row["spec"]["name"] for row in result["trials"]]
+                     printed)  # fmt: skip
+    # In its place the first trial is the smallest network, timed to fit: one drawn at
+    # random would start unchecked, before any network is timed.
+    assert "The first trial is the space's smallest network (resnet8_w8_pool)" in printed
+    assert [row["spec"]["name"] for row in result["trials"]] == ["resnet8_w8_pool"]
+
+
+def _ten_minutes_of_cifar10(data_dir):
+    """A 10-minute CIFAR-10 search's hypermodel, retraining and `_first_trial`."""
+    config = SearchConfig.for_dataset("cifar10", data_dir=data_dir, time_budget="10m")
+    data = kr.load_dataset("cifar10", data_dir, seed=0)
+    hypermodel = ResidualHyperModel(data.input_shape, data.num_classes, "cifar10")
+    retraining = _retraining(hypermodel, data, config.min_final_epochs)
+    return hypermodel, retraining, _first_trial(config, hypermodel, data, retraining)
 
 
 @pytest.mark.parametrize(
@@ -262,12 +275,9 @@ def test_a_search_starts_from_the_largest_preset_its_budget_retrains_for_ten_epo
         return medium_per_image if hypermodel.spec(hp).name == "fast_cifar_m" else 1e-4
 
     monkeypatch.setattr("keras_residual.search.run.probe", probe)
-    config = SearchConfig.for_dataset("cifar10", data_dir=data_dir, time_budget="10m")
-    data = kr.load_dataset("cifar10", data_dir, seed=0)
-    hypermodel = ResidualHyperModel(data.input_shape, data.num_classes, "cifar10")
-    retraining = _retraining(hypermodel, data, config.min_final_epochs)
-    (name, values), untried = _first_trial(config, hypermodel, data, retraining)
-    assert (name, values) == next((n, v) for n, v in hypermodel.baselines() if n == first)
+    hypermodel, retraining, ((what, values), untried) = _ten_minutes_of_cifar10(data_dir)
+    assert values == dict(hypermodel.baselines())[first]
+    assert what == f"the {first} preset, as a point of the space"
     # At 0.05 s an image fast_cifar_m would retrain on the 600 images for the 5 least epochs
     # in the retraining's share of the 10 minutes, but not for the 10 the speed family's
     # recipe is tuned for.
@@ -278,6 +288,32 @@ def test_a_search_starts_from_the_largest_preset_its_budget_retrains_for_ten_epo
                         r"at least about \d+ s here", untried)  # fmt: skip
     else:
         assert untried == ""
+
+
+def test_a_search_no_preset_fits_starts_from_the_smallest_network_and_holds_no_pick(
+    data_dir, tmp_path, monkeypatch
+):
+    def probe(hypermodel, hp, *args):  # seconds an image: every preset far too many
+        return 1.0 if hypermodel.preset_name(hp.values) else 1e-6
+
+    monkeypatch.setattr("keras_residual.search.run.probe", probe)
+    hypermodel, _, ((what, values), untried) = _ten_minutes_of_cifar10(data_dir)
+    assert values == hypermodel.smallest().values
+    assert what == "the space's smallest network (resnet6_w32_pool), the one known to fit"
+    assert [line.split(" preset ")[0] for line in untried.split(". The ")] == [
+        "The fast_cifar_m",
+        "fast_cifar_s",
+    ]
+    # Not a preset: the pick is not held to it, and no trial stops halfway against it.
+    tuner = RandomSearch(hypermodel, objective="val_accuracy", directory=tmp_path, max_trials=2,
+                         first_values=values, isolate_trials=False, retraining_budget=60.0,
+                         trial_seconds=10.0)  # fmt: skip
+    first = tuner.oracle.create_trial("tuner0")
+    assert first.hyperparameters.values == values
+    tuner.oracle.update_trial(first.trial_id, {"val_accuracy": 0.5, "flops": 1e6}, step=1)
+    first.status = "COMPLETED"
+    tuner.oracle.end_trial(first)
+    assert tuner.incumbent() is None
 
 
 def test_learning_rate_is_conditional_on_the_optimizer():

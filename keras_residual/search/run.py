@@ -254,8 +254,9 @@ def _search(
 
     retraining = None if data is None else retraining_of(data)  # a chief loads data last
     baseline, untried = next(iter(hypermodel.baselines()), None), ""
+    first = baseline and (f"the {baseline[0]} preset, as a point of the space", baseline[1])
     if budget is not None and role is None and not (out / PROJECT).exists():
-        baseline, untried = _first_trial(config, hypermodel, data, retraining)  # nothing written
+        first, untried = _first_trial(config, hypermodel, data, retraining)  # nothing written
     with contextlib.ExitStack() as writing:
         if role != "worker":  # claimed only once the inputs are known to be good
             writing.enter_context(folder_lock(out, "out"))  # one search writes a folder
@@ -307,17 +308,15 @@ def _search(
             # distributed workers share a remote oracle: they stop at the budget, nothing kept
             retraining=None if role else retraining,
             retraining_budget=budget - trials_budget if auto and not role else None,
-            first_values=baseline and baseline[1],
+            first_values=first and first[1],
             patience=config.patience,
             validated=None if data is None else len(data.y_val),
             isolate_trials=isolate_trials,
             **options,
         )
         if fresh and role != "worker" and (tuner_object.first_values or untried):
-            first = tuner_object.first_values and (
-                f"The first trial is the {baseline[0]} preset, as a point of the space."
-            )
-            print(" ".join(filter(None, (untried, first))))
+            starts = tuner_object.first_values and f"The first trial is {first[0]}."
+            print(" ".join(filter(None, (untried, starts))))
         if role == "chief":
             distributed.watch_workers(tuner_object.oracle, worker_timeout)
         trial_data = None if data is None else _fraction(data, config.data_fraction)
@@ -376,13 +375,16 @@ def _spent(out: Path) -> float:
 
 def _first_trial(
     config: SearchConfig, hypermodel, data: Dataset, retraining: Retraining | None
-) -> tuple[tuple[str, dict] | None, str]:
-    """The baseline preset a budgeted search starts from, or None, and why the presets
-    preferred to it are not: the first of `hypermodel.baselines()` whose first trial and
-    retraining fit the budget, at the seconds per image a few of its steps take here
-    (`probe`). A preset with one after it must retrain for `PREFERRED_EPOCHS`, the last for
-    the least epochs. A budget too small for even the space's smallest network is
-    refused, with the smallest budget that works."""
+) -> tuple[tuple[str, dict], str]:
+    """What a budgeted search's first trial trains, in words and as values of the space,
+    and why the presets preferred to it are not tried: the first of
+    `hypermodel.baselines()` whose first trial and retraining fit the budget, at the
+    seconds per image a few of its steps take here (`probe`); a preset with one after it
+    must retrain for `PREFERRED_EPOCHS`, the last for the least epochs. Where none fits
+    (or the space holds none), the space's smallest network, timed alike: a first trial
+    drawn at random would start before any network is timed, unchecked against the
+    budget, and the trials after the smallest are checked against its timing. A budget
+    too small for even the smallest is refused, with the smallest budget that works."""
     untried, candidates = [], hypermodel.baselines()
     for k, (name, values) in enumerate(candidates):
         hp = hypermodel.smallest()  # every dimension declared, the preset's values set
@@ -392,15 +394,19 @@ def _first_trial(
             needed = retraining.at_least(PREFERRED_EPOCHS)
         least, what = _least_budget(config, hypermodel, hp, data, needed)
         if least <= config.budget_seconds:
-            return (name, values), " ".join(untried)
+            return (f"the {name} preset, as a point of the space", values), " ".join(untried)
         untried.append(f"The {name} preset is not tried: {what}, more than the budget.")
-    least, what = _least_budget(config, hypermodel, hypermodel.smallest(), data, retraining)
+    smallest = hypermodel.smallest()
+    least, what = _least_budget(config, hypermodel, smallest, data, retraining)
     if least > config.budget_seconds:
         raise ValueError(
             f"`time_budget` {config.time_budget} is too small for this data on this machine: "
             f"{what}. Give --time-budget {math.ceil(least / 60)}m or more."
         )
-    return None, " ".join(untried)
+    name = hypermodel.spec(smallest).name
+    return (f"the space's smallest network ({name}), the one known to fit", smallest.values), (
+        " ".join(untried)
+    )
 
 
 def _least_budget(config, hypermodel, hp, data: Dataset, retraining) -> tuple[float, str]:

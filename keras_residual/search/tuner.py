@@ -67,14 +67,15 @@ class _RecordingTuner:
 
     `seed` (default 0) fixes the sequence of trials; unlike in keras-tuner, 0 is a seed
     like any other. `first_values` (hyperparameter values: a known network as a point of
-    the space, `ResidualHyperModel.baselines`) are the first trial's; the oracle draws the
-    others as it would (Hyperband's brackets take none). With `trial_seconds` and a
-    `retraining_budget`, that preset is the `incumbent`: a network cheaper than it is
-    skipped before it trains, as its lead in a trial of equal time would not last over the
-    retraining (`Incumbent`). Each equal-time trial then trains an even count of epochs
-    and records its score at the end of half of them; one behind the preset's at the same
-    point by more than the noise stops there (`Incumbent.behind_at_half`), and the time it
-    would have taken goes to the trials after it and the retraining.
+    the space, a preset of `ResidualHyperModel.baselines` or the smallest network) are the
+    first trial's; the oracle draws the others as it would (Hyperband's brackets take
+    none). With `trial_seconds` and a `retraining_budget`, a preset is the `incumbent`: a
+    network cheaper than it is skipped before it trains, as its lead in a trial of equal
+    time would not last over the retraining (`Incumbent`). Each equal-time trial then
+    trains an even count of epochs and records its score at the end of half of them; one
+    behind the preset's at the same point by more than the noise stops there
+    (`Incumbent.behind_at_half`), and the time it would have taken goes to the trials after
+    it and the retraining.
     """
 
     def __init__(
@@ -145,7 +146,7 @@ class _RecordingTuner:
             kwargs["time_limit"] = limit
         if self._equal_time(trial):
             kwargs["trial_seconds"] = self.trial_seconds
-            kwargs["halving"] = self._held() and bool(self.first_values)
+            kwargs["halving"] = self._held() and self._preset_first() is not None
         incumbent = self.incumbent()  # its trial completed: this is another
         if incumbent is not None:
             kwargs["incumbent"] = incumbent
@@ -261,16 +262,26 @@ class _RecordingTuner:
         not Hyperband's) whose retraining gets the time they leave (`retraining_budget`),
         whose first trial trained a preset of the space (`ResidualHyperModel.preset_name`)
         and completed; else None."""
-        trials = getattr(self.oracle, "trials", {})
-        if not self._held() or not trials:
+        preset = self._preset_first() if self._held() else None
+        if preset is None:
             return None
-        first = trials[min(trials)]
-        name = self.hypermodel.preset_name(first.hyperparameters.values)
-        if name is None or first.status != "COMPLETED" or first.score is None:
+        first, name = preset
+        if first.status != "COMPLETED" or first.score is None:
             return None
         flops = first.metrics.get_last_value("flops")
         halfway = first.metrics.get_last_value(HALFWAY) if first.metrics.exists(HALFWAY) else None
         return Incumbent(name, first.trial_id, first.score, flops, halfway)
+
+    def _preset_first(self) -> tuple | None:
+        """The search's first trial and the name of the preset it trains, or None: no
+        trial yet, or a first trial that is not a preset of the space (none fit the
+        budget)."""
+        trials = getattr(self.oracle, "trials", {})
+        if not trials:
+            return None
+        first = trials[min(trials)]
+        name = self.hypermodel.preset_name(first.hyperparameters.values)
+        return None if name is None else (first, name)
 
     def _held(self) -> bool:
         """Whether a preset first trial would hold the pick (`incumbent`): trials of equal
