@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 from keras_residual_cli.commands import COMMANDS
 from keras_residual_cli.parser import (
@@ -40,8 +41,10 @@ def _fail(message: str, code: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line `argv` (default: `sys.argv[1:]`); returns the exit code."""
+    started = time.monotonic()  # a --time-budget counts from here: loading TensorFlow too
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.started = started
     if not args.debug:  # --debug shows TensorFlow's start-up notices
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if getattr(args, "dtype", "auto") not in DTYPES:  # argparse does not check defaults

@@ -57,7 +57,7 @@ def _train(args) -> int:
         )
     epochs = 1 if args.epochs is None else args.epochs
     kr = _toolkit(args)
-    started = time.monotonic()  # a --time-budget counts from here, as a search's does
+    started = args.started  # the command's start: a --time-budget counts from it
     import keras
 
     from keras_residual._checks import parse_duration
@@ -172,6 +172,7 @@ def _search(args) -> int:
         distributed_mode=args.distributed,
         worker_timeout=args.worker_timeout,
         isolate_trials=not args.in_process,
+        started=args.started,
     )
     return 0
 

@@ -122,9 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--time-budget",
-        help="train for this long, counted from when the toolkit has loaded (reading the "
-        "data and building the network included): the schedule planned for --epochs is "
-        "stretched or shrunk to end with it, however fast the steps run; the test follows. "
+        help="train for this long, counted from when the command started (loading "
+        "TensorFlow, reading the data and building the network included): the schedule "
+        "planned for --epochs is stretched or shrunk to end with it, however fast the steps "
+        "run; the test follows. "
         "90s, 10m, 1h (default: none, --epochs decide)",
     )
     train.add_argument("--out", help="output directory (logs, checkpoints, best model)")
@@ -175,7 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument(
         "--time-budget",
-        help="the whole search's, final retraining included: 90s, 10m, 1h, or none "
+        help="the whole search's, from the command's start (loading TensorFlow included) "
+        "to the final retraining's end: 90s, 10m, 1h, or none "
         "(default: MNIST 4.5m, time series 10m, else 20m)",
     )
     search.add_argument(

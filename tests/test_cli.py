@@ -40,9 +40,9 @@ def test_train_seed_fixes_the_initial_weights(data_dir, monkeypatch):
 
 
 def test_train_for_a_time_budget_paces_the_planned_epochs(data_dir, monkeypatch, capsys):
-    """`--time-budget` counts from the toolkit's load: what is left once the data is read
-    and the network built is the training's `seconds`. Without --epochs, the schedule has
-    nothing to be planned for: refused before TensorFlow loads."""
+    """`--time-budget` counts from the command's start: what is left once TensorFlow has
+    loaded, the data is read and the network built is the training's `seconds`. Without
+    --epochs, the schedule has nothing to be planned for: refused before TensorFlow loads."""
     import keras_residual as kr
 
     given, real = {}, kr.train
@@ -61,6 +61,25 @@ def test_train_for_a_time_budget_paces_the_planned_epochs(data_dir, monkeypatch,
     assert "--time-budget needs --epochs" in capsys.readouterr().err
     assert main([*argv, "--epochs", "3", "--time-budget", "soon"]) == 2
     assert "`--time-budget` must look like 90s" in capsys.readouterr().err
+
+
+def test_a_search_budget_counts_from_the_command_start(data_dir, tmp_path, monkeypatch):
+    import time
+
+    from keras_residual_cli import commands
+
+    given, toolkit = {}, commands._toolkit
+
+    def loading(args):  # when the command loads the toolkit (and TensorFlow with it)
+        given["loaded"] = time.monotonic()
+        return toolkit(args)
+
+    monkeypatch.setattr(commands, "_toolkit", loading)
+    monkeypatch.setattr("keras_residual.search.run_search", lambda *a, **kw: given.update(kw))
+    before = time.monotonic()
+    argv = ["search", "--time-budget", "1m", "--data-dir", str(data_dir)]
+    assert main([*argv, "--out", str(tmp_path / "s")]) == 0
+    assert before <= given["started"] <= given["loaded"]
 
 
 def test_command_line_choices_are_the_toolkits():

@@ -697,6 +697,10 @@ def test_a_resumed_search_goes_on_with_the_budget_its_kept_trials_left(
         run_search(config, out, resume=True)
     assert 59 < given["time_budget"] <= 60
     assert "40 s of the 100 s budget went to the trials kept." in capsys.readouterr().out
+    # Counted from an earlier start (the command line's, TensorFlow's import included).
+    with pytest.raises(KeyboardInterrupt):
+        run_search(config, out, resume=True, started=time.monotonic() - 25)
+    assert 34 < given["time_budget"] <= 35
 
 
 class _ScoredOracle:

@@ -125,6 +125,7 @@ def run_search(
     worker_timeout: float = 60.0,
     verbose: int | str = "auto",
     isolate_trials: bool = True,
+    started: float | None = None,
     **settings,
 ) -> dict:
     """Run the search `config` describes and save the best model.
@@ -148,6 +149,9 @@ def run_search(
         verbose: Keras's `verbose` for the trials.
         isolate_trials: train the trials in a trial process (bounded memory; a crash
             fails one trial); False trains them in this process (for a debugger, say).
+        started: the `time.monotonic()` the time budget counts from (None: this call).
+            `keras-residual search` passes its own start, so that the budget includes
+            loading TensorFlow and the toolkit.
 
     Returns:
         The results: `trials`, the `config` as `search.json` records it and the `best`
@@ -174,6 +178,7 @@ def run_search(
         isolate_trials,
         worker_timeout=worker_timeout,
         verbose=verbose,
+        started=time.monotonic() if started is None else started,
     )
 
 
@@ -207,9 +212,9 @@ def _search(
     *,
     worker_timeout: float,
     verbose: int | str,
+    started: float,
 ) -> dict:
     auto, budget = config.final_epochs == "auto", config.budget_seconds
-    started = time.monotonic()
     role = distributed.check_environment() if distributed_mode else distributed.role()
     dtype = resolve_dtype(config.dtype)
     out = check_output_dir(out)
