@@ -8,6 +8,7 @@ use, so `KERAS_BACKEND=jax` or `torch` never imports TensorFlow for a model.
 import importlib
 import importlib.util
 
+from keras_residual import _started  # noqa: F401  (first: when the toolkit began to load)
 from keras_residual.ensembles import ensemble
 from keras_residual.fast_cifar import FAST_CIFAR_SIZES, fast_cifar, fast_cifar_spec
 from keras_residual.initializers import Dirac

@@ -6,6 +6,7 @@ The command line is an application of the library, in a package of its own so th
 
 import sys
 
+from keras_residual._started import LOADING_STARTED
 from keras_residual_cli import main
 
-sys.exit(main())
+sys.exit(main(started=LOADING_STARTED))  # the package (and Keras) loaded first

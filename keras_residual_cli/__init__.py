@@ -39,9 +39,11 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the command line `argv` (default: `sys.argv[1:]`); returns the exit code."""
-    started = time.monotonic()  # a --time-budget counts from here: loading TensorFlow too
+def main(argv: list[str] | None = None, *, started: float | None = None) -> int:
+    """Run the command line `argv` (default: `sys.argv[1:]`); returns the exit code. A
+    --time-budget counts from `started` (a `time.monotonic()`; None: now), so loading
+    TensorFlow and the toolkit comes out of it."""
+    started = time.monotonic() if started is None else started
     parser = build_parser()
     args = parser.parse_args(argv)
     args.started = started
