@@ -255,6 +255,19 @@ def test_a_preset_too_slow_for_the_budget_is_not_tried_first(
     assert [row["spec"]["name"] for row in result["trials"]] == ["resnet8_w8_pool"]
 
 
+def test_the_presets_of_a_space_are_listed_costliest_first():
+    """The search times the last first: where the cheapest does not fit, none can."""
+    for shape, classes in [((32, 32, 3), 10), ((28, 28, 1), 10)]:
+        hypermodel = ResidualHyperModel(shape, classes)
+        flops = []
+        for _, values in hypermodel.baselines():
+            hp = hypermodel.smallest()
+            hp.values.update(values)
+            flops.append(kr.count_flops(hypermodel.build(hp)))
+        assert flops == sorted(flops, reverse=True)
+    assert len(ResidualHyperModel((32, 32, 3), 10).baselines()) == 2
+
+
 def _ten_minutes_of_cifar10(data_dir):
     """A 10-minute CIFAR-10 search's hypermodel, retraining and `_first_trial`."""
     config = SearchConfig.for_dataset("cifar10", data_dir=data_dir, time_budget="10m")
@@ -293,17 +306,20 @@ def test_a_search_starts_from_the_largest_preset_its_budget_retrains_for_ten_epo
 def test_a_search_no_preset_fits_starts_from_the_smallest_network_and_holds_no_pick(
     data_dir, tmp_path, monkeypatch
 ):
+    timed = []
+
     def probe(hypermodel, hp, *args):  # seconds an image: every preset far too many
+        timed.append(hypermodel.spec(hp).name)
         return 1.0 if hypermodel.preset_name(hp.values) else 1e-6
 
     monkeypatch.setattr("keras_residual.search.run.probe", probe)
     hypermodel, _, ((what, values), untried) = _ten_minutes_of_cifar10(data_dir)
     assert values == hypermodel.smallest().values
     assert what == "the space's smallest network (resnet6_w32_pool), the one known to fit"
-    assert [line.split(" preset ")[0] for line in untried.split(". The ")] == [
-        "The fast_cifar_m",
-        "fast_cifar_s",
-    ]
+    # The cheapest preset is timed first; as it does not fit, the costlier is not timed.
+    assert timed == ["fast_cifar_s", "resnet6_w32_pool"]
+    assert re.fullmatch(r"The fast_cifar_s preset is not tried: .*, more than the budget\. "
+                        r"Nor is fast_cifar_m, costlier\.", untried)  # fmt: skip
     # Not a preset: the pick is not held to it, and no trial stops halfway against it.
     tuner = RandomSearch(hypermodel, objective="val_accuracy", directory=tmp_path, max_trials=2,
                          first_values=values, isolate_trials=False, retraining_budget=60.0,

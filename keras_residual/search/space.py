@@ -115,13 +115,14 @@ SERIES_SPACE: dict = {
     "weight_decay": _SERIES.weight_decay,
     "batch_size": _SERIES.batch_size,
 }
-# The presets a default space holds as points, in order of preference: a search tries the
-# first that its budget can train (`baselines`) as its first trial, so its pick can only
-# improve on the known network. The speed family's `fast_cifar_m` trains best in an hour of
-# 2 CPU cores on CIFAR-10, `fast_cifar_s` in shorter budgets (a larger preset is preferred
-# only where its retraining trains `PREFERRED_EPOCHS`, the length the speed family's recipe
-# is tuned for), the pooling layout's ResNet-8 at width 32 (`fast_mnist`) in a few minutes
-# on MNIST (benchmarks/results). Each computes at the smallest size the space holds
+# The presets a default space holds as points, in order of preference, costliest first: a
+# search tries the first that its budget can train (`baselines`) as its first trial, so its
+# pick can only improve on the known network (it times the last, the cheapest, first). The
+# speed family's `fast_cifar_m` trains best in an hour of 2 CPU cores on CIFAR-10,
+# `fast_cifar_s` in shorter budgets (a larger preset is preferred only where its retraining
+# trains `PREFERRED_EPOCHS`, the length the speed family's recipe is tuned for), the pooling
+# layout's ResNet-8 at width 32 (`fast_mnist`) in a few minutes on MNIST
+# (benchmarks/results). Each computes at the smallest size the space holds
 # (`input_scale`: the speed family's layout is made for 32 pixels).
 BASELINES = {
     "mnist": [("fast_mnist", {**MNIST_SPACE, "blocks_per_stage": 1, "width": 32})],
