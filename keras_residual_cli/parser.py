@@ -176,8 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument(
         "--time-budget",
-        help="the whole search's, from the command's start (loading TensorFlow included) "
-        "to the final retraining's end: 90s, 10m, 1h, or none "
+        help="the whole search's, the final retraining and its test included, counted from "
+        "the command's start (loading TensorFlow too): 90s, 10m, 1h, or none "
         "(default: MNIST 4.5m, time series 10m, else 20m)",
     )
     search.add_argument(
