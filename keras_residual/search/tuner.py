@@ -146,7 +146,7 @@ class _RecordingTuner:
             kwargs["time_limit"] = limit
         if self._equal_time(trial):
             kwargs["trial_seconds"] = self.trial_seconds
-            kwargs["halving"] = self._held() and self._preset_first() is not None
+            kwargs["halving"] = self._preset_first() is not None
         incumbent = self.incumbent()  # its trial completed: this is another
         if incumbent is not None:
             kwargs["incumbent"] = incumbent
@@ -262,7 +262,7 @@ class _RecordingTuner:
         not Hyperband's) whose retraining gets the time they leave (`retraining_budget`),
         whose first trial trained a preset of the space (`ResidualHyperModel.preset_name`)
         and completed; else None."""
-        preset = self._preset_first() if self._held() else None
+        preset = self._preset_first()
         if preset is None:
             return None
         first, name = preset
@@ -273,11 +273,11 @@ class _RecordingTuner:
         return Incumbent(name, first.trial_id, first.score, flops, halfway)
 
     def _preset_first(self) -> tuple | None:
-        """The search's first trial and the name of the preset it trains, or None: no
-        trial yet, or a first trial that is not a preset of the space (none fit the
-        budget)."""
+        """The search's first trial and the name of the preset it trains where that preset
+        holds the pick (`_held`), or None: not held, no trial yet, or a first trial that is
+        not a preset of the space (none fit the budget)."""
         trials = getattr(self.oracle, "trials", {})
-        if not trials:
+        if not self._held() or not trials:
             return None
         first = trials[min(trials)]
         name = self.hypermodel.preset_name(first.hyperparameters.values)
