@@ -258,8 +258,7 @@ def _search(
         return _retraining(hypermodel, data, least, config.max_final_epochs) if least else None
 
     retraining = None if data is None else retraining_of(data)  # a chief loads data last
-    baseline, untried = next(iter(hypermodel.baselines()), None), ""
-    first = baseline and (f"the {baseline[0]} preset, as a point of the space", baseline[1])
+    first, untried = next((_preset_as_first(*b) for b in hypermodel.baselines()), None), ""
     if budget is not None and role is None and not (out / PROJECT).exists():
         first, untried = _first_trial(config, hypermodel, data, retraining)  # nothing written
     with contextlib.ExitStack() as writing:
@@ -409,8 +408,8 @@ def _first_trial(
         return False
 
     if candidates and fits(last):
-        name, values = candidates[next((k for k in range(last) if fits(k)), last)]
-        return (f"the {name} preset, as a point of the space", values), " ".join(untried)
+        chosen = candidates[next((k for k in range(last) if fits(k)), last)]
+        return _preset_as_first(*chosen), " ".join(untried)
     if last > 0:
         costlier = " and ".join(name for name, _ in candidates[:last])
         untried.append(f"Nor is {costlier}, costlier.")
@@ -425,6 +424,11 @@ def _first_trial(
     return (f"the space's smallest network ({name}), the one known to fit", smallest.values), (
         " ".join(untried)
     )
+
+
+def _preset_as_first(name: str, values: dict) -> tuple[str, dict]:
+    """A preset as a search's first trial: in words, and as values of the space."""
+    return f"the {name} preset, as a point of the space", values
 
 
 def _least_budget(config, hypermodel, hp, data: Dataset, retraining) -> tuple[float, str]:
