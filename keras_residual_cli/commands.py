@@ -195,8 +195,8 @@ def _saved_config(out: str):
 # `SearchConfig` fields with a flag of their own (None: not given).
 SEARCH_SETTINGS = (
     "tuner", "max_trials", "epochs", "trial_seconds", "time_budget", "final_epochs",
-    "min_final_epochs", "max_final_epochs", "final_recipe", "final_recipe_epochs", "ensemble",
-    "trial_share", "patience", "data_fraction", "max_params", "max_mflops", "seed",
+    "min_final_epochs", "max_final_epochs", "final_recipe", "final_recipe_epochs", "warm_start",
+    "ensemble", "trial_share", "patience", "data_fraction", "max_params", "max_mflops", "seed",
     "image_size",
 )  # fmt: skip
 

@@ -207,6 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument("--final-recipe-epochs", type=int, help="of --final-recipe (default 1500)")
     search.add_argument(
+        "--warm-start",
+        action=argparse.BooleanOptionalAction,
+        help="the retraining starts from the weights the best trial trained, not afresh, so "
+        "its trial's time is not spent again on the same first epochs (default: on)",
+    )
+    search.add_argument(
         "--ensemble",
         type=int,
         help="the saved model averages up to this many copies of the best configuration, "

@@ -473,8 +473,10 @@ def test_auto_final_epochs_retrain_in_the_time_the_trials_leave(data_dir, tmp_pa
     out, budget, began = tmp_path / "auto", 30.0, time.time()
     result = run_search("mnist", out, max_trials=50, time_budget=budget, final_epochs="auto",
                         trial_share=0.4, min_final_epochs=2, max_final_epochs=3,
-                        data_dir=data_dir, verbose=0, isolate_trials=False, **TINY)  # fmt: skip
+                        warm_start=False, data_dir=data_dir, verbose=0, isolate_trials=False,
+                        **TINY)  # fmt: skip
     printed = capsys.readouterr().out
+    assert result["best"]["warm_start"] is False and "starts from the weights" not in printed
     rows = json.loads((out / "results.json").read_text())["trials"]
     # Every trial that trained started in the trials' share (a skipped one never trains,
     # so records no start; which networks a host skips depends on its speed).
@@ -566,7 +568,8 @@ def test_copies_of_the_best_train_while_the_time_left_holds_one_more(monkeypatch
     killed search count and are not trained again; each new copy is kept."""
     seeds = []
 
-    def retrain(hypermodel, hp, data, epochs, *, seed, verbose, recipe, callbacks, seconds):
+    def retrain(hypermodel, hp, data, epochs, *, seed, verbose, recipe, callbacks, seconds,
+                initial_weights):  # fmt: skip
         assert epochs == 2 and recipe is None and not callbacks  # the trials' own recipe
         assert seconds is None  # not paced: a copy trains its epochs
         seeds.append(seed)
@@ -586,13 +589,38 @@ def test_copies_of_the_best_train_while_the_time_left_holds_one_more(monkeypatch
     assert seeds == [9] and kept.kept == ["kept 7", "kept 8", 9] and len(kept.seconds) == 3
 
 
+def test_the_first_copy_starts_from_its_trials_weights_and_the_others_afresh(monkeypatch, capsys):
+    """Given the trial's checkpoint, the first copy retrains from its weights (its trial's
+    epochs are not spent again); the copies after it, and a copy after those a killed
+    search kept, start afresh: each a network of its own seed to average."""
+    starts = []
+
+    def retrain(hypermodel, hp, data, epochs, *, seed, verbose, recipe, callbacks, seconds,
+                initial_weights):  # fmt: skip
+        starts.append(initial_weights)
+        return seed
+
+    monkeypatch.setattr("keras_residual.search.run.retrain", retrain)
+    args, trial = (None, None, None), "tuner/trial_00/checkpoint.weights.h5"
+    assert _retrain_members(*args, _Kept(2), None, 7, 0, 3, None, 0.0, False, trial) == [7, 8, 9]
+    assert starts == [trial, None, None]
+    assert "starts from the weights its trial trained" in capsys.readouterr().out
+    starts.clear()
+    kept = _Kept(2, ["kept 7"])
+    assert _retrain_members(*args, kept, None, 7, 0, 2, None, 0.0, False, trial) == ["kept 7", 8]
+    assert starts == [None]
+    assert _retrain_members(*args, _Kept(2), None, 7, 0, 1, None, 0.0) == [7]  # no start given
+    assert starts == [None, None]
+
+
 def test_a_paced_retraining_trains_until_its_test_is_all_the_time_left(monkeypatch, capsys):
     """Paced, the first copy gets the time to the deadline less its test (`retrain`'s
     `seconds`), whatever its epochs' forecast, and records the epochs it trained: the
     steps its optimizer took over an epoch's, the last one partial."""
     given = []
 
-    def retrain(hypermodel, hp, data, epochs, *, seed, verbose, recipe, callbacks, seconds):
+    def retrain(hypermodel, hp, data, epochs, *, seed, verbose, recipe, callbacks, seconds,
+                initial_weights):  # fmt: skip
         given.append((epochs, seconds))
         optimizer = type("Optimizer", (), {"iterations": 17})()  # 4.25 epochs of 4 steps
         history = type("History", (), {"params": {"steps": 4}})()
@@ -625,6 +653,9 @@ def test_a_budgeted_search_paces_its_retraining_to_end_within_the_budget(
     epochs = result["best"]["retrained_epochs"]
     assert f"Trained {epochs} epochs in " in printed and epochs > 0
     assert took <= 1.05 * budget
+    # It went on from the weights its trial trained, not from a fresh start.
+    assert result["best"]["warm_start"] is True
+    assert "The retraining starts from the weights its trial trained" in printed
 
 
 def test_a_copy_whose_schedule_needs_no_length_stops_where_the_time_left_ends():
@@ -654,7 +685,8 @@ def test_a_final_recipe_whose_first_epochs_say_it_would_not_fit_keeps_nothing(mo
 
     judged, gave_up = [], [True]
 
-    def retrain(hypermodel, hp, data, epochs, *, seed, verbose, recipe, callbacks, seconds):
+    def retrain(hypermodel, hp, data, epochs, *, seed, verbose, recipe, callbacks, seconds,
+                initial_weights):  # fmt: skip
         (stop,) = callbacks
         assert stop.least == 1350 and seconds is None  # 90% of the 1,500; stopped, not paced
         judged.append(stop.judge_after)
@@ -818,6 +850,19 @@ def test_retrain_trains_a_trials_configuration_afresh_on_train_and_val_images(tm
     assert _retraining(tuner.hypermodel, data, 3).images == images  # and is planned for
     with pytest.raises(ValueError, match="epochs"):
         retrain(tuner.hypermodel, hp, data, 0)
+    # Given its trial's checkpoint, the retraining starts from the weights the trial trained.
+    trained, begins = tuner.load_model(trial).get_weights(), []
+
+    class AtStart(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            begins.append(self.model.get_weights())
+
+    checkpoint = tuner._get_checkpoint_fname(trial.trial_id)
+    for start in (checkpoint, None):
+        retrain(tuner.hypermodel, hp, data, 1, verbose=0, initial_weights=start,
+                callbacks=[AtStart()])  # fmt: skip
+    same = [all(map(np.array_equal, weights, trained)) for weights in begins]
+    assert same == [True, False]
 
 
 def _in_process_tuner(directory, width) -> RandomSearch:

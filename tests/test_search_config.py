@@ -74,6 +74,7 @@ def test_in_process_trains_the_trials_in_the_search_process(captured, tmp_path):
         ({"trial_seconds": "a while"}, "`trial_seconds` must look like"),
         ({"trial_seconds": 0}, "`trial_seconds` must be positive"),
         ({"patience": 0}, "`patience` must be a positive integer"),
+        ({"warm_start": "yes"}, "`warm_start` must be True or False"),
     ],
 )
 def test_a_bad_config_is_refused_naming_the_field(changes, message):
@@ -104,6 +105,14 @@ def test_patience_is_a_count_of_trials_or_none_from_the_command_line(captured, t
     assert main(argv) == 0 and captured[0][0].patience == 4
     argv = ["search", "--dataset", "cifar10", "--patience", "none", "--out", str(tmp_path / "b")]
     assert main(argv) == 0 and captured[1][0].patience is None
+
+
+def test_the_retraining_starts_warm_unless_the_command_line_says_otherwise(captured, tmp_path):
+    assert SearchConfig.for_dataset("cifar10").warm_start is True
+    argv = ["search", "--dataset", "cifar10", "--no-warm-start", "--out", str(tmp_path / "a")]
+    assert main(argv) == 0 and captured[0][0].warm_start is False
+    argv = ["search", "--dataset", "cifar10", "--out", str(tmp_path / "b")]
+    assert main(argv) == 0 and captured[1][0].warm_start is True
 
 
 def test_a_config_round_trips_through_json():

@@ -85,9 +85,9 @@ class SearchConfig:
             with `hyperband`, whose rungs set the epochs.
         time_budget: the whole search's, final retraining included: seconds or `90s`,
             `10m`, `1h`; None: no budget.
-        final_epochs: retrain the best configuration from scratch this long (longer when
-            the budget leaves time); `"auto"`: as long as the budget leaves; 0 keeps the
-            best trial's own weights.
+        final_epochs: retrain the best configuration this long (longer when the budget
+            leaves time), on all the training images; `"auto"`: as long as the budget
+            leaves; 0 keeps the best trial's own weights.
         trial_share: with `final_epochs="auto"`, the budget's share for trials, less
             what the best trial's retraining for `max_final_epochs` needs beyond the rest.
         patience: no trial starts once this many have completed since the best without
@@ -104,6 +104,10 @@ class SearchConfig:
             best's network at the recipe's batch size); else, and with None, the
             retraining uses the trials' recipe as `final_epochs` says.
         final_recipe_epochs: the epochs of a `final_recipe` retraining.
+        warm_start: the retraining starts from the weights the best trial trained (its
+            checkpoint), so the time its trial took is not spent again on the same first
+            epochs; False retrains from a fresh initialisation. Copies after the first
+            (`ensemble`) start afresh.
         ensemble: with a retraining, the final model averages up to this many copies of
             the best configuration, each retrained with its own seed (`seed`, `seed + 1`,
             ...; `keras_residual.ensemble`): as many as the budget's time left allows
@@ -138,6 +142,7 @@ class SearchConfig:
     max_final_epochs: int | None = None
     final_recipe: str | None = None
     final_recipe_epochs: int = 1500
+    warm_start: bool = True
     ensemble: int = 1
     data_fraction: float = 1.0
     max_params: int | None = None
@@ -182,6 +187,7 @@ class SearchConfig:
         if self.final_recipe is not None:
             _checks.choice("final_recipe", self.final_recipe, RECIPES)
         _checks.positive_int("final_recipe_epochs", self.final_recipe_epochs)
+        object.__setattr__(self, "warm_start", _checks.flag("warm_start", self.warm_start))
         _checks.positive_int("ensemble", self.ensemble)
         fraction = self.data_fraction
         if not (_checks.finite("data_fraction", fraction) and 0 < fraction <= 1):

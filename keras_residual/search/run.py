@@ -14,7 +14,7 @@ from pathlib import Path
 import keras
 import keras_tuner
 
-from keras_residual import _checks
+from keras_residual import _checks, _thirdparty
 from keras_residual._files import (
     atomic_path,
     check_output_dir,
@@ -56,6 +56,7 @@ from keras_residual.search.trials import probe
 from keras_residual.search.tuner import TUNERS
 from keras_residual.techniques import tta_views
 from keras_residual.training import RUN_FILE, epochs_trained, evaluate, get_recipe, train
+from keras_residual.whitening import whitening_layers
 
 PROJECT = "tuner"  # keras-tuner's project folder inside the output directory
 FINISHED = "finished.json"  # written last: the search ended and its best model is saved
@@ -503,12 +504,15 @@ def retrain(
     recipe: str | Recipe | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     seconds: float | None = None,
+    initial_weights: str | os.PathLike | None = None,
 ) -> keras.Model:
     """A trial's configuration built afresh and trained on all of `data`'s training
     and validation splits (`Dataset.fold_validation`) for `epochs` with its recipe (the
     schedule spread over those epochs) or `recipe`, as the search retrains its best; given
     `seconds`, for that long from the call instead, the schedule planned for `epochs`
-    stretched over them (`train`'s `seconds`). The model is returned untested.
+    stretched over them (`train`'s `seconds`); given `initial_weights` (a `.weights.h5`
+    of the same configuration: its trial's checkpoint), from those weights, not from a
+    fresh initialisation. The model is returned untested.
 
     Example:
     >>> hypermodel = ResidualHyperModel((28, 28, 1), 10, width=8, blocks_per_stage=1)
@@ -520,8 +524,12 @@ def retrain(
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
     model = hypermodel.build(hyperparameters)
+    callbacks = list(callbacks)
+    if initial_weights is not None:
+        model.load_weights(initial_weights)
+        callbacks.insert(0, _KeepWhitening(model))
     folded = data.fold_validation()
-    options = {"epochs": epochs, "seed": seed, "verbose": verbose, "callbacks": list(callbacks)}
+    options = {"epochs": epochs, "seed": seed, "verbose": verbose, "callbacks": callbacks}
     if ends is not None:  # what building the network took counts
         options["seconds"] = max(ends - time.monotonic(), 1e-3)
     if recipe is None:
@@ -529,6 +537,22 @@ def retrain(
     else:
         train(model, folded, recipe=recipe, **options)
     return model
+
+
+class _KeepWhitening(keras.callbacks.Callback):
+    """Sets `model`'s whitening stems (`whitening_layers`) back to their weights as
+    given once training begins: `train` sets them from the data's first images before the
+    first epoch, and a network started from its trial's weights was trained on the
+    stem's filters as its trial set them (another sample can flip an eigenvector's sign,
+    swapping the channels the layers after it learnt)."""
+
+    def __init__(self, model: keras.Model):
+        super().__init__()
+        self.kept = {layer.name: layer.get_weights() for layer in whitening_layers(model)}
+
+    def on_train_begin(self, logs=None):
+        for name, weights in self.kept.items():
+            self.model.get_layer(name).set_weights(weights)
 
 
 def _save_best(
@@ -580,10 +604,14 @@ def _save_best(
                 out, *_configuration(best_trial), config.final_recipe_epochs, config.final_recipe
             )
     hp = best_trial.hyperparameters
+    start = None  # the trial's weights the first copy starts from, where it kept them
+    if final_epochs and config.warm_start:
+        start = _thirdparty.checkpoint_path(tuner_object, best_trial.trial_id)
+        start = start if os.path.exists(start) else None
     if final_epochs:
         test = _test_allowance(retraining, best_trial)
         best_of = (hypermodel, hp, data)
-        settings = (config.seed, verbose, config.ensemble, deadline, test, paced)
+        settings = (config.seed, verbose, config.ensemble, deadline, test, paced, start)
         members = _retrain_members(*best_of, kept, recipe, *settings) if kept else []
         if not members:  # none kept and no final recipe, or its epochs would not fit
             if recipe:
@@ -615,6 +643,7 @@ def _save_best(
         "test_accuracy": metrics["accuracy"],
         "retrained_epochs": kept.trained[0] if final_epochs else final_epochs,
         "retrain_recipe": kept.recipe if final_epochs else None,
+        "warm_start": start is not None,
         "ensemble_size": max(1, len(members)),
         "member_test_accuracy": alone,
         "test_tta": tta,
@@ -745,6 +774,7 @@ def _retrain_members(
     deadline,
     test_seconds,
     paced=False,
+    start=None,
 ) -> list[keras.Model]:
     """The configuration `hp` retrained for `kept.epochs` with `recipe` (None: the trial's
     own) and seeds `seed`, `seed + 1`, ...: `most` copies, or fewer where the next (timed
@@ -754,7 +784,10 @@ def _retrain_members(
     `seconds`), however far its pace is from the trial's forecast. A recipe that needs no
     planned length stops a copy where its next epoch would pass the deadline
     (`StopAtDeadline`); a first copy whose first `JUDGE_AFTER` epochs say that not even
-    `LEAST_SHARE` of its epochs would fit ends there, and none is returned."""
+    `LEAST_SHARE` of its epochs would fit ends there, and none is returned. A first copy
+    starts from the weights in `start` (the trial's checkpoint; None: afresh): the epochs
+    its trial trained are not thrown away; the copies after it start afresh, each a
+    network of its own seed to average."""
     members = kept.models()
     while len(members) < most:
         if members and deadline is not None:
@@ -774,6 +807,9 @@ def _retrain_members(
             stop = StopAtDeadline(deadline - test_seconds, least, judge)
         elif paced and recipe is None and not members:
             seconds = max(deadline - test_seconds - started, 1.0)
+        initial = None if members else start
+        if initial is not None:
+            print(f"The retraining starts from the weights its trial trained ({initial}).")
         model = retrain(
             hypermodel,
             hp,
@@ -784,6 +820,7 @@ def _retrain_members(
             recipe=recipe,
             callbacks=[stop] if stop else (),
             seconds=seconds,
+            initial_weights=initial,
         )
         took = time.monotonic() - started
         if stop and stop.gave_up:
