@@ -809,7 +809,8 @@ def _retrain_members(
             seconds = max(deadline - test_seconds - started, 1.0)
         initial = None if members else start
         if initial is not None:
-            print(f"The retraining starts from the weights its trial trained ({initial}).")
+            trial = Path(initial).parent.name
+            print(f"The retraining starts from the weights its trial trained ({trial}).")
         model = retrain(
             hypermodel,
             hp,
