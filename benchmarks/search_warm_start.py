@@ -14,7 +14,6 @@ Run: python benchmarks/search_warm_start.py --dataset cifar10 --seconds 600 --da
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import tempfile
@@ -31,7 +30,8 @@ from keras_residual.data import load_dataset  # noqa: E402
 from keras_residual.precision import resolve_dtype  # noqa: E402
 from keras_residual.recipes import get_recipe  # noqa: E402
 from keras_residual.search import ResidualHyperModel, default_space_for, retrain  # noqa: E402
-from keras_residual.search.budget import AUTO_MARGIN, Timing  # noqa: E402
+from keras_residual.search.budget import Timing  # noqa: E402
+from keras_residual.search.run import _retraining  # noqa: E402
 from keras_residual.training import epochs_trained, evaluate  # noqa: E402
 
 
@@ -100,9 +100,9 @@ def main() -> None:
         record["validation_seconds"],
         record["epoch_overhead_seconds"],
     )
-    images = len(data.y_train) + len(data.y_val)
+    retraining = _retraining(hypermodel, data, 1)
     for start, seconds, initial in runs:  # planned as the search plans its retraining
-        epochs = max(1, math.floor((1 - AUTO_MARGIN) * seconds / timing.epoch_seconds(images)))
+        epochs = retraining.epochs_at(timing, seconds)
 
         def retrained(seconds=seconds, initial=initial, epochs=epochs):
             return retrain(hypermodel, hp, data, epochs, seed=args.seed, verbose=2,
@@ -114,7 +114,7 @@ def main() -> None:
             "start": start,
             "seconds": seconds,
             "epochs": epochs_trained(model),
-            "images_per_epoch": images,
+            "images_per_epoch": retraining.images,
             "val_accuracy": None,
             "test_accuracy": round(accuracy, 4),
             "other_cpu_s": round(other, 1),

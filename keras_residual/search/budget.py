@@ -310,12 +310,20 @@ class Retraining:
     def epochs_within(self, trial, seconds: float) -> int:
         """The most epochs (at least `final_epochs`, at most `most_epochs`) of the trial's
         retraining that fit `seconds` with its test, `AUTO_MARGIN` of them kept for slower
-        epochs."""
-        timing = Timing.of(trial)
+        epochs (`epochs_at`, at the trial's timing)."""
+        return self.epochs_at(Timing.of(trial), seconds)
+
+    def epochs_at(self, timing: Timing | None, seconds: float) -> int:
+        """`epochs_within` for a network of `timing` (None: nothing recorded to plan with).
+
+        Example:
+        >>> Retraining(2, 1_000).epochs_at(Timing(overhead=5, per_image=1e-3), 100.0)
+        90
+        """
         epoch = 0.0 if timing is None else timing.epoch_seconds(self.images)
         if epoch <= 0:  # nothing recorded to plan with
             return self.final_epochs
-        start = self.seconds(trial, 0)  # starting, and testing once trained
+        start = timing.seconds(self.images, 0, self.test_passes)  # starting, and testing
         fit = math.floor(((1 - AUTO_MARGIN) * seconds - start) / epoch)
         if self.most_epochs is not None:
             fit = min(fit, self.most_epochs)
