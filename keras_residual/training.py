@@ -228,12 +228,13 @@ class _EpochOfData(keras.callbacks.Callback):
 
 
 def _fit(model, recipe: Recipe, steps_per_epoch: int, sample_images, deadline, **fit_arguments):
-    """Compile `model` for `recipe` and `fit` it: whitening layers set from `sample_images`
-    (on a first epoch), the weights' moving average swapped in for validation, a
-    non-finite loss raised as `TrainingDiverged`. Given a `deadline` (`time.monotonic()`),
-    the run ends then (`ScheduleOverTime`), its schedule planned for `epochs`."""
+    """Compile `model` for `recipe` and `fit` it: whitening layers not yet set from data
+    set from `sample_images` (on a first epoch), the weights' moving average swapped in for
+    validation, a non-finite loss raised as `TrainingDiverged`. Given a `deadline`
+    (`time.monotonic()`), the run ends then (`ScheduleOverTime`), its schedule planned for
+    `epochs`."""
     if fit_arguments["initial_epoch"] == 0 and sample_images is not None:
-        adapt_whitening(model, sample_images)
+        adapt_whitening(model, sample_images, keep_adapted=True)
     if recipe.freeze_norm_scale:
         freeze_norm_scales(model)
     epochs = fit_arguments["epochs"]

@@ -24,7 +24,8 @@ class PatchWhitening(keras.layers.Layer):
     decorrelated with unit variance and a ReLU after the layer loses nothing. This is the
     first layer of the CIFAR-10 speed records (Page's ResNet-9 follow-ups, hlb-CIFAR10,
     airbench). The filters do not train; the bias does. Before `adapt` the filters are a
-    random orthogonal projection. Output channels: `2 * kernel_size**2 * channels`.
+    fixed orthogonal projection (seeded), so `is_adapted` tells whether they were set from
+    data. Output channels: `2 * kernel_size**2 * channels`.
 
     Args:
         kernel_size: patch size.
@@ -36,8 +37,8 @@ class PatchWhitening(keras.layers.Layer):
     >>> layer = PatchWhitening(kernel_size=2)
     >>> images = np.random.default_rng(0).normal(size=(64, 8, 8, 3)).astype("float32")
     >>> layer.adapt(images)
-    >>> tuple(layer(images).shape)
-    (64, 7, 7, 24)
+    >>> tuple(layer(images).shape), layer.is_adapted
+    ((64, 7, 7, 24), True)
     """
 
     def __init__(self, kernel_size: int = 2, epsilon: float = 5e-4, padding="valid", **kwargs):
@@ -75,6 +76,15 @@ class PatchWhitening(keras.layers.Layer):
         filters = eigenvectors / np.sqrt(np.maximum(eigenvalues, 0.0) + self.epsilon)
         kernel = np.concatenate([filters, -filters], axis=1)
         self.kernel.assign(kernel.reshape(self.kernel.shape).astype("float32"))
+
+    @property
+    def is_adapted(self) -> bool:
+        """Whether the filters were set from data: by `adapt`, or loaded from a network
+        whose filters were (they are no longer the initial projection)."""
+        if not self.built:
+            return False
+        initial = _OrthogonalPairs()(self.kernel.shape, dtype=self.kernel.dtype)
+        return not np.array_equal(ops.convert_to_numpy(self.kernel), ops.convert_to_numpy(initial))
 
     def call(self, inputs):
         return ops.conv(inputs, self.kernel, padding=self.padding) + self.bias
@@ -128,11 +138,13 @@ def _before(model: keras.Model, layer) -> list | None:
     return resizes or None
 
 
-def adapt_whitening(model: keras.Model, images) -> list[str]:
+def adapt_whitening(model: keras.Model, images, keep_adapted: bool = False) -> list[str]:
     """`adapt` every `PatchWhitening` layer that takes `model`'s input to `images` (NHWC,
     as the model takes them: a missing channel axis of size 1 is added, as Keras's
     functional models do; resized as the model resizes them); return their names.
-    `train` calls it before the first epoch.
+    `train` calls it before the first epoch with `keep_adapted`: layers set from data
+    already (`is_adapted`: a network trained before, or loaded) keep their filters, which
+    the layers after them learnt on (another sample of images can flip a filter's sign).
 
     Example:
     >>> import numpy as np
@@ -140,8 +152,10 @@ def adapt_whitening(model: keras.Model, images) -> list[str]:
     >>> model = keras.Model(inputs, PatchWhitening(name="whiten")(inputs))
     >>> adapt_whitening(model, np.random.default_rng(0).normal(size=(16, 8, 8, 3)))
     ['whiten']
+    >>> adapt_whitening(model, np.zeros((16, 8, 8, 3)), keep_adapted=True)
+    []
     """
-    layers = whitening_layers(model)
+    layers = [layer for layer in whitening_layers(model) if not (keep_adapted and layer.is_adapted)]
     if layers:
         images = np.asarray(ops.convert_to_numpy(images))
         expected = model.inputs[0].shape

@@ -99,6 +99,29 @@ def test_training_adapts_the_whitening_stem_once(tmp_path):
     np.testing.assert_array_equal(np.asarray(kernel), adapted)  # frozen, and not re-adapted
 
 
+def test_training_keeps_a_whitening_stem_set_before_on_other_images(tmp_path):
+    data, other_images = cifar_like(), cifar_like(seed=1)
+    model = small_fast_cifar()
+    model.save(tmp_path / "fresh.keras")
+    reloaded = keras.saving.load_model(tmp_path / "fresh.keras", safe_mode=True)
+    assert not reloaded.get_layer("stem_whiten").is_adapted  # the initial projection, saved
+    kr.train(model, data, epochs=1, recipe="fast_cifar", verbose=0)
+    assert model.get_layer("stem_whiten").is_adapted
+    trained = np.asarray(model.get_layer("stem_whiten").kernel).copy()
+    model.save_weights(tmp_path / "trained.weights.h5")
+    # a network started from those weights goes on with the stem the layers after it learnt
+    started = small_fast_cifar()
+    started.load_weights(tmp_path / "trained.weights.h5")
+    assert started.get_layer("stem_whiten").is_adapted
+    kr.train(started, other_images, epochs=1, recipe="fast_cifar", verbose=0)
+    np.testing.assert_array_equal(np.asarray(started.get_layer("stem_whiten").kernel), trained)
+    # asked for, `adapt_whitening` sets it from the other images
+    assert kr.adapt_whitening(started, other_images.normalize(other_images.x_train)) == [
+        "stem_whiten"
+    ]
+    assert not np.allclose(np.asarray(started.get_layer("stem_whiten").kernel), trained)
+
+
 def test_only_whitening_layers_on_the_input_are_adapted():
     inputs = keras.Input((8, 8, 3))
     first = kr.PatchWhitening(name="first")

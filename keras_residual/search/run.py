@@ -56,7 +56,6 @@ from keras_residual.search.trials import probe
 from keras_residual.search.tuner import TUNERS
 from keras_residual.techniques import tta_views
 from keras_residual.training import RUN_FILE, epochs_trained, evaluate, get_recipe, train
-from keras_residual.whitening import whitening_layers
 
 PROJECT = "tuner"  # keras-tuner's project folder inside the output directory
 FINISHED = "finished.json"  # written last: the search ended and its best model is saved
@@ -524,12 +523,10 @@ def retrain(
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
     model = hypermodel.build(hyperparameters)
-    callbacks = list(callbacks)
-    if initial_weights is not None:
+    if initial_weights is not None:  # `train` keeps the whitening stem its trial set
         model.load_weights(initial_weights)
-        callbacks.insert(0, _KeepWhitening(model))
     folded = data.fold_validation()
-    options = {"epochs": epochs, "seed": seed, "verbose": verbose, "callbacks": callbacks}
+    options = {"epochs": epochs, "seed": seed, "verbose": verbose, "callbacks": list(callbacks)}
     if ends is not None:  # what building the network took counts
         options["seconds"] = max(ends - time.monotonic(), 1e-3)
     if recipe is None:
@@ -537,22 +534,6 @@ def retrain(
     else:
         train(model, folded, recipe=recipe, **options)
     return model
-
-
-class _KeepWhitening(keras.callbacks.Callback):
-    """Sets `model`'s whitening stems (`whitening_layers`) back to their weights as
-    given once training begins: `train` sets them from the data's first images before the
-    first epoch, and a network started from its trial's weights was trained on the
-    stem's filters as its trial set them (another sample can flip an eigenvector's sign,
-    swapping the channels the layers after it learnt)."""
-
-    def __init__(self, model: keras.Model):
-        super().__init__()
-        self.kept = {layer.name: layer.get_weights() for layer in whitening_layers(model)}
-
-    def on_train_begin(self, logs=None):
-        for name, weights in self.kept.items():
-            self.model.get_layer(name).set_weights(weights)
 
 
 def _save_best(
