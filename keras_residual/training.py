@@ -228,8 +228,8 @@ class _EpochOfData(keras.callbacks.Callback):
 
 
 def _fit(model, recipe: Recipe, steps_per_epoch: int, sample_images, deadline, **fit_arguments):
-    """Compile `model` for `recipe` and `fit` it: whitening layers not yet set from data
-    set from `sample_images` (on a first epoch), the weights' moving average swapped in for
+    """Compile `model` for `recipe` and `fit` it: whitening layers that no data has set yet
+    adapted to `sample_images` (on a first epoch), the weights' moving average swapped in for
     validation, a non-finite loss raised as `TrainingDiverged`. Given a `deadline`
     (`time.monotonic()`), the run ends then (`ScheduleOverTime`), its schedule planned for
     `epochs`."""
