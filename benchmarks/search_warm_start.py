@@ -94,12 +94,7 @@ def main() -> None:
         ("afresh", args.seconds, None),
         ("afresh, the trial's time added", args.seconds + args.trial_seconds, None),
     )
-    timing = Timing(
-        record["overhead_seconds"],
-        record["seconds_per_image"],
-        record["validation_seconds"],
-        record["epoch_overhead_seconds"],
-    )
+    timing = Timing.from_record(record)
     retraining = _retraining(hypermodel, data, 1)
     for start, seconds, initial in runs:  # planned as the search plans its retraining
         epochs = retraining.epochs_at(timing, seconds)

@@ -27,6 +27,10 @@ PROBE_GAIN = 2.0
 PROBE_FILE = "probe.json"  # a probed network's timing, beside its trial's trial.json
 
 
+# The timings a record may lack (0 where missing), in `Timing`'s order.
+_RECORDED_IF_ANY = ("validation_seconds", "epoch_overhead_seconds")
+
+
 @dataclass(frozen=True)
 class Timing:
     """A network's measured cost: seconds to start (tracing, the pipeline), per training
@@ -43,17 +47,26 @@ class Timing:
     def of(cls, trial) -> Timing | None:
         """A completed trial's timing, if it recorded one."""
         metrics = trial.metrics
-        if not metrics.exists("seconds_per_image"):
+        names = ("overhead_seconds", "seconds_per_image", *_RECORDED_IF_ANY)
+        return cls.from_record(
+            {name: metrics.get_last_value(name) for name in names if metrics.exists(name)}
+        )
+
+    @classmethod
+    def from_record(cls, record: dict) -> Timing | None:
+        """The timing in a trial's record (what `ResidualHyperModel.fit` returns, and the
+        trial's metrics hold), if it has one.
+
+        Example:
+        >>> Timing.from_record({"overhead_seconds": 5.0, "seconds_per_image": 1e-3})
+        Timing(overhead=5.0, per_image=0.001, validation=0.0, per_epoch=0.0)
+        """
+        if "seconds_per_image" not in record:
             return None
-
-        def recorded(name: str) -> float:
-            return metrics.get_last_value(name) if metrics.exists(name) else 0.0
-
         return cls(
-            metrics.get_last_value("overhead_seconds"),
-            metrics.get_last_value("seconds_per_image"),
-            recorded("validation_seconds"),
-            recorded("epoch_overhead_seconds"),
+            record["overhead_seconds"],
+            record["seconds_per_image"],
+            *(record.get(name, 0.0) for name in _RECORDED_IF_ANY),
         )
 
     def faster(self, times: float) -> Timing:
